@@ -1,0 +1,185 @@
+//! [`AdminClient`]: cluster status, topics and consumer groups, over raftmq's admin service.
+//! The official RocketMQ clients have no admin API; this is what `raftmq admin` uses.
+
+use std::time::Duration;
+
+use raftmq_proto::admin as pb;
+use raftmq_proto::admin::admin_service_client::AdminServiceClient;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+use crate::error::ClientError;
+use crate::error::check;
+
+/// What a new topic looks like; zero or empty fields take the server's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Queues (0: default 8).
+    pub queue_count: u32,
+    /// NORMAL, FIFO, DELAY, TRANSACTION or MIXED (empty: NORMAL).
+    pub message_type: String,
+    /// READ, WRITE or READ_WRITE (empty: READ_WRITE).
+    pub permission: String,
+    /// Retention hours (0: default 72).
+    pub retention_hours: u32,
+}
+
+/// Changes to a topic; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct TopicChange {
+    /// New queue count (can only grow).
+    pub queue_count: Option<u32>,
+    /// New message type.
+    pub message_type: Option<String>,
+    /// New permission.
+    pub permission: Option<String>,
+    /// New retention, hours.
+    pub retention_hours: Option<u32>,
+}
+
+/// What a new consumer group looks like; zero or empty fields take the server's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct GroupSpec {
+    /// Group name.
+    pub name: String,
+    /// CLUSTERING or BROADCASTING (empty: CLUSTERING).
+    pub mode: String,
+    /// Orderly consumption.
+    pub fifo: bool,
+    /// Delivery attempts before the DLQ (0: default 17).
+    pub max_delivery_attempts: u32,
+}
+
+/// A connection to one node's admin service. Cheap to clone; share one per application.
+#[derive(Clone, Debug)]
+pub struct AdminClient {
+    inner: AdminServiceClient<Channel>,
+    timeout: Duration,
+}
+
+impl AdminClient {
+    /// Connects to `addr` (`host:port`). Lazily: the first call opens the connection.
+    pub fn connect(addr: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ClientError::InvalidArgument(format!("bad server address {addr:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true);
+        Ok(Self { inner: AdminServiceClient::new(ep.connect_lazy()), timeout })
+    }
+
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(self.timeout);
+        r
+    }
+
+    /// Members and, for every group, each replica's state.
+    pub async fn cluster_status(&self) -> Result<pb::ClusterStatusResponse, ClientError> {
+        let r = self.inner.clone().cluster_status(self.req(pb::ClusterStatusRequest {})).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r)
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(&self, spec: TopicSpec) -> Result<pb::TopicInfo, ClientError> {
+        let req = pb::CreateTopicRequest {
+            name: spec.name,
+            queue_count: spec.queue_count,
+            message_type: spec.message_type,
+            permission: spec.permission,
+            retention_hours: spec.retention_hours,
+        };
+        let r = self.inner.clone().create_topic(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())?;
+        r.topic.ok_or_else(|| ClientError::BadResponse("no topic in answer".into()))
+    }
+
+    /// Changes a topic.
+    pub async fn update_topic(&self, name: &str, change: TopicChange) -> Result<pb::TopicInfo, ClientError> {
+        let req = pb::UpdateTopicRequest {
+            name: name.to_string(),
+            queue_count: change.queue_count,
+            message_type: change.message_type,
+            permission: change.permission,
+            retention_hours: change.retention_hours,
+        };
+        let r = self.inner.clone().update_topic(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())?;
+        r.topic.ok_or_else(|| ClientError::BadResponse("no topic in answer".into()))
+    }
+
+    /// Deletes a topic's metadata.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        let r = self
+            .inner
+            .clone()
+            .delete_topic(self.req(pb::DeleteTopicRequest { name: name.to_string() }))
+            .await?
+            .into_inner();
+        check(r.status.as_ref())
+    }
+
+    /// One topic with its route.
+    pub async fn describe_topic(&self, name: &str) -> Result<pb::TopicInfo, ClientError> {
+        let r = self
+            .inner
+            .clone()
+            .describe_topic(self.req(pb::DescribeTopicRequest { name: name.to_string() }))
+            .await?
+            .into_inner();
+        check(r.status.as_ref())?;
+        r.topic.ok_or_else(|| ClientError::BadResponse("no topic in answer".into()))
+    }
+
+    /// Every topic.
+    pub async fn list_topics(&self) -> Result<Vec<pb::TopicInfo>, ClientError> {
+        let r = self.inner.clone().list_topics(self.req(pb::ListTopicsRequest {})).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r.topics)
+    }
+
+    /// Creates a consumer group.
+    pub async fn create_group(&self, spec: GroupSpec) -> Result<pb::GroupInfo, ClientError> {
+        let req = pb::CreateGroupRequest {
+            name: spec.name,
+            mode: spec.mode,
+            fifo: spec.fifo,
+            max_delivery_attempts: spec.max_delivery_attempts,
+        };
+        let r = self.inner.clone().create_group(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())?;
+        r.group.ok_or_else(|| ClientError::BadResponse("no group in answer".into()))
+    }
+
+    /// Deletes a consumer group.
+    pub async fn delete_group(&self, name: &str) -> Result<(), ClientError> {
+        let r = self
+            .inner
+            .clone()
+            .delete_group(self.req(pb::DeleteGroupRequest { name: name.to_string() }))
+            .await?
+            .into_inner();
+        check(r.status.as_ref())
+    }
+
+    /// One consumer group.
+    pub async fn describe_group(&self, name: &str) -> Result<pb::GroupInfo, ClientError> {
+        let r = self
+            .inner
+            .clone()
+            .describe_group(self.req(pb::DescribeGroupRequest { name: name.to_string() }))
+            .await?
+            .into_inner();
+        check(r.status.as_ref())?;
+        r.group.ok_or_else(|| ClientError::BadResponse("no group in answer".into()))
+    }
+
+    /// Every consumer group.
+    pub async fn list_groups(&self) -> Result<Vec<pb::GroupInfo>, ClientError> {
+        let r = self.inner.clone().list_groups(self.req(pb::ListGroupsRequest {})).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r.groups)
+    }
+}

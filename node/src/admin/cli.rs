@@ -1,0 +1,331 @@
+//! `raftmq admin`: the command-line face of the admin service.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use clap::Subcommand;
+use raftmq_client::AdminClient;
+use raftmq_client::admin::GroupSpec;
+use raftmq_client::admin::TopicChange;
+use raftmq_client::admin::TopicSpec;
+use raftmq_proto::admin as pb;
+use serde_json::Value;
+use serde_json::json;
+
+use super::table::opt;
+use super::table::render;
+
+/// `raftmq admin` options and command.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Client address of any node.
+    #[arg(long, global = true, default_value = "127.0.0.1:8081", env = "RAFTMQ_SERVER")]
+    pub server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for an answer.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// What to administer.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// The cluster: members and every group's replicas.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Consumer groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+/// Cluster commands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Members, and for each group: leader, term, and each replica's log, commit, apply and match.
+    Status,
+}
+
+/// Topic commands.
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic; its queues are spread over the broker groups.
+    Create {
+        /// Topic name: letters, digits, `_`, `-`, `%`, `|`; up to 127 characters.
+        name: String,
+        /// Number of queues.
+        #[arg(long, default_value_t = 8)]
+        queues: u32,
+        /// NORMAL, FIFO, DELAY, TRANSACTION or MIXED.
+        #[arg(long = "type", default_value = "NORMAL")]
+        message_type: String,
+        /// READ, WRITE or READ_WRITE (also r, w, rw).
+        #[arg(long, default_value = "READ_WRITE")]
+        perm: String,
+        /// Hours messages are kept.
+        #[arg(long, default_value_t = 72)]
+        retention_hours: u32,
+    },
+    /// Change a topic (queues can only be added).
+    Update {
+        /// Topic name.
+        name: String,
+        /// New number of queues.
+        #[arg(long)]
+        queues: Option<u32>,
+        /// New message type.
+        #[arg(long = "type")]
+        message_type: Option<String>,
+        /// New permission.
+        #[arg(long)]
+        perm: Option<String>,
+        /// New retention, hours.
+        #[arg(long)]
+        retention_hours: Option<u32>,
+    },
+    /// Delete a topic.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+    /// List topics.
+    List,
+    /// Show a topic and its route.
+    Describe {
+        /// Topic name.
+        name: String,
+    },
+}
+
+/// Consumer group commands.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a consumer group.
+    Create {
+        /// Group name.
+        name: String,
+        /// CLUSTERING or BROADCASTING.
+        #[arg(long, default_value = "CLUSTERING")]
+        mode: String,
+        /// Orderly (FIFO) consumption.
+        #[arg(long)]
+        fifo: bool,
+        /// Delivery attempts before the dead-letter queue.
+        #[arg(long, default_value_t = 17)]
+        max_attempts: u32,
+    },
+    /// Delete a consumer group.
+    Delete {
+        /// Group name.
+        name: String,
+    },
+    /// List consumer groups.
+    List,
+    /// Show a consumer group.
+    Describe {
+        /// Group name.
+        name: String,
+    },
+}
+
+/// Runs one admin command; the output goes to stdout.
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let client = AdminClient::connect(&args.server, Duration::from_secs(args.timeout))?;
+    let out = match args.command {
+        AdminCommand::Cluster(ClusterCommand::Status) => {
+            let s = client
+                .cluster_status()
+                .await
+                .with_context(|| format!("cluster status from {}", args.server))?;
+            if args.json { cluster_json(&s).to_string() } else { cluster_table(&s) }
+        }
+        AdminCommand::Topic(cmd) => topic(&client, cmd, args.json).await?,
+        AdminCommand::Group(cmd) => group(&client, cmd, args.json).await?,
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+async fn topic(client: &AdminClient, cmd: TopicCommand, as_json: bool) -> anyhow::Result<String> {
+    let show = |t: &pb::TopicInfo| if as_json { topic_json(t).to_string() } else { topic_detail(t) };
+    Ok(match cmd {
+        TopicCommand::Create { name, queues, message_type, perm, retention_hours } => {
+            let spec =
+                TopicSpec { name, queue_count: queues, message_type, permission: perm, retention_hours };
+            show(&client.create_topic(spec).await?)
+        }
+        TopicCommand::Update { name, queues, message_type, perm, retention_hours } => {
+            let change = TopicChange { queue_count: queues, message_type, permission: perm, retention_hours };
+            show(&client.update_topic(&name, change).await?)
+        }
+        TopicCommand::Delete { name } => {
+            client.delete_topic(&name).await?;
+            if as_json { json!({ "deleted": name }).to_string() } else { format!("deleted topic {name}") }
+        }
+        TopicCommand::Describe { name } => show(&client.describe_topic(&name).await?),
+        TopicCommand::List => {
+            let topics = client.list_topics().await?;
+            if as_json {
+                Value::Array(topics.iter().map(topic_json).collect()).to_string()
+            } else {
+                let rows: Vec<Vec<String>> = topics
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            t.message_type.clone(),
+                            t.queues.len().to_string(),
+                            t.permission.clone(),
+                            t.retention_hours.to_string(),
+                        ]
+                    })
+                    .collect();
+                render(&["TOPIC", "TYPE", "QUEUES", "PERM", "RETENTION_H"], &rows)
+            }
+        }
+    })
+}
+
+async fn group(client: &AdminClient, cmd: GroupCommand, as_json: bool) -> anyhow::Result<String> {
+    let rows = |gs: &[pb::GroupInfo]| {
+        let rows: Vec<Vec<String>> = gs
+            .iter()
+            .map(|g| {
+                vec![g.name.clone(), g.mode.clone(), g.fifo.to_string(), g.max_delivery_attempts.to_string()]
+            })
+            .collect();
+        render(&["GROUP", "MODE", "FIFO", "MAX_ATTEMPTS"], &rows)
+    };
+    Ok(match cmd {
+        GroupCommand::Create { name, mode, fifo, max_attempts } => {
+            let g = client
+                .create_group(GroupSpec { name, mode, fifo, max_delivery_attempts: max_attempts })
+                .await?;
+            if as_json { group_json(&g).to_string() } else { rows(&[g]) }
+        }
+        GroupCommand::Delete { name } => {
+            client.delete_group(&name).await?;
+            if as_json {
+                json!({ "deleted": name }).to_string()
+            } else {
+                format!("deleted consumer group {name}")
+            }
+        }
+        GroupCommand::Describe { name } => {
+            let g = client.describe_group(&name).await?;
+            if as_json { group_json(&g).to_string() } else { rows(&[g]) }
+        }
+        GroupCommand::List => {
+            let gs = client.list_groups().await?;
+            if as_json { Value::Array(gs.iter().map(group_json).collect()).to_string() } else { rows(&gs) }
+        }
+    })
+}
+
+fn cluster_table(s: &pb::ClusterStatusResponse) -> String {
+    let members: Vec<Vec<String>> = s
+        .members
+        .iter()
+        .map(|m| vec![m.id.to_string(), m.raft_addr.clone(), m.client_addr.clone()])
+        .collect();
+    let mut out = format!("answered by node {}\n\n", s.node_id);
+    out.push_str(&render(&["NODE", "RAFT_ADDR", "CLIENT_ADDR"], &members));
+    out.push('\n');
+    let mut rows = Vec::new();
+    for g in &s.groups {
+        for (i, r) in g.replicas.iter().enumerate() {
+            let first = i == 0;
+            rows.push(vec![
+                if first { g.name.clone() } else { String::new() },
+                if first { opt(g.leader) } else { String::new() },
+                if first { g.term.to_string() } else { String::new() },
+                r.node_id.to_string(),
+                r.role.clone(),
+                opt(r.last_log_index),
+                opt(r.committed),
+                opt(r.applied),
+                opt(r.matched_index),
+            ]);
+        }
+    }
+    out.push_str(&render(
+        &["GROUP", "LEADER", "TERM", "NODE", "ROLE", "LAST_LOG", "COMMITTED", "APPLIED", "MATCHED"],
+        &rows,
+    ));
+    out
+}
+
+fn cluster_json(s: &pb::ClusterStatusResponse) -> Value {
+    json!({
+        "node_id": s.node_id,
+        "members": s.members.iter().map(|m| json!({"id": m.id, "raft_addr": m.raft_addr, "client_addr": m.client_addr})).collect::<Vec<_>>(),
+        "groups": s.groups.iter().map(|g| json!({
+            "name": g.name,
+            "id": g.id,
+            "leader": g.leader,
+            "term": g.term,
+            "voters": g.voters,
+            "learners": g.learners,
+            "replicas": g.replicas.iter().map(|r| json!({
+                "node_id": r.node_id,
+                "role": r.role,
+                "term": r.term,
+                "last_log_index": r.last_log_index,
+                "committed": r.committed,
+                "applied": r.applied,
+                "matched_index": r.matched_index,
+                "error": if r.error.is_empty() { Value::Null } else { Value::String(r.error.clone()) },
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn topic_json(t: &pb::TopicInfo) -> Value {
+    json!({
+        "name": t.name,
+        "message_type": t.message_type,
+        "permission": t.permission,
+        "retention_hours": t.retention_hours,
+        "queue_count": t.queues.len(),
+        "queues": t.queues.iter().map(|q| json!({
+            "queue_id": q.queue_id, "broker_group": q.broker_group, "leader": q.leader, "leader_addr": q.leader_addr,
+        })).collect::<Vec<_>>(),
+        "created_at_ms": t.created_at_ms,
+        "updated_at_ms": t.updated_at_ms,
+    })
+}
+
+fn topic_detail(t: &pb::TopicInfo) -> String {
+    let mut out = format!(
+        "topic {}\n  type {}  permission {}  retention {} h  queues {}\n\n",
+        t.name,
+        t.message_type,
+        t.permission,
+        t.retention_hours,
+        t.queues.len()
+    );
+    let rows: Vec<Vec<String>> = t
+        .queues
+        .iter()
+        .map(|q| vec![q.queue_id.to_string(), q.broker_group.clone(), opt(q.leader), q.leader_addr.clone()])
+        .collect();
+    out.push_str(&render(&["QUEUE", "BROKER_GROUP", "LEADER", "LEADER_ADDR"], &rows));
+    out
+}
+
+fn group_json(g: &pb::GroupInfo) -> Value {
+    json!({
+        "name": g.name, "mode": g.mode, "fifo": g.fifo, "max_delivery_attempts": g.max_delivery_attempts,
+        "created_at_ms": g.created_at_ms,
+    })
+}

@@ -1,0 +1,47 @@
+//! NameServer records → admin wire messages.
+
+use raftmq_proto::admin as pb;
+use raftmq_storage::GroupId;
+use raftmq_storage::nameserver::ConsumerGroup;
+use raftmq_storage::nameserver::MetaState;
+use raftmq_storage::nameserver::Topic;
+
+/// A topic with its route; leaders as the NameServer last recorded them.
+pub fn topic(state: &MetaState, t: &Topic) -> pb::TopicInfo {
+    pb::TopicInfo {
+        name: t.name.clone(),
+        message_type: t.message_type.as_str().to_string(),
+        permission: t.permission.as_str().to_string(),
+        retention_hours: t.retention_hours,
+        queues: t
+            .queues
+            .iter()
+            .map(|q| {
+                let bg = state.broker_group(GroupId(q.group));
+                let leader = bg.and_then(|b| b.leader);
+                pb::QueueRoute {
+                    queue_id: q.queue_id,
+                    broker_group: GroupId(q.group).name(),
+                    leader,
+                    leader_addr: leader
+                        .and_then(|l| state.members.get(&l))
+                        .map(|m| m.client_addr.clone())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect(),
+        created_at_ms: t.created_at_ms,
+        updated_at_ms: t.updated_at_ms,
+    }
+}
+
+/// A consumer group.
+pub fn group(g: &ConsumerGroup) -> pb::GroupInfo {
+    pb::GroupInfo {
+        name: g.name.clone(),
+        mode: g.mode.as_str().to_string(),
+        fifo: g.fifo,
+        max_delivery_attempts: g.max_delivery_attempts,
+        created_at_ms: g.created_at_ms,
+    }
+}

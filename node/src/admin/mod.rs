@@ -1,0 +1,6 @@
+//! Administration: the gRPC service nodes serve and the `raftmq admin` CLI that calls it.
+
+pub mod cli;
+mod convert;
+pub mod service;
+mod table;

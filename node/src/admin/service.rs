@@ -1,0 +1,443 @@
+//! The admin gRPC service on the client port: cluster status, topics and consumer groups.
+//!
+//! Changes go through the NameServer leader; a follower forwards them (one hop, see
+//! [`crate::forward`]). Reads are linearizable and so are served by the leader too.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use futures::future::join_all;
+use raftmq_proto::admin as pb;
+use raftmq_proto::admin::admin_service_client::AdminServiceClient;
+use raftmq_proto::admin::admin_service_server::AdminService;
+use raftmq_raft::GroupStatus;
+use raftmq_raft::RaftError;
+use raftmq_raft::RaftHost;
+use raftmq_storage::GroupId;
+use raftmq_storage::nameserver::ConsumeMode;
+use raftmq_storage::nameserver::DEFAULT_MAX_DELIVERY_ATTEMPTS;
+use raftmq_storage::nameserver::DEFAULT_QUEUE_COUNT;
+use raftmq_storage::nameserver::DEFAULT_RETENTION_HOURS;
+use raftmq_storage::nameserver::GroupSpec;
+use raftmq_storage::nameserver::MessageType;
+use raftmq_storage::nameserver::MetaCommand;
+use raftmq_storage::nameserver::MetaError;
+use raftmq_storage::nameserver::MetaResponse;
+use raftmq_storage::nameserver::Permission;
+use raftmq_storage::nameserver::TopicSpec;
+use raftmq_storage::nameserver::TopicUpdate;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use super::convert;
+use crate::error::BrokerError;
+use crate::error::ok_status;
+use crate::forward::ClientChannels;
+use crate::forward::is_forwarded;
+use crate::forward::mark_forwarded;
+use crate::nameserver::NameServer;
+
+/// How long cluster status waits for each node's answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A response that carries a RocketMQ status.
+trait Answer: Default {
+    fn set_status(&mut self, s: raftmq_proto::rocketmq::Status);
+
+    fn error(e: BrokerError) -> Self {
+        let mut r = Self::default();
+        r.set_status(e.status());
+        r
+    }
+}
+
+macro_rules! answer {
+    ($($t:ty),*) => {$(
+        impl Answer for $t {
+            fn set_status(&mut self, s: raftmq_proto::rocketmq::Status) {
+                self.status = Some(s);
+            }
+        }
+    )*};
+}
+answer!(
+    pb::TopicResponse,
+    pb::ListTopicsResponse,
+    pb::GroupResponse,
+    pb::ListGroupsResponse,
+    pb::StatusResponse,
+    pb::ClusterStatusResponse
+);
+
+/// The admin service of one node.
+pub struct AdminServiceImpl {
+    node_id: u64,
+    ns: NameServer,
+    host: Arc<RaftHost>,
+    channels: Arc<ClientChannels>,
+}
+
+impl AdminServiceImpl {
+    /// The service of node `node_id`.
+    pub fn new(node_id: u64, ns: NameServer, host: Arc<RaftHost>, channels: Arc<ClientChannels>) -> Self {
+        Self { node_id, ns, host, channels }
+    }
+
+    /// Runs `local` if this node leads the NameServer, else forwards with `remote` (once).
+    async fn on_leader<Req, Resp, L, LF, R, RF>(
+        &self,
+        req: Request<Req>,
+        local: L,
+        remote: R,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Resp: Answer,
+        L: FnOnce(Req) -> LF,
+        LF: Future<Output = Result<Resp, BrokerError>>,
+        R: FnOnce(AdminServiceClient<Channel>, Request<Req>) -> RF,
+        RF: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        if self.ns.is_leader() {
+            let resp = local(req.into_inner()).await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "admin request refused");
+                Resp::error(e)
+            });
+            return Ok(Response::new(resp));
+        }
+        let leader = self.ns.leader();
+        let (id, info) = match leader {
+            Some((id, info)) if id != self.node_id && !is_forwarded(req.metadata()) => (id, info),
+            _ => {
+                let e = RaftError::NotLeader { group: GroupId::NAMESERVER, leader };
+                return Ok(Response::new(Resp::error(BrokerError::NotLeader(e))));
+            }
+        };
+        let channel = match self.channels.get(&info.client_addr) {
+            Ok(c) => c,
+            Err(e) => return Ok(Response::new(Resp::error(BrokerError::Internal(e)))),
+        };
+        let mut fwd = Request::new(req.into_inner());
+        fwd.set_timeout(Duration::from_secs(10));
+        mark_forwarded(&mut fwd, self.node_id);
+        tracing::debug!(leader = id, addr = %info.client_addr, "forwarding admin request to the nameserver leader");
+        match remote(AdminServiceClient::new(channel), fwd).await {
+            Ok(r) => Ok(r),
+            Err(s) => {
+                tracing::warn!(leader = id, error = %s, "forwarding admin request failed");
+                Ok(Response::new(Resp::error(BrokerError::Unavailable(format!(
+                    "the nameserver leader (node {id} at {}) did not answer: {}; retry shortly",
+                    info.client_addr,
+                    s.message()
+                )))))
+            }
+        }
+    }
+
+    async fn cluster_status_local(&self) -> pb::ClusterStatusResponse {
+        let ns_group = self.ns.group();
+        let members = ns_group
+            .members()
+            .into_iter()
+            .map(|(id, n)| pb::Member { id, raft_addr: n.raft_addr, client_addr: n.client_addr })
+            .collect();
+        let mut groups = Vec::new();
+        for g in self.host.groups().all() {
+            let nodes: Vec<u64> = g.members().into_iter().map(|(id, _)| id).collect();
+            let answers =
+                join_all(nodes.iter().map(|n| self.host.remote_status(*n, g.id(), STATUS_TIMEOUT))).await;
+            groups.push(group_view(g.id(), &g.status(), &nodes, answers));
+        }
+        pb::ClusterStatusResponse { status: Some(ok_status()), members, groups, node_id: self.node_id }
+    }
+}
+
+/// Combines every replica's own answer with the leader's view of what each matched.
+fn group_view(
+    id: GroupId,
+    local: &GroupStatus,
+    nodes: &[u64],
+    answers: Vec<Result<GroupStatus, String>>,
+) -> pb::GroupStatus {
+    let leader_view = answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok())
+        .filter(|s| s.is_leader())
+        .max_by_key(|s| s.term)
+        .cloned();
+    let replicas = nodes
+        .iter()
+        .zip(answers)
+        .map(|(node, a)| {
+            let matched = leader_view
+                .as_ref()
+                .and_then(|l| l.replication.iter().find(|(n, _)| n == node).and_then(|(_, m)| *m));
+            match a {
+                Ok(s) => pb::ReplicaStatus {
+                    node_id: *node,
+                    role: s.role,
+                    term: s.term,
+                    last_log_index: s.last_log_index,
+                    committed: s.committed,
+                    applied: s.applied,
+                    matched_index: matched,
+                    error: String::new(),
+                },
+                Err(e) => pb::ReplicaStatus {
+                    node_id: *node,
+                    role: "unreachable".into(),
+                    matched_index: matched,
+                    error: e,
+                    ..Default::default()
+                },
+            }
+        })
+        .collect();
+    let (leader, term) = match &leader_view {
+        Some(l) => (Some(l.node_id), l.term),
+        None => (local.leader, local.term),
+    };
+    pb::GroupStatus {
+        name: id.name(),
+        id: id.0,
+        leader,
+        term,
+        voters: local.voters.clone(),
+        learners: local.learners.clone(),
+        replicas,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn parse_or<T>(
+    v: &str,
+    default: T,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+    allowed: &str,
+) -> Result<T, BrokerError> {
+    if v.is_empty() {
+        return Ok(default);
+    }
+    parse(v).ok_or_else(|| BrokerError::bad_request(format!("{what} {v:?} is not one of {allowed}")))
+}
+
+const MESSAGE_TYPES: &str = "NORMAL, FIFO, DELAY, TRANSACTION, MIXED";
+const PERMISSIONS: &str = "READ, WRITE, READ_WRITE";
+
+fn message_type(v: &str) -> Result<MessageType, BrokerError> {
+    parse_or(v, MessageType::Normal, MessageType::parse, "message type", MESSAGE_TYPES)
+}
+
+fn permission(v: &str) -> Result<Permission, BrokerError> {
+    parse_or(v, Permission::ReadWrite, Permission::parse, "permission", PERMISSIONS)
+}
+
+fn or_default(v: u32, default: u32) -> u32 {
+    if v == 0 { default } else { v }
+}
+
+impl AdminServiceImpl {
+    async fn create_topic_local(&self, r: pb::CreateTopicRequest) -> Result<pb::TopicResponse, BrokerError> {
+        let spec = TopicSpec {
+            name: r.name,
+            queue_count: or_default(r.queue_count, DEFAULT_QUEUE_COUNT),
+            message_type: message_type(&r.message_type)?,
+            permission: permission(&r.permission)?,
+            retention_hours: or_default(r.retention_hours, DEFAULT_RETENTION_HOURS),
+            system: false,
+        };
+        let name = spec.name.clone();
+        tracing::info!(topic = %name, queues = spec.queue_count, "create topic");
+        self.ns.propose(MetaCommand::CreateTopic { spec, now_ms: now_ms() }).await?;
+        self.describe_topic_local(pb::DescribeTopicRequest { name }).await
+    }
+
+    async fn update_topic_local(&self, r: pb::UpdateTopicRequest) -> Result<pb::TopicResponse, BrokerError> {
+        let update = TopicUpdate {
+            queue_count: r.queue_count,
+            message_type: r.message_type.as_deref().map(message_type).transpose()?,
+            permission: r.permission.as_deref().map(permission).transpose()?,
+            retention_hours: r.retention_hours,
+        };
+        tracing::info!(topic = %r.name, ?update, "update topic");
+        self.ns.propose(MetaCommand::UpdateTopic { name: r.name.clone(), update, now_ms: now_ms() }).await?;
+        self.describe_topic_local(pb::DescribeTopicRequest { name: r.name }).await
+    }
+
+    async fn delete_topic_local(&self, r: pb::DeleteTopicRequest) -> Result<pb::StatusResponse, BrokerError> {
+        tracing::info!(topic = %r.name, "delete topic");
+        self.ns.propose(MetaCommand::DeleteTopic { name: r.name }).await?;
+        Ok(pb::StatusResponse { status: Some(ok_status()) })
+    }
+
+    async fn describe_topic_local(
+        &self,
+        r: pb::DescribeTopicRequest,
+    ) -> Result<pb::TopicResponse, BrokerError> {
+        let topic = self
+            .ns
+            .read(|s| s.topics.get(&r.name).map(|t| convert::topic(s, t)))
+            .await?
+            .ok_or(MetaError::TopicNotFound(r.name))?;
+        Ok(pb::TopicResponse { status: Some(ok_status()), topic: Some(topic) })
+    }
+
+    async fn list_topics_local(&self) -> Result<pb::ListTopicsResponse, BrokerError> {
+        let topics = self.ns.read(|s| s.topics.values().map(|t| convert::topic(s, t)).collect()).await?;
+        Ok(pb::ListTopicsResponse { status: Some(ok_status()), topics })
+    }
+
+    async fn create_group_local(&self, r: pb::CreateGroupRequest) -> Result<pb::GroupResponse, BrokerError> {
+        let mode = parse_or(
+            &r.mode,
+            ConsumeMode::Clustering,
+            ConsumeMode::parse,
+            "mode",
+            "CLUSTERING, BROADCASTING",
+        )?;
+        let spec = GroupSpec {
+            name: r.name,
+            mode,
+            fifo: r.fifo,
+            max_delivery_attempts: or_default(r.max_delivery_attempts, DEFAULT_MAX_DELIVERY_ATTEMPTS),
+        };
+        tracing::info!(group = %spec.name, "create consumer group");
+        match self.ns.propose(MetaCommand::CreateGroup { spec, now_ms: now_ms() }).await? {
+            MetaResponse::Group(g) => {
+                Ok(pb::GroupResponse { status: Some(ok_status()), group: Some(convert::group(&g)) })
+            }
+            other => Err(BrokerError::Internal(format!("unexpected result {other:?}"))),
+        }
+    }
+
+    async fn delete_group_local(&self, r: pb::DeleteGroupRequest) -> Result<pb::StatusResponse, BrokerError> {
+        tracing::info!(group = %r.name, "delete consumer group");
+        self.ns.propose(MetaCommand::DeleteGroup { name: r.name }).await?;
+        Ok(pb::StatusResponse { status: Some(ok_status()) })
+    }
+
+    async fn describe_group_local(
+        &self,
+        r: pb::DescribeGroupRequest,
+    ) -> Result<pb::GroupResponse, BrokerError> {
+        let g = self
+            .ns
+            .read(|s| s.groups.get(&r.name).map(convert::group))
+            .await?
+            .ok_or(MetaError::GroupNotFound(r.name))?;
+        Ok(pb::GroupResponse { status: Some(ok_status()), group: Some(g) })
+    }
+
+    async fn list_groups_local(&self) -> Result<pb::ListGroupsResponse, BrokerError> {
+        let groups = self.ns.read(|s| s.groups.values().map(convert::group).collect()).await?;
+        Ok(pb::ListGroupsResponse { status: Some(ok_status()), groups })
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminServiceImpl {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn cluster_status(
+        &self,
+        _req: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        Ok(Response::new(self.cluster_status_local().await))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %req.get_ref().name))]
+    async fn create_topic(
+        &self,
+        req: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::TopicResponse>, Status> {
+        self.on_leader(req, |r| self.create_topic_local(r), |mut c, r| async move { c.create_topic(r).await })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %req.get_ref().name))]
+    async fn update_topic(
+        &self,
+        req: Request<pb::UpdateTopicRequest>,
+    ) -> Result<Response<pb::TopicResponse>, Status> {
+        self.on_leader(req, |r| self.update_topic_local(r), |mut c, r| async move { c.update_topic(r).await })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %req.get_ref().name))]
+    async fn delete_topic(
+        &self,
+        req: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.on_leader(req, |r| self.delete_topic_local(r), |mut c, r| async move { c.delete_topic(r).await })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %req.get_ref().name))]
+    async fn describe_topic(
+        &self,
+        req: Request<pb::DescribeTopicRequest>,
+    ) -> Result<Response<pb::TopicResponse>, Status> {
+        self.on_leader(
+            req,
+            |r| self.describe_topic_local(r),
+            |mut c, r| async move { c.describe_topic(r).await },
+        )
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn list_topics(
+        &self,
+        req: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        self.on_leader(req, |_| self.list_topics_local(), |mut c, r| async move { c.list_topics(r).await })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %req.get_ref().name))]
+    async fn create_group(
+        &self,
+        req: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::GroupResponse>, Status> {
+        self.on_leader(req, |r| self.create_group_local(r), |mut c, r| async move { c.create_group(r).await })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %req.get_ref().name))]
+    async fn delete_group(
+        &self,
+        req: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.on_leader(req, |r| self.delete_group_local(r), |mut c, r| async move { c.delete_group(r).await })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %req.get_ref().name))]
+    async fn describe_group(
+        &self,
+        req: Request<pb::DescribeGroupRequest>,
+    ) -> Result<Response<pb::GroupResponse>, Status> {
+        self.on_leader(
+            req,
+            |r| self.describe_group_local(r),
+            |mut c, r| async move { c.describe_group(r).await },
+        )
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn list_groups(
+        &self,
+        req: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        self.on_leader(req, |_| self.list_groups_local(), |mut c, r| async move { c.list_groups(r).await })
+            .await
+    }
+}

@@ -1,0 +1,114 @@
+//! The `raftmq` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use clap::Subcommand;
+
+use crate::admin::cli::AdminArgs;
+use crate::cluster::ClusterArgs;
+use crate::config::RawConfig;
+
+/// raftmq: a RocketMQ-compatible message queue where every piece of state is replicated by Raft.
+#[derive(Debug, Parser)]
+#[command(name = "raftmq", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run one node.
+    Node(NodeArgs),
+    /// Run a whole cluster on this machine (one process per node).
+    Cluster(ClusterArgs),
+    /// Administer a running cluster.
+    Admin(AdminArgs),
+}
+
+/// `raftmq node` options. Flags override the environment, which overrides the file.
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// Config file (TOML).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Internal (peer) listen address.
+    #[arg(long)]
+    raft_addr: Option<String>,
+    /// Client listen address.
+    #[arg(long)]
+    client_addr: Option<String>,
+    /// Check the configuration, print it and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn node_config(args: &NodeArgs) -> anyhow::Result<crate::config::NodeConfig> {
+    let mut raw = match &args.config {
+        Some(path) => RawConfig::load(path).map_err(anyhow::Error::msg)?,
+        None => RawConfig::from_toml("").map_err(anyhow::Error::msg)?,
+    };
+    raw.apply_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    if let Some(v) = args.node_id {
+        raw.node_id = Some(v);
+    }
+    if let Some(v) = &args.data_dir {
+        raw.data_dir = Some(v.clone());
+    }
+    if let Some(v) = &args.raft_addr {
+        raw.raft_addr = Some(v.clone());
+    }
+    if let Some(v) = &args.client_addr {
+        raw.client_addr = Some(v.clone());
+    }
+    let origin = args.config.as_ref().map_or("the command line".to_string(), |p| p.display().to_string());
+    raw.validate().map_err(|e| anyhow::anyhow!("invalid configuration ({origin}): {e}"))
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Entry point of the `raftmq` binary.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Cmd::Node(args) => {
+                let config = node_config(&args)?;
+                if args.check {
+                    println!("configuration OK: {config:#?}");
+                    return Ok(());
+                }
+                crate::telemetry::init(&config.log_level).map_err(anyhow::Error::msg)?;
+                crate::server::run(config, shutdown_signal()).await?;
+                Ok(())
+            }
+            Cmd::Cluster(args) => crate::cluster::run(args).await,
+            Cmd::Admin(args) => crate::admin::cli::run(args).await,
+        }
+    })
+}

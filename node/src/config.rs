@@ -1,0 +1,282 @@
+//! Node configuration: TOML file, then environment, then command-line flags (later wins), checked
+//! once at start with errors that say what to fix.
+//!
+//! ```toml
+//! node_id = 1                         # never reused
+//! data_dir = "./data/node-1"
+//! raft_addr = "127.0.0.1:7081"        # peers (internal port)
+//! client_addr = "127.0.0.1:8081"      # clients: RocketMQ gRPC and admin
+//! broker_groups = 2
+//!
+//! [[initial_members]]
+//! id = 1
+//! raft_addr = "127.0.0.1:7081"
+//! client_addr = "127.0.0.1:8081"
+//! # ... one entry per initial node
+//!
+//! [raft]
+//! heartbeat_ms = 250
+//! election_min_ms = 1000
+//! election_max_ms = 1500
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::net::ToSocketAddrs;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raftmq_raft::RaftTimeouts;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// Most broker groups a cluster may have.
+pub const BROKER_GROUPS_MAX: u32 = 64;
+
+/// A node of the initial cluster, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Node id (1 or more).
+    pub id: u64,
+    /// Where peers reach it, `host:port`.
+    pub raft_addr: String,
+    /// Where clients reach it, `host:port`.
+    pub client_addr: String,
+}
+
+/// Raft timing, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Election timeout, lower bound.
+    pub election_min_ms: u64,
+    /// Election timeout, upper bound (also the leader lease).
+    pub election_max_ms: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        let t = RaftTimeouts::default();
+        Self {
+            heartbeat_ms: t.heartbeat.as_millis() as u64,
+            election_min_ms: t.election_min.as_millis() as u64,
+            election_max_ms: t.election_max.as_millis() as u64,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `tracing` filter, e.g. `info` or `info,raftmq_raft=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { level: "info".to_string() }
+    }
+}
+
+/// The file format, as written. Every field has a default except `node_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// This node's id.
+    pub node_id: Option<u64>,
+    /// Data directory (RocksDB, snapshots). Default `./data/node-<id>`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Internal address to listen on. Default `127.0.0.1:708<id>`.
+    #[serde(default)]
+    pub raft_addr: Option<String>,
+    /// Client address to listen on. Default `127.0.0.1:808<id>`.
+    #[serde(default)]
+    pub client_addr: Option<String>,
+    /// Internal address peers use, when it differs from `raft_addr` (containers, NAT).
+    #[serde(default)]
+    pub advertise_raft_addr: Option<String>,
+    /// Client address given to clients in routes, when it differs from `client_addr`.
+    #[serde(default)]
+    pub advertise_client_addr: Option<String>,
+    /// Number of broker groups. Default 2.
+    #[serde(default)]
+    pub broker_groups: Option<u32>,
+    /// The nodes that form the cluster the first time it starts. Default: the three nodes of
+    /// `raftmq cluster` on 127.0.0.1.
+    #[serde(default)]
+    pub initial_members: Vec<MemberConfig>,
+    /// Raft timing.
+    #[serde(default)]
+    pub raft: RaftSection,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+impl RawConfig {
+    /// Parses a TOML document; unknown keys are errors (a typo should not be silently ignored).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Applies `RAFTMQ_*` environment overrides (see [`ENV_VARS`]).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(v) = get("RAFTMQ_NODE_ID") {
+            self.node_id = Some(v.parse().map_err(|_| format!("RAFTMQ_NODE_ID={v:?} is not a number"))?);
+        }
+        if let Some(v) = get("RAFTMQ_DATA_DIR") {
+            self.data_dir = Some(v.into());
+        }
+        if let Some(v) = get("RAFTMQ_RAFT_ADDR") {
+            self.raft_addr = Some(v);
+        }
+        if let Some(v) = get("RAFTMQ_CLIENT_ADDR") {
+            self.client_addr = Some(v);
+        }
+        if let Some(v) = get("RAFTMQ_ADVERTISE_RAFT_ADDR") {
+            self.advertise_raft_addr = Some(v);
+        }
+        if let Some(v) = get("RAFTMQ_ADVERTISE_CLIENT_ADDR") {
+            self.advertise_client_addr = Some(v);
+        }
+        if let Some(v) = get("RAFTMQ_LOG") {
+            self.log.level = v;
+        }
+        Ok(())
+    }
+}
+
+/// Environment variables a node reads.
+pub const ENV_VARS: [&str; 7] = [
+    "RAFTMQ_NODE_ID",
+    "RAFTMQ_DATA_DIR",
+    "RAFTMQ_RAFT_ADDR",
+    "RAFTMQ_CLIENT_ADDR",
+    "RAFTMQ_ADVERTISE_RAFT_ADDR",
+    "RAFTMQ_ADVERTISE_CLIENT_ADDR",
+    "RAFTMQ_LOG",
+];
+
+/// The default member list: `raftmq cluster`'s three nodes on 127.0.0.1.
+pub fn default_members(n: u64) -> Vec<MemberConfig> {
+    (1..=n)
+        .map(|i| MemberConfig {
+            id: i,
+            raft_addr: format!("127.0.0.1:{}", 7080 + i),
+            client_addr: format!("127.0.0.1:{}", 8080 + i),
+        })
+        .collect()
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub node_id: u64,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Internal listen address.
+    pub raft_listen: SocketAddr,
+    /// Client listen address.
+    pub client_listen: SocketAddr,
+    /// Internal address peers use.
+    pub raft_advertise: String,
+    /// Client address clients use.
+    pub client_advertise: String,
+    /// Number of broker groups.
+    pub broker_groups: u32,
+    /// The initial cluster.
+    pub initial_members: Vec<MemberConfig>,
+    /// Raft timing.
+    pub raft: RaftTimeouts,
+    /// Log filter.
+    pub log_level: String,
+}
+
+fn socket_addr(field: &str, v: &str) -> Result<SocketAddr, String> {
+    v.to_socket_addrs()
+        .map_err(|e| format!("{field} {v:?} is not a host:port address ({e}); for example 127.0.0.1:8081"))?
+        .next()
+        .ok_or_else(|| format!("{field} {v:?} resolves to no address"))
+}
+
+impl RawConfig {
+    /// Checks every field and fills defaults.
+    pub fn validate(self) -> Result<NodeConfig, String> {
+        let node_id = self
+            .node_id
+            .ok_or("node_id is missing: set node_id in the config, RAFTMQ_NODE_ID or --node-id")?;
+        if node_id == 0 {
+            return Err("node_id must be 1 or more".into());
+        }
+        let members = if self.initial_members.is_empty() { default_members(3) } else { self.initial_members };
+        let mut ids = BTreeSet::new();
+        for m in &members {
+            if m.id == 0 {
+                return Err("initial_members: id must be 1 or more".into());
+            }
+            if !ids.insert(m.id) {
+                return Err(format!("initial_members: node id {} is listed twice", m.id));
+            }
+            socket_addr(&format!("initial_members[{}].raft_addr", m.id), &m.raft_addr)?;
+            socket_addr(&format!("initial_members[{}].client_addr", m.id), &m.client_addr)?;
+        }
+        let me = members.iter().find(|m| m.id == node_id);
+        let raft_addr = match (&self.raft_addr, me) {
+            (Some(a), _) => a.clone(),
+            (None, Some(m)) => m.raft_addr.clone(),
+            (None, None) => format!("127.0.0.1:{}", 7080 + node_id),
+        };
+        let client_addr = match (&self.client_addr, me) {
+            (Some(a), _) => a.clone(),
+            (None, Some(m)) => m.client_addr.clone(),
+            (None, None) => format!("127.0.0.1:{}", 8080 + node_id),
+        };
+        let raft_listen = socket_addr("raft_addr", &raft_addr)?;
+        let client_listen = socket_addr("client_addr", &client_addr)?;
+        if raft_listen == client_listen {
+            return Err(format!(
+                "raft_addr and client_addr are both {raft_addr}: internal RPCs need their own port"
+            ));
+        }
+        let broker_groups = self.broker_groups.unwrap_or(2);
+        if broker_groups == 0 || broker_groups > BROKER_GROUPS_MAX {
+            return Err(format!("broker_groups must be 1-{BROKER_GROUPS_MAX}, got {broker_groups}"));
+        }
+        let raft = RaftTimeouts {
+            heartbeat: Duration::from_millis(self.raft.heartbeat_ms),
+            election_min: Duration::from_millis(self.raft.election_min_ms),
+            election_max: Duration::from_millis(self.raft.election_max_ms),
+        };
+        raft.validate().map_err(|e| format!("[raft] {e}"))?;
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(format!("./data/node-{node_id}")));
+        Ok(NodeConfig {
+            node_id,
+            data_dir,
+            raft_listen,
+            client_listen,
+            raft_advertise: self.advertise_raft_addr.unwrap_or(raft_addr),
+            client_advertise: self.advertise_client_addr.unwrap_or(client_addr),
+            broker_groups,
+            initial_members: members,
+            raft,
+            log_level: self.log.level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

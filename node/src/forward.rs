@@ -1,0 +1,54 @@
+//! Forwarding a client request to the node that can serve it (at most one hop).
+//!
+//! A request a node cannot serve (it is not the leader of the group concerned) goes on to the
+//! leader's client endpoint, marked with [`FORWARDED_HEADER`]. A marked request is never forwarded
+//! again: if it lands on a non-leader (leadership moved meanwhile), it is answered with the leader
+//! hint instead, so a loop is impossible.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+/// Metadata key marking a request that was already forwarded once.
+pub const FORWARDED_HEADER: &str = "x-raftmq-forwarded";
+
+/// Whether `md` marks a forwarded request.
+pub fn is_forwarded(md: &MetadataMap) -> bool {
+    md.contains_key(FORWARDED_HEADER)
+}
+
+/// Marks `req` as forwarded by node `from`.
+pub fn mark_forwarded<T>(req: &mut tonic::Request<T>, from: u64) {
+    if let Ok(v) = from.to_string().parse() {
+        req.metadata_mut().insert(FORWARDED_HEADER, v);
+    }
+}
+
+/// Channels to other nodes' client endpoints, by address, shared by every forwarded request.
+#[derive(Default)]
+pub struct ClientChannels {
+    channels: RwLock<HashMap<String, Channel>>,
+}
+
+impl ClientChannels {
+    /// The channel to `addr` (`host:port`), created on first use.
+    pub fn get(&self, addr: &str) -> Result<Channel, String> {
+        if let Some(c) = self.channels.read().unwrap_or_else(|e| e.into_inner()).get(addr) {
+            return Ok(c.clone());
+        }
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad node address {addr:?}: {e}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true);
+        let c = ep.connect_lazy();
+        self.channels.write().unwrap_or_else(|e| e.into_inner()).insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}

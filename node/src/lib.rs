@@ -1,0 +1,25 @@
+//! # raftmq-node
+//!
+//! The `raftmq` binary as a library (so tests can drive it): a node serving clients and peers,
+//! the local cluster launcher, and the admin CLI.
+//!
+//! ## Layout
+//! - [`server`]: runs a node until shutdown.
+//! - [`config`]: the TOML config, env and flag overrides, validation.
+//! - [`nameserver`]: proposals and linearizable reads of the NameServer group; bootstrap.
+//! - [`admin`]: the admin gRPC service and the `raftmq admin` CLI.
+//! - [`forward`]: one-hop forwarding of requests to the leader.
+//! - [`cluster`]: `raftmq cluster`.
+//! - [`error`]: [`error::BrokerError`] and its RocketMQ status codes.
+//! - [`telemetry`]: tracing subscribers.
+//! - [`cli`]: the command line.
+
+pub mod admin;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod nameserver;
+pub mod server;
+pub mod telemetry;

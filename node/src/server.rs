@@ -1,0 +1,151 @@
+//! A running node: storage, the Raft groups, the internal server (peers) and the client server
+//! (RocketMQ gRPC and admin), until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftmq_proto::admin::admin_service_server::AdminServiceServer;
+use raftmq_raft::RaftHost;
+use raftmq_storage::Store;
+use raftmq_storage::StoreOptions;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::admin::service::AdminServiceImpl;
+use crate::config::NodeConfig;
+use crate::forward::ClientChannels;
+use crate::nameserver;
+use crate::nameserver::NameServer;
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory cannot be opened.
+    #[error("cannot open the data directory {dir}: {reason}")]
+    Storage {
+        /// The directory.
+        dir: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A listen address is taken or not local.
+    #[error("cannot listen on {addr} ({what}): {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Which port (internal or client).
+        what: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A Raft group failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// A server failed while running.
+    #[error("server: {0}")]
+    Server(String),
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).await.map_err(|e| NodeError::Listen { addr, what, reason: e.to_string() })
+}
+
+fn server_builder() -> Server {
+    Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+}
+
+/// Runs a node until `shutdown` resolves, then stops it cleanly.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let node_id = config.node_id;
+    let dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, &StoreOptions::default()))
+        .await
+        .map_err(|e| NodeError::Storage {
+            dir: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?
+        .map_err(|e| NodeError::Storage {
+            dir: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let pid_file = config.data_dir.join("raftmq.pid");
+    if let Err(e) = std::fs::write(&pid_file, std::process::id().to_string()) {
+        tracing::warn!(path = %pid_file.display(), error = %e, "cannot write pid file");
+    }
+
+    let raft_listener = bind(config.raft_listen, "raft_addr, internal").await?;
+    let client_listener = bind(config.client_listen, "client_addr").await?;
+
+    let host = Arc::new(RaftHost::new(node_id, store.clone(), config.raft.clone()));
+    for m in config.initial_members.iter().filter(|m| m.id != node_id) {
+        host.set_peer_addr(m.id, &m.raft_addr);
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let raft_service = host.service();
+    let mut stop = stop_rx.clone();
+    tasks.spawn(async move {
+        server_builder()
+            .add_service(raft_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(|e| NodeError::Server(format!("internal server: {e}")))
+    });
+
+    let (ns_group, meta) = host.start_nameserver().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+    let ns = NameServer::new(ns_group, meta);
+    if let Err(e) = nameserver::initialize_if_new(&host, &ns, &config).await {
+        tracing::error!(error = %e, "cannot initialize the nameserver group");
+    }
+
+    let channels = Arc::new(ClientChannels::default());
+    let admin =
+        AdminServiceServer::new(AdminServiceImpl::new(node_id, ns.clone(), host.clone(), channels.clone()));
+    let mut stop = stop_rx.clone();
+    tasks.spawn(async move {
+        server_builder()
+            .add_service(admin)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(client_listener), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(|e| NodeError::Server(format!("client server: {e}")))
+    });
+
+    let duties = tokio::spawn(nameserver::leader_duties(ns.clone(), config.clone(), stop_rx.clone()));
+    tracing::info!(
+        node = node_id,
+        raft = %config.raft_listen,
+        client = %config.client_listen,
+        data = %config.data_dir.display(),
+        "node started"
+    );
+
+    let failed = tokio::select! {
+        () = shutdown => None,
+        Some(res) = tasks.join_next() => Some(res),
+    };
+    tracing::info!(node = node_id, "node stopping");
+    let _ = stop_tx.send(true);
+    let _ = duties.await;
+    host.shutdown().await;
+    while tasks.join_next().await.is_some() {}
+    let _ = std::fs::remove_file(&pid_file);
+    tracing::info!(node = node_id, "node stopped");
+    match failed {
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(NodeError::Server(e.to_string())),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,136 @@
+//! Tests of the log store: openraft's storage suite, and the fsync-before-flushed rule.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::EntryPayload;
+use openraft::storage::IOFlushed;
+use openraft::storage::RaftLogStorage;
+use openraft::testing::log::StoreBuilder;
+use openraft::testing::log::Suite;
+use openraft::type_config::TypeConfigExt;
+use tempfile::TempDir;
+
+use super::*;
+use crate::nameserver::NameServerSm;
+use crate::store::StoreOptions;
+use crate::types::CommittedLeaderId;
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, NameServerSm, TempDir> for Builder {
+    async fn build(&self) -> Result<(TempDir, LogStore, NameServerSm), openraft::StorageError<TypeConfig>> {
+        let dir = TempDir::new().expect("temp dir");
+        let store = Store::open(dir.path(), &StoreOptions::default()).expect("open store");
+        let log = LogStore::open(store.clone(), GroupId(0), LogStoreOptions::default()).expect("open log");
+        let sm = NameServerSm::open(store, GroupId(0)).expect("open sm");
+        Ok((dir, log, sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_openraft_storage_suite() {
+    Suite::test_all(Builder).await.expect("openraft storage suite");
+}
+
+fn blank(term: u64, index: u64) -> Entry {
+    Entry { log_id: LogId::new(CommittedLeaderId { term, node_id: 1 }, index), payload: EntryPayload::Blank }
+}
+
+/// Copies an open RocksDB directory (without its lock) and opens the copy: the copy holds only
+/// what reached the WAL file, i.e. what `flush_wal` wrote out.
+fn reopen_copy(src: &Path, dst: &Path) -> Arc<Store> {
+    fn copy_dir(src: &Path, dst: &Path) {
+        std::fs::create_dir_all(dst).unwrap();
+        for e in std::fs::read_dir(src).unwrap() {
+            let e = e.unwrap();
+            let to = dst.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to);
+            } else if e.file_name() != "LOCK" {
+                std::fs::copy(e.path(), to).unwrap();
+            }
+        }
+    }
+    copy_dir(&src.join("rocksdb"), &dst.join("rocksdb"));
+    Store::open(dst, &StoreOptions::default()).unwrap()
+}
+
+/// The durability rule: openraft hears "flushed" only for entries on disk. With manual WAL flush,
+/// RocksDB keeps writes in memory until `flush_wal`, so the copy taken right after the callback
+/// shows whether the callback came after the flush. Fails if `append` completes the callback
+/// before the writer's `flush_wal(true)`, or if `save_vote` returns before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_callback_waits_for_fsync() {
+    let dir = TempDir::new().unwrap();
+    let opts = StoreOptions { manual_wal_flush: true, ..Default::default() };
+    let store = Store::open(dir.path(), &opts).unwrap();
+    let mut log = LogStore::open(store.clone(), GroupId(3), LogStoreOptions::default()).unwrap();
+
+    // First, show the copy can tell: a write that was never flushed is missing from it.
+    let mut batch = WriteBatch::default();
+    batch.put_cf(store.cf(CF_RAFT).unwrap(), b"probe", b"x");
+    store.db().write(batch).unwrap();
+    let copies = TempDir::new().unwrap();
+    let probe_copy = reopen_copy(dir.path(), &copies.path().join("probe"));
+    assert!(probe_copy.db().get_cf(probe_copy.cf(CF_RAFT).unwrap(), b"probe").unwrap().is_none());
+    drop(probe_copy);
+
+    let (tx, rx) = TypeConfig::oneshot();
+    log.append(vec![blank(1, 1), blank(1, 2)], IOFlushed::signal(tx)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx).await.unwrap().unwrap().unwrap();
+    log.save_vote(&Vote::new(4, 1)).await.unwrap();
+
+    let copy = reopen_copy(dir.path(), &copies.path().join("after"));
+    let mut reopened = LogStore::open(copy, GroupId(3), LogStoreOptions::default()).unwrap();
+    let state = reopened.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(2), "flushed entries survive");
+    assert_eq!(reopened.read_vote().await.unwrap(), Some(Vote::new(4, 1)), "saved vote survives");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_survive_reopen_and_reads_span_cache_and_disk() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    // A tiny cache: most entries are read back from RocksDB.
+    let opts = LogStoreOptions { tail_cache_bytes: 64, ..Default::default() };
+    let mut log = LogStore::open(store.clone(), GroupId(1), opts.clone()).unwrap();
+    for i in 1..=50 {
+        let (tx, rx) = TypeConfig::oneshot();
+        log.append(vec![blank(1, i)], IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+    }
+    let got = log.try_get_log_entries(5..45).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (5..45).collect::<Vec<_>>());
+
+    // Another group in the same DB is independent.
+    let mut other = LogStore::open(store.clone(), GroupId(2), opts.clone()).unwrap();
+    assert_eq!(other.get_log_state().await.unwrap().last_log_id, None);
+
+    log.truncate_after(Some(blank(1, 40).log_id)).await.unwrap();
+    log.purge(blank(1, 10).log_id).await.unwrap();
+    drop(log);
+    drop(other);
+    let mut log = LogStore::open(store, GroupId(1), opts).unwrap();
+    let st = log.get_log_state().await.unwrap();
+    assert_eq!(st.last_log_id.map(|l| l.index), Some(40));
+    assert_eq!(st.last_purged_log_id.map(|l| l.index), Some(10));
+    let got = log.try_get_log_entries(11..41).await.unwrap();
+    assert_eq!(got.len(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_requests_are_bounded_by_bytes() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let opts = LogStoreOptions { append_bytes_max: 100, tail_cache_bytes: 1 << 20, ..Default::default() };
+    let mut log = LogStore::open(store, GroupId(1), opts).unwrap();
+    let (tx, rx) = TypeConfig::oneshot();
+    log.append((1..=20).map(|i| blank(1, i)).collect::<Vec<_>>(), IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+    // A blank entry encodes to 26 bytes: 100 bytes hold 3 of them.
+    let got = log.limited_get_log_entries(1, 21).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(log.limited_get_log_entries(5, 6).await.unwrap().len(), 1);
+}

@@ -1,0 +1,230 @@
+//! Applying [`MetaCommand`]s to [`MetaState`]: pure, deterministic, and the only way it changes.
+
+use super::command::GroupSpec;
+use super::command::MetaCommand;
+use super::command::MetaError;
+use super::command::MetaResponse;
+use super::command::TopicSpec;
+use super::command::TopicUpdate;
+use super::model::BrokerGroupInfo;
+use super::model::ConsumerGroup;
+use super::model::MAX_QUEUE_COUNT;
+use super::model::MetaState;
+use super::model::QueueRoute;
+use super::model::Topic;
+use super::names;
+use super::records::Change;
+use crate::types::GroupId;
+
+/// Longest retention a topic may have: ten years, in hours.
+pub const RETENTION_HOURS_MAX: u32 = 24 * 365 * 10;
+/// Most delivery attempts a consumer group may configure.
+pub const MAX_DELIVERY_ATTEMPTS_MAX: u32 = 100;
+
+impl MetaState {
+    /// Checks whether `cmd` would be accepted, without changing anything. The leader calls this
+    /// before proposing so that bad requests never reach the log; apply checks again.
+    pub fn check(&self, cmd: &MetaCommand) -> Result<(), MetaError> {
+        match cmd {
+            MetaCommand::InitCluster { .. } | MetaCommand::UpsertMember { .. } => Ok(()),
+            MetaCommand::ReportLeader { .. } => Ok(()),
+            MetaCommand::CreateTopic { spec, .. } => self.check_create_topic(spec),
+            MetaCommand::UpdateTopic { name, update, .. } => self.check_update_topic(name, update),
+            MetaCommand::DeleteTopic { name } => {
+                self.topics.get(name).map(|_| ()).ok_or_else(|| MetaError::TopicNotFound(name.clone()))
+            }
+            MetaCommand::CreateGroup { spec, .. } => self.check_create_group(spec),
+            MetaCommand::DeleteGroup { name } => {
+                self.groups.get(name).map(|_| ()).ok_or_else(|| MetaError::GroupNotFound(name.clone()))
+            }
+        }
+    }
+
+    /// Applies `cmd`; returns the outcome and the records to persist (in the same write batch as
+    /// the applied log id).
+    pub fn apply(&mut self, cmd: &MetaCommand) -> (MetaResponse, Vec<Change>) {
+        if let Err(e) = self.check(cmd) {
+            return (MetaResponse::Rejected(e), Vec::new());
+        }
+        let mut changes = Vec::new();
+        let response = match cmd {
+            MetaCommand::InitCluster { members, broker_groups } => {
+                if !self.initialized {
+                    self.initialized = true;
+                    changes.push(Change::initialized());
+                    for m in members {
+                        self.members.insert(m.id, m.clone());
+                        changes.push(Change::member(m));
+                    }
+                    for spec in broker_groups {
+                        let info = BrokerGroupInfo {
+                            id: spec.id,
+                            name: GroupId(spec.id).name(),
+                            members: spec.members.clone(),
+                            leader: None,
+                            term: 0,
+                        };
+                        changes.push(Change::broker_group(&info));
+                        self.broker_groups.insert(spec.id, info);
+                    }
+                }
+                MetaResponse::Done
+            }
+            MetaCommand::UpsertMember { member } => {
+                if self.members.get(&member.id) != Some(member) && !self.retired.contains(&member.id) {
+                    self.members.insert(member.id, member.clone());
+                    changes.push(Change::member(member));
+                }
+                MetaResponse::Done
+            }
+            MetaCommand::CreateTopic { spec, now_ms } => {
+                let group_ids: Vec<u32> = self.broker_groups.keys().copied().collect();
+                let queues = (0..spec.queue_count)
+                    .map(|q| QueueRoute { queue_id: q, group: group_ids[q as usize % group_ids.len()] })
+                    .collect();
+                let topic = Topic {
+                    name: spec.name.clone(),
+                    message_type: spec.message_type,
+                    permission: spec.permission,
+                    retention_hours: spec.retention_hours,
+                    queues,
+                    created_at_ms: *now_ms,
+                    updated_at_ms: *now_ms,
+                };
+                changes.push(Change::topic(&topic));
+                self.topics.insert(topic.name.clone(), topic.clone());
+                MetaResponse::Topic(topic)
+            }
+            MetaCommand::UpdateTopic { name, update, now_ms } => {
+                let group_ids: Vec<u32> = self.broker_groups.keys().copied().collect();
+                let Some(topic) = self.topics.get_mut(name) else {
+                    return (MetaResponse::Rejected(MetaError::TopicNotFound(name.clone())), changes);
+                };
+                if let Some(n) = update.queue_count {
+                    for q in topic.queue_count()..n {
+                        topic
+                            .queues
+                            .push(QueueRoute { queue_id: q, group: group_ids[q as usize % group_ids.len()] });
+                    }
+                }
+                if let Some(t) = update.message_type {
+                    topic.message_type = t;
+                }
+                if let Some(p) = update.permission {
+                    topic.permission = p;
+                }
+                if let Some(r) = update.retention_hours {
+                    topic.retention_hours = r;
+                }
+                topic.updated_at_ms = *now_ms;
+                changes.push(Change::topic(topic));
+                MetaResponse::Topic(topic.clone())
+            }
+            MetaCommand::DeleteTopic { name } => {
+                self.topics.remove(name);
+                changes.push(Change::delete_topic(name));
+                MetaResponse::Done
+            }
+            MetaCommand::CreateGroup { spec, now_ms } => {
+                let group = ConsumerGroup {
+                    name: spec.name.clone(),
+                    mode: spec.mode,
+                    fifo: spec.fifo,
+                    max_delivery_attempts: spec.max_delivery_attempts,
+                    created_at_ms: *now_ms,
+                };
+                changes.push(Change::group(&group));
+                self.groups.insert(group.name.clone(), group.clone());
+                MetaResponse::Group(group)
+            }
+            MetaCommand::DeleteGroup { name } => {
+                self.groups.remove(name);
+                changes.push(Change::delete_group(name));
+                MetaResponse::Done
+            }
+            MetaCommand::ReportLeader { group, leader, term } => {
+                if let Some(info) = self.broker_groups.get_mut(group)
+                    && *term >= info.term
+                    && (info.leader != Some(*leader) || info.term != *term)
+                {
+                    info.leader = Some(*leader);
+                    info.term = *term;
+                    changes.push(Change::broker_group(info));
+                }
+                MetaResponse::Done
+            }
+        };
+        (response, changes)
+    }
+
+    fn check_create_topic(&self, spec: &TopicSpec) -> Result<(), MetaError> {
+        if spec.system {
+            names::check_syntax("topic", &spec.name)?;
+        } else {
+            names::check_topic(&spec.name)?;
+        }
+        check_queue_count(spec.queue_count)?;
+        check_retention(spec.retention_hours)?;
+        if self.broker_groups.is_empty() {
+            return Err(MetaError::NoBrokerGroups);
+        }
+        if self.topics.contains_key(&spec.name) {
+            return Err(MetaError::TopicExists(spec.name.clone()));
+        }
+        Ok(())
+    }
+
+    fn check_update_topic(&self, name: &str, update: &TopicUpdate) -> Result<(), MetaError> {
+        let topic = self.topics.get(name).ok_or_else(|| MetaError::TopicNotFound(name.to_string()))?;
+        if let Some(n) = update.queue_count {
+            check_queue_count(n)?;
+            if n < topic.queue_count() {
+                return Err(MetaError::Invalid(format!(
+                    "queue count of topic {name:?} can only grow (it has {}, asked for {n}): \
+                     messages in removed queues would become unreachable",
+                    topic.queue_count()
+                )));
+            }
+            if self.broker_groups.is_empty() {
+                return Err(MetaError::NoBrokerGroups);
+            }
+        }
+        if let Some(r) = update.retention_hours {
+            check_retention(r)?;
+        }
+        Ok(())
+    }
+
+    fn check_create_group(&self, spec: &GroupSpec) -> Result<(), MetaError> {
+        names::check_group(&spec.name)?;
+        if spec.max_delivery_attempts == 0 || spec.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS_MAX {
+            return Err(MetaError::Invalid(format!(
+                "max delivery attempts must be 1-{MAX_DELIVERY_ATTEMPTS_MAX}, got {}",
+                spec.max_delivery_attempts
+            )));
+        }
+        if self.groups.contains_key(&spec.name) {
+            return Err(MetaError::GroupExists(spec.name.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn check_queue_count(n: u32) -> Result<(), MetaError> {
+    if n == 0 || n > MAX_QUEUE_COUNT {
+        return Err(MetaError::Invalid(format!("queue count must be 1-{MAX_QUEUE_COUNT}, got {n}")));
+    }
+    Ok(())
+}
+
+fn check_retention(hours: u32) -> Result<(), MetaError> {
+    if hours == 0 || hours > RETENTION_HOURS_MAX {
+        return Err(MetaError::Invalid(format!(
+            "retention must be 1-{RETENTION_HOURS_MAX} hours, got {hours}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

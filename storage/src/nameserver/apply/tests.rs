@@ -1,0 +1,149 @@
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::nameserver::command::BrokerGroupSpec;
+use crate::nameserver::model::ConsumeMode;
+use crate::nameserver::model::Member;
+use crate::nameserver::model::MessageType;
+use crate::nameserver::model::Permission;
+
+fn initialized() -> MetaState {
+    let mut s = MetaState::default();
+    let members =
+        (1..=3).map(|id| Member { id, raft_addr: format!("r{id}"), client_addr: format!("c{id}") }).collect();
+    let all: BTreeSet<u64> = [1, 2, 3].into();
+    let (r, _) = s.apply(&MetaCommand::InitCluster {
+        members,
+        broker_groups: vec![
+            BrokerGroupSpec { id: 1, members: all.clone() },
+            BrokerGroupSpec { id: 2, members: all },
+        ],
+    });
+    assert_eq!(r, MetaResponse::Done);
+    s
+}
+
+fn topic(name: &str, queues: u32) -> MetaCommand {
+    MetaCommand::CreateTopic {
+        spec: TopicSpec {
+            name: name.into(),
+            queue_count: queues,
+            message_type: MessageType::Normal,
+            permission: Permission::ReadWrite,
+            retention_hours: 72,
+            system: false,
+        },
+        now_ms: 1000,
+    }
+}
+
+#[test]
+fn init_is_idempotent() {
+    let mut s = initialized();
+    let before = s.clone();
+    let (r, changes) = s.apply(&MetaCommand::InitCluster { members: vec![], broker_groups: vec![] });
+    assert_eq!(r, MetaResponse::Done);
+    assert!(changes.is_empty());
+    assert_eq!(s, before);
+}
+
+#[test]
+fn queues_are_spread_over_broker_groups() {
+    let mut s = initialized();
+    let (r, changes) = s.apply(&topic("orders", 8));
+    let MetaResponse::Topic(t) = r else { panic!("{r:?}") };
+    assert_eq!(t.queue_count(), 8);
+    let on_a = t.queues.iter().filter(|q| q.group == 1).count();
+    assert_eq!(on_a, 4);
+    assert_eq!(t.queues.iter().map(|q| q.queue_id).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+    assert_eq!(changes.len(), 1);
+}
+
+#[test]
+fn duplicates_and_bad_values_change_nothing() {
+    let mut s = initialized();
+    s.apply(&topic("orders", 4));
+    let before = s.clone();
+    for (cmd, want) in [
+        (topic("orders", 4), "already exists"),
+        (topic("bad/name", 4), "contains '/'"),
+        (topic("%DLQ%x", 4), "reserved prefix"),
+        (topic("zero", 0), "queue count must be 1-1024"),
+        (topic("many", 5000), "queue count must be 1-1024"),
+    ] {
+        let (r, changes) = s.apply(&cmd);
+        let MetaResponse::Rejected(e) = r else { panic!("{cmd:?} accepted") };
+        assert!(e.to_string().contains(want), "{e}");
+        assert!(changes.is_empty());
+        assert_eq!(s, before);
+    }
+}
+
+#[test]
+fn topics_need_broker_groups() {
+    let mut s = MetaState::default();
+    let (r, _) = s.apply(&topic("t", 1));
+    assert_eq!(r, MetaResponse::Rejected(MetaError::NoBrokerGroups));
+}
+
+#[test]
+fn update_only_grows_queues() {
+    let mut s = initialized();
+    s.apply(&topic("t", 4));
+    let shrink = MetaCommand::UpdateTopic {
+        name: "t".into(),
+        update: TopicUpdate { queue_count: Some(2), ..Default::default() },
+        now_ms: 2,
+    };
+    assert!(matches!(s.apply(&shrink).0, MetaResponse::Rejected(MetaError::Invalid(_))));
+    let grow = MetaCommand::UpdateTopic {
+        name: "t".into(),
+        update: TopicUpdate { queue_count: Some(6), retention_hours: Some(1), ..Default::default() },
+        now_ms: 2,
+    };
+    let MetaResponse::Topic(t) = s.apply(&grow).0 else { panic!() };
+    assert_eq!(t.queue_count(), 6);
+    assert_eq!(t.retention_hours, 1);
+    assert_eq!(t.queues[4].group, 1);
+    assert_eq!(t.queues[5].group, 2);
+}
+
+#[test]
+fn leader_reports_ignore_older_terms() {
+    let mut s = initialized();
+    s.apply(&MetaCommand::ReportLeader { group: 1, leader: 2, term: 5 });
+    s.apply(&MetaCommand::ReportLeader { group: 1, leader: 3, term: 4 });
+    let b = &s.broker_groups[&1];
+    assert_eq!((b.leader, b.term), (Some(2), 5));
+    let (_, changes) = s.apply(&MetaCommand::ReportLeader { group: 1, leader: 2, term: 5 });
+    assert!(changes.is_empty(), "a repeated report writes nothing");
+}
+
+#[test]
+fn groups_validate_names_and_attempts() {
+    let mut s = initialized();
+    let g = |name: &str, attempts| MetaCommand::CreateGroup {
+        spec: GroupSpec {
+            name: name.into(),
+            mode: ConsumeMode::Clustering,
+            fifo: false,
+            max_delivery_attempts: attempts,
+        },
+        now_ms: 1,
+    };
+    assert!(matches!(s.apply(&g("g1", 17)).0, MetaResponse::Group(_)));
+    assert_eq!(s.apply(&g("g1", 17)).0, MetaResponse::Rejected(MetaError::GroupExists("g1".into())));
+    assert!(matches!(s.apply(&g("g2", 0)).0, MetaResponse::Rejected(MetaError::Invalid(_))));
+    assert!(matches!(s.apply(&g("%RETRY%g", 3)).0, MetaResponse::Rejected(MetaError::Name(_))));
+}
+
+#[test]
+fn records_round_trip() {
+    let mut s = initialized();
+    s.apply(&topic("a", 3));
+    s.apply(&topic("b", 1));
+    let recs = s.to_records();
+    let back = MetaState::from_records(recs.iter().map(|c| (c.key.as_slice(), c.value.as_deref().unwrap())))
+        .unwrap();
+    assert_eq!(back, s);
+}

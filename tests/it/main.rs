@@ -1,0 +1,13 @@
+//! raftmq's integration tests: one binary, real node processes (see `raftmq_tests`).
+//!
+//! Files are numbered by area: `t00` project rules, `t10` NameServer and cluster basics.
+
+mod t00_boundaries;
+mod t10_nameserver;
+
+use std::path::Path;
+
+/// The node binary cargo built for this package.
+pub fn node_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_raftmq-it-node"))
+}

@@ -1,0 +1,186 @@
+//! The NameServer on a 3-node cluster of real processes: replicated metadata, leader failover,
+//! catch-up after restart, full restart, and refusal of bad input.
+
+use std::time::Duration;
+use std::time::Instant;
+
+use raftmq_client::admin::GroupSpec;
+use raftmq_client::admin::TopicSpec;
+use raftmq_client::proto::rocketmq::Code;
+use raftmq_tests::TestCluster;
+use raftmq_tests::eventually;
+
+use crate::node_bin;
+
+const NS: &str = "nameserver";
+const START: Duration = Duration::from_secs(20);
+
+fn topic(name: &str, queues: u32) -> TopicSpec {
+    TopicSpec { name: name.into(), queue_count: queues, ..Default::default() }
+}
+
+async fn started() -> TestCluster {
+    let mut c = TestCluster::start(node_bin(), 3, 2).expect("start cluster");
+    c.wait_leader(NS, START).await.unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(1, 40)));
+    // The leader records the cluster layout right after election; topics need the broker groups.
+    let admin = c.admin(1);
+    eventually(START, "cluster layout recorded", || {
+        let admin = admin.clone();
+        async move { admin.create_topic(topic("warmup", 1)).await.ok() }
+    })
+    .await
+    .unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_is_replicated_and_readable_from_every_node() {
+    let mut c = started().await;
+    let t = c.admin(2).create_topic(topic("orders", 8)).await.unwrap();
+    assert_eq!(t.queues.len(), 8);
+    let on_a = t.queues.iter().filter(|q| q.broker_group == "broker-a").count();
+    assert_eq!(on_a, 4, "8 queues spread over 2 broker groups");
+    c.admin(3).create_group(GroupSpec { name: "billing".into(), ..Default::default() }).await.unwrap();
+
+    for id in 1..=3 {
+        let a = c.admin(id);
+        let names: Vec<String> = a.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+        assert!(names.contains(&"orders".to_string()), "node {id}: {names:?}");
+        assert_eq!(a.describe_topic("orders").await.unwrap().queues.len(), 8);
+        let g = a.describe_group("billing").await.unwrap();
+        assert_eq!((g.mode.as_str(), g.max_delivery_attempts), ("CLUSTERING", 17));
+    }
+    let s = c.status().await.unwrap();
+    let ns = s.groups.iter().find(|g| g.name == NS).unwrap();
+    assert_eq!(ns.voters.len(), 3);
+    assert_eq!(s.members.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_elects_a_new_leader_within_3s_and_keeps_topics() {
+    let mut c = started().await;
+    for i in 0..5 {
+        c.admin(1).create_topic(topic(&format!("kept-{i}"), 2)).await.unwrap();
+    }
+    let (old, term) = c.wait_leader(NS, START).await.unwrap();
+    let killed_at = Instant::now();
+    c.kill(old).unwrap();
+    let survivor = if old == 1 { 2 } else { 1 };
+    let (new, new_term) = eventually(Duration::from_secs(3), "a new nameserver leader", || {
+        let a = c.admin(survivor);
+        async move {
+            let s = a.cluster_status().await.ok()?;
+            let g = s.groups.into_iter().find(|g| g.name == NS)?;
+            let l = g.leader?;
+            (l != old && g.term > term).then_some((l, g.term))
+        }
+    })
+    .await
+    .unwrap();
+    eprintln!("new leader {new} (term {new_term}) {:?} after the kill", killed_at.elapsed());
+    let names: Vec<String> =
+        c.admin(survivor).list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    for i in 0..5 {
+        assert!(names.contains(&format!("kept-{i}")), "{names:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_catches_up_and_full_restart_keeps_everything() {
+    let mut c = started().await;
+    let (leader, _) = c.wait_leader(NS, START).await.unwrap();
+    let victim = if leader == 3 { 2 } else { 3 };
+    c.kill(victim).unwrap();
+    let alive = if leader == 1 { 1 } else { leader };
+    for i in 0..20 {
+        c.admin(alive).create_topic(topic(&format!("while-down-{i}"), 1)).await.unwrap();
+    }
+    c.start_node(victim).unwrap();
+    // Caught up: the restarted replica applied everything the leader committed.
+    eventually(START, "restarted node catches up", || {
+        let a = c.admin(victim);
+        async move {
+            let s = a.cluster_status().await.ok()?;
+            let g = s.groups.into_iter().find(|g| g.name == NS)?;
+            let leader = g.replicas.iter().find(|r| r.role == "leader")?.clone();
+            let me = g.replicas.iter().find(|r| r.node_id == victim)?.clone();
+            (me.applied.is_some() && me.applied >= leader.committed).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    for id in 1..=3 {
+        c.stop(id).unwrap();
+    }
+    for id in 1..=3 {
+        c.start_node(id).unwrap();
+    }
+    c.wait_leader(NS, START).await.unwrap();
+    let names: Vec<String> = eventually(START, "topics after full restart", || {
+        let a = c.admin(victim);
+        async move { a.list_topics().await.ok().map(|t| t.into_iter().map(|t| t.name).collect::<Vec<_>>()) }
+    })
+    .await
+    .unwrap();
+    for i in 0..20 {
+        assert!(names.contains(&format!("while-down-{i}")), "missing while-down-{i}: {names:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let c = started().await;
+    let a = c.admin(1);
+    a.create_topic(topic("dup", 2)).await.unwrap();
+    let before = a.list_topics().await.unwrap();
+
+    let cases: Vec<(TopicSpec, Code, &str)> = vec![
+        (topic("dup", 2), Code::BadRequest, "already exists"),
+        (topic("bad/name", 2), Code::IllegalTopic, "contains '/'"),
+        (topic("", 2), Code::IllegalTopic, "empty"),
+        (topic(&"x".repeat(128), 2), Code::IllegalTopic, "limit is 127"),
+        (topic("%RETRY%mine", 2), Code::IllegalTopic, "reserved prefix"),
+        (topic("many", 5000), Code::BadRequest, "queue count must be 1-1024"),
+        (
+            TopicSpec { message_type: "SOMETIMES".into(), ..topic("typed", 1) },
+            Code::BadRequest,
+            "not one of NORMAL",
+        ),
+    ];
+    for (spec, code, msg) in cases {
+        let name = spec.name.clone();
+        let e = a.create_topic(spec).await.unwrap_err();
+        assert_eq!(e.code(), Some(code), "{name}: {e}");
+        assert!(e.to_string().contains(msg), "{name}: {e}");
+    }
+    let e = a.create_group(GroupSpec { name: "a b".into(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::IllegalConsumerGroup), "{e}");
+    let e = a.describe_topic("nope").await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::TopicNotFound), "{e}");
+    assert_eq!(a.list_topics().await.unwrap(), before, "refused requests changed nothing");
+
+    // A bad config is refused before the node starts, with the field to fix.
+    let bad = c.dir().join("bad.toml");
+    std::fs::write(&bad, "node_id = 1\nbroker_groups = 0\n").unwrap();
+    let out = std::process::Command::new(node_bin())
+        .args(["node", "--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broker_groups must be 1-64"), "{err}");
+    std::fs::write(&bad, "node_id = 1\nclinet_addr = \"127.0.0.1:1\"\n").unwrap();
+    let out = std::process::Command::new(node_bin())
+        .args(["node", "--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
