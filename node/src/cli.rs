@@ -26,6 +26,9 @@ enum Cmd {
     Cluster(ClusterArgs),
     /// Administer a running cluster.
     Admin(AdminArgs),
+    /// Measure (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 /// `raftmq node` options. Flags override the environment, which overrides the file.
@@ -109,6 +112,7 @@ pub fn main() -> anyhow::Result<()> {
             }
             Cmd::Cluster(args) => crate::cluster::run(args).await,
             Cmd::Admin(args) => crate::admin::cli::run(args).await,
+            Cmd::Bench(cmd) => crate::bench::run(cmd).await,
         }
     })
 }

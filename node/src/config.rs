@@ -15,9 +15,10 @@
 //! # ... one entry per initial node
 //!
 //! [raft]
-//! heartbeat_ms = 250
-//! election_min_ms = 1000
-//! election_max_ms = 1500
+//! heartbeat_ms = 150
+//! election_min_ms = 500
+//! election_max_ms = 750
+//! nameserver_snapshot_logs = 1000
 //! ```
 
 use std::collections::BTreeSet;
@@ -27,7 +28,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use raftmq_raft::RaftTimeouts;
+use raftmq_raft::RaftSettings;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -56,15 +57,18 @@ pub struct RaftSection {
     pub election_min_ms: u64,
     /// Election timeout, upper bound (also the leader lease).
     pub election_max_ms: u64,
+    /// The NameServer snapshots every this many log entries, then purges older entries.
+    pub nameserver_snapshot_logs: u64,
 }
 
 impl Default for RaftSection {
     fn default() -> Self {
-        let t = RaftTimeouts::default();
+        let t = RaftSettings::default();
         Self {
             heartbeat_ms: t.heartbeat.as_millis() as u64,
             election_min_ms: t.election_min.as_millis() as u64,
             election_max_ms: t.election_max.as_millis() as u64,
+            nameserver_snapshot_logs: t.nameserver_snapshot_logs,
         }
     }
 }
@@ -201,7 +205,7 @@ pub struct NodeConfig {
     /// The initial cluster.
     pub initial_members: Vec<MemberConfig>,
     /// Raft timing.
-    pub raft: RaftTimeouts,
+    pub raft: RaftSettings,
     /// Log filter.
     pub log_level: String,
 }
@@ -256,10 +260,11 @@ impl RawConfig {
         if broker_groups == 0 || broker_groups > BROKER_GROUPS_MAX {
             return Err(format!("broker_groups must be 1-{BROKER_GROUPS_MAX}, got {broker_groups}"));
         }
-        let raft = RaftTimeouts {
+        let raft = RaftSettings {
             heartbeat: Duration::from_millis(self.raft.heartbeat_ms),
             election_min: Duration::from_millis(self.raft.election_min_ms),
             election_max: Duration::from_millis(self.raft.election_max_ms),
+            nameserver_snapshot_logs: self.raft.nameserver_snapshot_logs,
         };
         raft.validate().map_err(|e| format!("[raft] {e}"))?;
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(format!("./data/node-{node_id}")));

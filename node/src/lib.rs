@@ -9,17 +9,21 @@
 //! - [`nameserver`]: proposals and linearizable reads of the NameServer group; bootstrap.
 //! - [`admin`]: the admin gRPC service and the `raftmq admin` CLI.
 //! - [`forward`]: one-hop forwarding of requests to the leader.
-//! - [`cluster`]: `raftmq cluster`.
+//! - [`cluster`]: `raftmq cluster`; [`local_cluster`]: node processes on this machine (cluster,
+//!   bench and tests use it).
 //! - [`error`]: [`error::BrokerError`] and its RocketMQ status codes.
+//! - [`bench`]: `raftmq bench`.
 //! - [`telemetry`]: tracing subscribers.
 //! - [`cli`]: the command line.
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod local_cluster;
 pub mod nameserver;
 pub mod server;
 pub mod telemetry;

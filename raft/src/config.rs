@@ -6,31 +6,38 @@ use std::time::Duration;
 use openraft::Config;
 use openraft::SnapshotPolicy;
 
-/// Raft timing shared by every group of a node.
+/// Raft timing and log compaction shared by every group of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RaftTimeouts {
+pub struct RaftSettings {
     /// How often a leader heartbeats an idle follower.
     pub heartbeat: Duration,
     /// Shortest time a follower waits without hearing from a leader before it campaigns.
     pub election_min: Duration,
     /// Longest such time; also the leader lease.
     pub election_max: Duration,
+    /// The NameServer snapshots every this many entries and then purges older ones.
+    pub nameserver_snapshot_logs: u64,
 }
 
-impl Default for RaftTimeouts {
-    /// Defaults that hold on 2 busy cores: a heartbeat every 250 ms, elections after 1-1.5 s.
-    /// A leader's lease is the election maximum, so a partitioned leader stops acknowledging
-    /// writes before a new leader can be elected.
+impl Default for RaftSettings {
+    /// A heartbeat every 150 ms, elections after 500-750 ms of silence.
+    ///
+    /// openraft makes a follower that heard from a leader wait for the leader's lease (the
+    /// election maximum) *plus* an election timeout before it campaigns, so a dead leader is
+    /// replaced 1.25-1.5 s after its last heartbeat. Pre-vote and the lease keep a busy-but-alive
+    /// leader in place: a follower whose heartbeats are late cannot win while the others still
+    /// hear from the leader.
     fn default() -> Self {
         Self {
-            heartbeat: Duration::from_millis(250),
-            election_min: Duration::from_millis(1000),
-            election_max: Duration::from_millis(1500),
+            heartbeat: Duration::from_millis(150),
+            election_min: Duration::from_millis(500),
+            election_max: Duration::from_millis(750),
+            nameserver_snapshot_logs: 1000,
         }
     }
 }
 
-impl RaftTimeouts {
+impl RaftSettings {
     /// Checks the relations Raft needs: a heartbeat well inside the election window.
     pub fn validate(&self) -> Result<(), String> {
         if self.heartbeat.is_zero() {
@@ -50,6 +57,9 @@ impl RaftTimeouts {
                 self.election_min.as_millis()
             ));
         }
+        if self.nameserver_snapshot_logs == 0 {
+            return Err("raft nameserver_snapshot_logs must be above 0".into());
+        }
         Ok(())
     }
 }
@@ -64,10 +74,12 @@ pub enum GroupKind {
 }
 
 /// Builds the openraft config of one group.
-pub fn openraft_config(name: &str, kind: GroupKind, t: &RaftTimeouts) -> Result<Arc<Config>, String> {
+pub fn openraft_config(name: &str, kind: GroupKind, t: &RaftSettings) -> Result<Arc<Config>, String> {
     let ms = |d: Duration| d.as_millis() as u64;
     let (snapshot_policy, keep) = match kind {
-        GroupKind::NameServer => (SnapshotPolicy::LogsSinceLast(1000), 500),
+        GroupKind::NameServer => {
+            (SnapshotPolicy::LogsSinceLast(t.nameserver_snapshot_logs), t.nameserver_snapshot_logs / 2)
+        }
         // The log holds the messages: openraft must never purge on its own; retention does.
         GroupKind::Broker => (SnapshotPolicy::Never, u64::MAX),
     };

@@ -16,7 +16,7 @@ use raftmq_storage::nameserver::NameServerSm;
 use raftmq_storage::nameserver::SharedMeta;
 
 use crate::config::GroupKind;
-use crate::config::RaftTimeouts;
+use crate::config::RaftSettings;
 use crate::config::openraft_config;
 use crate::error::RaftError;
 use crate::group::Group;
@@ -36,12 +36,12 @@ pub struct RaftHost {
     peers: Arc<PeerPool>,
     router: RaftRouter,
     groups: Groups,
-    timeouts: RaftTimeouts,
+    timeouts: RaftSettings,
 }
 
 impl RaftHost {
     /// A host for node `node_id` over `store`; no group runs yet.
-    pub fn new(node_id: NodeId, store: Arc<Store>, timeouts: RaftTimeouts) -> Self {
+    pub fn new(node_id: NodeId, store: Arc<Store>, timeouts: RaftSettings) -> Self {
         let peers = Arc::new(PeerPool::default());
         let router = RaftRouter::new(peers.clone());
         Self { node_id, store, peers, router, groups: Groups::default(), timeouts }

@@ -24,7 +24,7 @@ pub mod network;
 pub mod pb;
 pub mod status;
 
-pub use config::RaftTimeouts;
+pub use config::RaftSettings;
 pub use error::RaftError;
 pub use group::Group;
 pub use groups::Groups;

@@ -91,6 +91,14 @@ impl Writer {
         }
     }
 
+    /// Overwrites the `u32` at byte offset `at` (written earlier as a placeholder).
+    ///
+    /// # Panics
+    /// If `at + 4` is past what was written: a caller bug, not an input error.
+    pub fn patch_u32(&mut self, at: usize, v: u32) {
+        self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
     /// The encoded bytes.
     pub fn into_vec(self) -> Vec<u8> {
         self.buf

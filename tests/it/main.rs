@@ -2,6 +2,9 @@
 //!
 //! Files are numbered by area: `t00` project rules, `t10` NameServer and cluster basics.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used)]
+
 mod t00_boundaries;
 mod t10_nameserver;
 

@@ -1,5 +1,5 @@
 //! The NameServer on a 3-node cluster of real processes: replicated metadata, leader failover,
-//! catch-up after restart, full restart, and refusal of bad input.
+//! catch-up after restart (by log and by snapshot), full restart, and refusal of bad input.
 
 use std::time::Duration;
 use std::time::Instant;
@@ -7,6 +7,7 @@ use std::time::Instant;
 use raftmq_client::admin::GroupSpec;
 use raftmq_client::admin::TopicSpec;
 use raftmq_client::proto::rocketmq::Code;
+use raftmq_node::config::RawConfig;
 use raftmq_tests::TestCluster;
 use raftmq_tests::eventually;
 
@@ -14,14 +15,15 @@ use crate::node_bin;
 
 const NS: &str = "nameserver";
 const START: Duration = Duration::from_secs(20);
+const STOP: Duration = Duration::from_secs(20);
 
 fn topic(name: &str, queues: u32) -> TopicSpec {
     TopicSpec { name: name.into(), queue_count: queues, ..Default::default() }
 }
 
-async fn started() -> TestCluster {
-    let mut c = TestCluster::start(node_bin(), 3, 2).expect("start cluster");
-    c.wait_leader(NS, START).await.unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(1, 40)));
+async fn started_with(tune: &dyn Fn(&mut RawConfig)) -> TestCluster {
+    let mut c = TestCluster::start_with(node_bin(), 3, 2, tune).expect("start cluster");
+    c.cluster.wait_leader(NS, None, START).await.unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(1, 40)));
     // The leader records the cluster layout right after election; topics need the broker groups.
     let admin = c.admin(1);
     eventually(START, "cluster layout recorded", || {
@@ -31,6 +33,37 @@ async fn started() -> TestCluster {
     .await
     .unwrap();
     c
+}
+
+async fn started() -> TestCluster {
+    started_with(&|_| {}).await
+}
+
+async fn topic_names(c: &TestCluster, node: u64) -> Vec<String> {
+    let a = c.admin(node);
+    eventually(START, "topic list", || {
+        let a = a.clone();
+        async move { a.list_topics().await.ok().map(|t| t.into_iter().map(|t| t.name).collect::<Vec<_>>()) }
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until node `id`'s replica of the NameServer applied what the leader committed.
+async fn caught_up(c: &TestCluster, id: u64) -> raftmq_client::proto::admin::ReplicaStatus {
+    let a = c.admin(id);
+    eventually(START, "replica catches up", || {
+        let a = a.clone();
+        async move {
+            let s = a.cluster_status().await.ok()?;
+            let g = s.groups.into_iter().find(|g| g.name == NS)?;
+            let leader = g.replicas.iter().find(|r| r.role == "leader")?.clone();
+            let me = g.replicas.iter().find(|r| r.node_id == id)?.clone();
+            (me.role == "follower" && me.applied.is_some() && me.applied >= leader.committed).then_some(me)
+        }
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,15 +77,15 @@ async fn metadata_is_replicated_and_readable_from_every_node() {
 
     for id in 1..=3 {
         let a = c.admin(id);
-        let names: Vec<String> = a.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
-        assert!(names.contains(&"orders".to_string()), "node {id}: {names:?}");
+        assert!(topic_names(&c, id).await.contains(&"orders".to_string()), "node {id}");
         assert_eq!(a.describe_topic("orders").await.unwrap().queues.len(), 8);
         let g = a.describe_group("billing").await.unwrap();
         assert_eq!((g.mode.as_str(), g.max_delivery_attempts), ("CLUSTERING", 17));
     }
-    let s = c.status().await.unwrap();
+    let s = c.cluster.status().await.unwrap();
     let ns = s.groups.iter().find(|g| g.name == NS).unwrap();
     assert_eq!(ns.voters.len(), 3);
+    assert_eq!(ns.replicas.iter().filter(|r| r.role == "leader").count(), 1);
     assert_eq!(s.members.len(), 3);
 }
 
@@ -62,24 +95,14 @@ async fn leader_kill_elects_a_new_leader_within_3s_and_keeps_topics() {
     for i in 0..5 {
         c.admin(1).create_topic(topic(&format!("kept-{i}"), 2)).await.unwrap();
     }
-    let (old, term) = c.wait_leader(NS, START).await.unwrap();
+    let (old, term) = c.cluster.wait_leader(NS, None, START).await.unwrap();
     let killed_at = Instant::now();
-    c.kill(old).unwrap();
-    let survivor = if old == 1 { 2 } else { 1 };
-    let (new, new_term) = eventually(Duration::from_secs(3), "a new nameserver leader", || {
-        let a = c.admin(survivor);
-        async move {
-            let s = a.cluster_status().await.ok()?;
-            let g = s.groups.into_iter().find(|g| g.name == NS)?;
-            let l = g.leader?;
-            (l != old && g.term > term).then_some((l, g.term))
-        }
-    })
-    .await
-    .unwrap();
+    c.cluster.kill(old).await.unwrap();
+    let (new, new_term) = c.cluster.wait_leader(NS, Some(old), Duration::from_secs(3)).await.unwrap();
     eprintln!("new leader {new} (term {new_term}) {:?} after the kill", killed_at.elapsed());
-    let names: Vec<String> =
-        c.admin(survivor).list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert!(new_term > term);
+    let survivor = if old == 1 { 2 } else { 1 };
+    let names = topic_names(&c, survivor).await;
     for i in 0..5 {
         assert!(names.contains(&format!("kept-{i}")), "{names:?}");
     }
@@ -88,44 +111,47 @@ async fn leader_kill_elects_a_new_leader_within_3s_and_keeps_topics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_catches_up_and_full_restart_keeps_everything() {
     let mut c = started().await;
-    let (leader, _) = c.wait_leader(NS, START).await.unwrap();
+    let (leader, _) = c.cluster.wait_leader(NS, None, START).await.unwrap();
     let victim = if leader == 3 { 2 } else { 3 };
-    c.kill(victim).unwrap();
-    let alive = if leader == 1 { 1 } else { leader };
+    c.cluster.kill(victim).await.unwrap();
     for i in 0..20 {
-        c.admin(alive).create_topic(topic(&format!("while-down-{i}"), 1)).await.unwrap();
+        c.admin(leader).create_topic(topic(&format!("while-down-{i}"), 1)).await.unwrap();
     }
-    c.start_node(victim).unwrap();
-    // Caught up: the restarted replica applied everything the leader committed.
-    eventually(START, "restarted node catches up", || {
-        let a = c.admin(victim);
-        async move {
-            let s = a.cluster_status().await.ok()?;
-            let g = s.groups.into_iter().find(|g| g.name == NS)?;
-            let leader = g.replicas.iter().find(|r| r.role == "leader")?.clone();
-            let me = g.replicas.iter().find(|r| r.node_id == victim)?.clone();
-            (me.applied.is_some() && me.applied >= leader.committed).then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    c.cluster.start(victim).unwrap();
+    caught_up(&c, victim).await;
 
     for id in 1..=3 {
-        c.stop(id).unwrap();
+        c.cluster.stop(id, STOP).await.unwrap();
     }
-    for id in 1..=3 {
-        c.start_node(id).unwrap();
-    }
-    c.wait_leader(NS, START).await.unwrap();
-    let names: Vec<String> = eventually(START, "topics after full restart", || {
-        let a = c.admin(victim);
-        async move { a.list_topics().await.ok().map(|t| t.into_iter().map(|t| t.name).collect::<Vec<_>>()) }
-    })
-    .await
-    .unwrap();
+    c.cluster.start_all().unwrap();
+    c.cluster.wait_leader(NS, None, START).await.unwrap();
+    let names = topic_names(&c, victim).await;
     for i in 0..20 {
         assert!(names.contains(&format!("while-down-{i}")), "missing while-down-{i}: {names:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_behind_the_purge_point_catches_up_by_snapshot() {
+    // Snapshot every 20 entries and keep 10: a node down for 60 writes finds its log purged.
+    let mut c = started_with(&|c| c.raft.nameserver_snapshot_logs = 20).await;
+    let (leader, _) = c.cluster.wait_leader(NS, None, START).await.unwrap();
+    let victim = if leader == 3 { 2 } else { 3 };
+    c.cluster.kill(victim).await.unwrap();
+    for i in 0..60 {
+        c.admin(leader).create_topic(topic(&format!("snap-{i}"), 1)).await.unwrap();
+    }
+    let s = c.cluster.status().await.unwrap();
+    let g = s.groups.iter().find(|g| g.name == NS).unwrap();
+    let leader_replica = g.replicas.iter().find(|r| r.node_id == leader).unwrap();
+    assert!(leader_replica.applied.unwrap() > 60, "{leader_replica:?}");
+
+    c.cluster.start(victim).unwrap();
+    caught_up(&c, victim).await;
+    let names = topic_names(&c, victim).await;
+    assert_eq!(names.iter().filter(|n| n.starts_with("snap-")).count(), 60);
+    let log = std::fs::read_to_string(c.dir().join(format!("node-{victim}.log"))).unwrap();
+    assert!(log.contains("received snapshot"), "the replica caught up by snapshot, not by log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,29 +184,29 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     assert_eq!(e.code(), Some(Code::IllegalConsumerGroup), "{e}");
     let e = a.describe_topic("nope").await.unwrap_err();
     assert_eq!(e.code(), Some(Code::TopicNotFound), "{e}");
+    let e = c
+        .admin(2)
+        .update_topic("dup", raftmq_client::admin::TopicChange { queue_count: Some(1), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("can only grow"), "{e}");
     assert_eq!(a.list_topics().await.unwrap(), before, "refused requests changed nothing");
 
     // A bad config is refused before the node starts, with the field to fix.
     let bad = c.dir().join("bad.toml");
-    std::fs::write(&bad, "node_id = 1\nbroker_groups = 0\n").unwrap();
-    let out = std::process::Command::new(node_bin())
-        .args(["node", "--check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("broker_groups must be 1-64"), "{err}");
-    std::fs::write(&bad, "node_id = 1\nclinet_addr = \"127.0.0.1:1\"\n").unwrap();
-    let out = std::process::Command::new(node_bin())
-        .args(["node", "--check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown field"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (text, want) in [
+        ("node_id = 1\nbroker_groups = 0\n", "broker_groups must be 1-64"),
+        ("node_id = 1\nclinet_addr = \"127.0.0.1:1\"\n", "unknown field"),
+        ("node_id = 1\n[raft]\nheartbeat_ms = 0\n", "heartbeat interval must be above 0"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = std::process::Command::new(node_bin())
+            .args(["node", "--check", "--config"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{text}: {err}");
+    }
 }

@@ -1,0 +1,222 @@
+//! The in-memory part of a broker group's state machine, and the pure apply of broker commands.
+//!
+//! Apply assigns queue offsets in log order and emits every record it changes (consume-queue
+//! units, indexes, queue state) into a [`Sink`], which the state machine turns into one write
+//! batch together with the applied log id.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use super::keys;
+use super::keys::CqUnit;
+use super::record::RecordView;
+use super::record::record_positions;
+use crate::error::DecodeError;
+use crate::types::GroupId;
+
+/// Where apply writes its changes.
+pub trait Sink {
+    /// Writes `value` at `key`.
+    fn put(&mut self, key: &[u8], value: &[u8]);
+}
+
+impl Sink for Vec<(Vec<u8>, Vec<u8>)> {
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.push((key.to_vec(), value.to_vec()));
+    }
+}
+
+/// Offsets of one queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueState {
+    /// Offset the next message gets (= number of messages ever stored).
+    pub next: u64,
+    /// Lowest offset still stored (retention moves it up).
+    pub min: u64,
+}
+
+impl QueueState {
+    pub(crate) fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.next.to_be_bytes());
+        b[8..].copy_from_slice(&self.min.to_be_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let arr: [u8; 16] = b.try_into().map_err(|_| DecodeError::new("queue state", "not 16 bytes"))?;
+        let (n, m) = arr.split_at(8);
+        Ok(Self {
+            next: u64::from_be_bytes(n.try_into().unwrap_or_default()),
+            min: u64::from_be_bytes(m.try_into().unwrap_or_default()),
+        })
+    }
+}
+
+/// Topic ids, queue offsets and committed consumer offsets of a broker group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerState {
+    group: GroupId,
+    /// Topic name → id, in assignment order.
+    pub topics: BTreeMap<String, u32>,
+    /// Queue offsets by (topic id, queue).
+    pub queues: HashMap<(u32, u32), QueueState>,
+    /// Committed offsets by (consumer group, topic id, queue).
+    pub consumers: HashMap<(String, u32, u32), u64>,
+}
+
+impl BrokerState {
+    /// An empty state of `group`.
+    pub fn new(group: GroupId) -> Self {
+        Self { group, ..Default::default() }
+    }
+
+    /// The group.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// The id of `topic`, if it ever stored a message here.
+    pub fn topic_id(&self, topic: &str) -> Option<u32> {
+        self.topics.get(topic).copied()
+    }
+
+    /// Offsets of a queue (zeros if it never stored a message).
+    pub fn queue(&self, topic: &str, queue: u32) -> QueueState {
+        self.topic_id(topic).and_then(|t| self.queues.get(&(t, queue)).copied()).unwrap_or_default()
+    }
+
+    /// The committed offset of `group` on a queue, if any.
+    pub fn committed(&self, group: &str, topic: &str, queue: u32) -> Option<u64> {
+        let t = self.topic_id(topic)?;
+        self.consumers.get(&(group.to_string(), t, queue)).copied()
+    }
+
+    fn topic_id_or_assign(&mut self, topic: &str, sink: &mut impl Sink) -> u32 {
+        if let Some(id) = self.topics.get(topic) {
+            return *id;
+        }
+        let id = self.topics.len() as u32 + 1;
+        self.topics.insert(topic.to_string(), id);
+        sink.put(&keys::topic(self.group, topic), &id.to_be_bytes());
+        id
+    }
+
+    /// Stores a batch appended at `log_index`: assigns each message the next offset of its queue,
+    /// in batch order, and indexes it. Returns the offsets, one per message.
+    pub fn apply_append(&mut self, log_index: u64, store_ms: i64, batch: &[u8], sink: &mut impl Sink) -> Result<Vec<u64>, DecodeError> {
+        let positions = record_positions(batch)?;
+        // Parse everything before changing anything: a corrupt batch changes nothing.
+        let views = positions
+            .iter()
+            .map(|p| RecordView::parse(&batch[p.pos as usize..(p.pos + p.len) as usize]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut offsets = Vec::with_capacity(views.len());
+        let mut touched: Vec<(u32, u32)> = Vec::new();
+        for (p, v) in positions.iter().zip(&views) {
+            let tid = self.topic_id_or_assign(v.topic, sink);
+            let q = self.queues.entry((tid, v.queue_id)).or_default();
+            let offset = q.next;
+            q.next += 1;
+            if !touched.contains(&(tid, v.queue_id)) {
+                touched.push((tid, v.queue_id));
+            }
+            let unit = CqUnit { log_index, pos: p.pos, len: p.len, store_ms, tag_hash: keys::tag_hash(v.tag) };
+            sink.put(&keys::cq(self.group, tid, v.queue_id, offset), &unit.encode());
+            let mut loc = [0u8; 16];
+            loc[..4].copy_from_slice(&tid.to_be_bytes());
+            loc[4..8].copy_from_slice(&v.queue_id.to_be_bytes());
+            loc[8..].copy_from_slice(&offset.to_be_bytes());
+            sink.put(&keys::msg_id(self.group, v.message_id), &loc);
+            for k in &v.keys {
+                sink.put(&keys::key(self.group, tid, k, v.queue_id, offset), &[]);
+            }
+            offsets.push(offset);
+        }
+        for (tid, queue) in touched {
+            let st = self.queues[&(tid, queue)];
+            sink.put(&keys::queue(self.group, tid, queue), &st.encode());
+        }
+        Ok(offsets)
+    }
+
+    /// Records committed consumer offsets. An offset past the queue's end is clamped to it, and a
+    /// queue that never stored a message keeps offset 0: the same on every replica.
+    pub fn apply_commit_offsets(&mut self, group: &str, offsets: &[(String, u32, u64)], sink: &mut impl Sink) {
+        for (topic, queue, offset) in offsets {
+            let Some(tid) = self.topic_id(topic) else { continue };
+            let end = self.queues.get(&(tid, *queue)).map_or(0, |q| q.next);
+            let off = (*offset).min(end);
+            self.consumers.insert((group.to_string(), tid, *queue), off);
+            sink.put(&keys::consumer(self.group, group, tid, *queue), &off.to_be_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::broker::record::BatchBuilder;
+    use crate::broker::record::NewMessage;
+    use crate::broker::record::StoredType;
+
+    fn batch(msgs: &[(&str, u32)]) -> Bytes {
+        let mut b = BatchBuilder::new();
+        for (i, (topic, q)) in msgs.iter().enumerate() {
+            b.push(&NewMessage {
+                topic: topic.to_string(),
+                queue_id: *q,
+                message_id: format!("id-{topic}-{q}-{i}"),
+                message_type: StoredType::Normal,
+                body_encoding: 1,
+                tag: None,
+                keys: vec!["k".into()],
+                message_group: None,
+                born_ms: 0,
+                born_host: String::new(),
+                delivery_ms: None,
+                trace_context: None,
+                properties: vec![],
+                body: Bytes::from_static(b"x"),
+            });
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn offsets_are_gapless_per_queue_in_log_order() {
+        let mut s = BrokerState::new(GroupId(1));
+        let mut sink = Vec::new();
+        let o1 = s.apply_append(5, 100, &batch(&[("a", 0), ("a", 1), ("a", 0), ("b", 0)]), &mut sink).unwrap();
+        assert_eq!(o1, vec![0, 0, 1, 0]);
+        let o2 = s.apply_append(6, 101, &batch(&[("a", 0), ("b", 0)]), &mut sink).unwrap();
+        assert_eq!(o2, vec![2, 1]);
+        assert_eq!(s.queue("a", 0), QueueState { next: 3, min: 0 });
+        assert_eq!(s.topics.len(), 2);
+    }
+
+    #[test]
+    fn corrupt_batch_changes_nothing() {
+        let mut s = BrokerState::new(GroupId(1));
+        let mut sink = Vec::new();
+        let mut bad = batch(&[("a", 0), ("a", 0)]).to_vec();
+        let n = bad.len();
+        bad[n - 2] ^= 0xff;
+        bad.truncate(n - 1);
+        assert!(s.apply_append(1, 0, &bad, &mut sink).is_err());
+        assert!(sink.is_empty());
+        assert_eq!(s, BrokerState::new(GroupId(1)));
+    }
+
+    #[test]
+    fn commits_clamp_to_the_queue_end() {
+        let mut s = BrokerState::new(GroupId(1));
+        let mut sink = Vec::new();
+        s.apply_append(1, 0, &batch(&[("a", 0), ("a", 0)]), &mut sink).unwrap();
+        s.apply_commit_offsets("g", &[("a".into(), 0, 99), ("unknown".into(), 0, 5)], &mut sink);
+        assert_eq!(s.committed("g", "a", 0), Some(2));
+        assert_eq!(s.committed("g", "unknown", 0), None);
+    }
+}
