@@ -91,8 +91,19 @@ async fn shutdown_signal() {
     }
 }
 
-/// Entry point of the `raftmq` binary.
-pub fn main() -> anyhow::Result<()> {
+/// Entry point of the `raftmq` binary: runs the command; on failure prints the chain of causes
+/// on one line (no backtrace: the message says what to fix) and exits with status 1.
+pub fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

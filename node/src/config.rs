@@ -78,12 +78,13 @@ impl Default for RaftSection {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     /// `tracing` filter, e.g. `info` or `info,raftmq_raft=debug`; `RUST_LOG` overrides it.
+    /// Default `info,openraft=warn`.
     pub level: String,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        Self { level: "info".to_string() }
+        Self { level: "info,openraft=warn".to_string() }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The `raftmq` binary; everything lives in the library.
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     raftmq_node::cli::main()
 }
