@@ -22,8 +22,8 @@ pub struct TopicSpec {
     pub message_type: String,
     /// READ, WRITE or READ_WRITE (empty: READ_WRITE).
     pub permission: String,
-    /// Retention hours (0: default 72).
-    pub retention_hours: u32,
+    /// Retention, seconds (0: default 72 hours).
+    pub retention_secs: u64,
 }
 
 /// Changes to a topic; `None` keeps the current value.
@@ -35,8 +35,8 @@ pub struct TopicChange {
     pub message_type: Option<String>,
     /// New permission.
     pub permission: Option<String>,
-    /// New retention, hours.
-    pub retention_hours: Option<u32>,
+    /// New retention, seconds.
+    pub retention_secs: Option<u64>,
 }
 
 /// What a new consumer group looks like; zero or empty fields take the server's defaults.
@@ -89,7 +89,7 @@ impl AdminClient {
             queue_count: spec.queue_count,
             message_type: spec.message_type,
             permission: spec.permission,
-            retention_hours: spec.retention_hours,
+            retention_secs: spec.retention_secs,
         };
         let r = self.inner.clone().create_topic(self.req(req)).await?.into_inner();
         check(r.status.as_ref())?;
@@ -103,7 +103,7 @@ impl AdminClient {
             queue_count: change.queue_count,
             message_type: change.message_type,
             permission: change.permission,
-            retention_hours: change.retention_hours,
+            retention_secs: change.retention_secs,
         };
         let r = self.inner.clone().update_topic(self.req(req)).await?.into_inner();
         check(r.status.as_ref())?;
@@ -181,5 +181,50 @@ impl AdminClient {
         let r = self.inner.clone().list_groups(self.req(pb::ListGroupsRequest {})).await?.into_inner();
         check(r.status.as_ref())?;
         Ok(r.groups)
+    }
+}
+
+impl AdminClient {
+    /// Hands the leadership of `group` (`nameserver`, `broker-a`, ...) to node `to`, which must
+    /// be a voter that has caught up.
+    pub async fn transfer_leader(&self, group: &str, to: u64) -> Result<(), ClientError> {
+        let req = pb::TransferLeaderRequest { group: group.to_string(), to };
+        let r = self.inner.clone().transfer_leader(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())
+    }
+
+    /// Messages of `topic` with this message id.
+    pub async fn message_by_id(
+        &self,
+        topic: &str,
+        message_id: &str,
+    ) -> Result<Vec<pb::StoredMessage>, ClientError> {
+        let req = pb::QueryMessageRequest {
+            topic: topic.to_string(),
+            message_id: message_id.to_string(),
+            key: String::new(),
+            max: 0,
+        };
+        let r = self.inner.clone().query_message(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r.messages)
+    }
+
+    /// Messages of `topic` with key `key`, at most `max`.
+    pub async fn messages_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: u32,
+    ) -> Result<Vec<pb::StoredMessage>, ClientError> {
+        let req = pb::QueryMessageRequest {
+            topic: topic.to_string(),
+            message_id: String::new(),
+            key: key.to_string(),
+            max,
+        };
+        let r = self.inner.clone().query_message(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r.messages)
     }
 }

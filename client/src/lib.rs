@@ -8,9 +8,22 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod consumer;
 pub mod error;
+pub mod message;
+pub mod producer;
+pub mod routes;
 
 pub use admin::AdminClient;
+pub use consumer::OffsetPolicy;
+pub use consumer::PullConsumer;
+pub use consumer::PullConsumerOptions;
+pub use consumer::Pulled;
 pub use error::ClientError;
+pub use message::Message;
+pub use message::MessageView;
+pub use producer::Producer;
+pub use producer::ProducerOptions;
+pub use producer::SendReceipt;
 /// The generated wire types, for callers that need fields the SDK does not wrap.
 pub use raftmq_proto as proto;

@@ -19,6 +19,14 @@
 //! election_min_ms = 500
 //! election_max_ms = 750
 //! nameserver_snapshot_logs = 1000
+//!
+//! [broker]
+//! batch_kib_max = 512          # bytes of messages per Raft entry
+//! linger_us = 1000             # wait for more messages while writes are in flight
+//! inflight_mib_max = 64        # per broker group; beyond, TOO_MANY_REQUESTS
+//! tail_cache_mib = 64          # newest log entries kept in memory, per broker group
+//! retention_check_secs = 60
+//! compact_min_entries = 10000
 //! ```
 
 use std::collections::BTreeSet;
@@ -73,6 +81,38 @@ impl Default for RaftSection {
     }
 }
 
+/// Broker groups: write path, memory and retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSection {
+    /// Most bytes of messages in one Raft entry.
+    pub batch_kib_max: u64,
+    /// Longest wait for more messages while earlier writes are in flight, microseconds.
+    pub linger_us: u64,
+    /// Most bytes accepted but not yet acknowledged per broker group; beyond, sends get
+    /// TOO_MANY_REQUESTS.
+    pub inflight_mib_max: u64,
+    /// Memory for the newest log entries of each broker group (recent messages are read from it).
+    pub tail_cache_mib: u64,
+    /// How often the leader of a broker group removes expired messages, seconds.
+    pub retention_check_secs: u64,
+    /// Snapshot and purge a broker group's log once retention released this many entries.
+    pub compact_min_entries: u64,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        Self {
+            batch_kib_max: 512,
+            linger_us: 1000,
+            inflight_mib_max: 64,
+            tail_cache_mib: 64,
+            retention_check_secs: 60,
+            compact_min_entries: 10_000,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,6 +159,9 @@ pub struct RawConfig {
     /// Raft timing.
     #[serde(default)]
     pub raft: RaftSection,
+    /// Broker groups.
+    #[serde(default)]
+    pub broker: BrokerSection,
     /// Logging.
     #[serde(default)]
     pub log: LogSection,
@@ -207,6 +250,8 @@ pub struct NodeConfig {
     pub initial_members: Vec<MemberConfig>,
     /// Raft timing.
     pub raft: RaftSettings,
+    /// Broker groups.
+    pub broker: BrokerSection,
     /// Log filter.
     pub log_level: String,
 }
@@ -268,6 +313,19 @@ impl RawConfig {
             nameserver_snapshot_logs: self.raft.nameserver_snapshot_logs,
         };
         raft.validate().map_err(|e| format!("[raft] {e}"))?;
+        let b = &self.broker;
+        if b.batch_kib_max == 0 || b.batch_kib_max > 16 << 10 {
+            return Err(format!("[broker] batch_kib_max must be 1-16384, got {}", b.batch_kib_max));
+        }
+        if b.inflight_mib_max == 0 || b.inflight_mib_max > 16 << 10 {
+            return Err(format!("[broker] inflight_mib_max must be 1-16384, got {}", b.inflight_mib_max));
+        }
+        if b.retention_check_secs == 0 {
+            return Err("[broker] retention_check_secs must be above 0".into());
+        }
+        if b.linger_us > 100_000 {
+            return Err(format!("[broker] linger_us must be at most 100000 (0.1 s), got {}", b.linger_us));
+        }
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(format!("./data/node-{node_id}")));
         Ok(NodeConfig {
             node_id,
@@ -279,6 +337,7 @@ impl RawConfig {
             broker_groups,
             initial_members: members,
             raft,
+            broker: self.broker,
             log_level: self.log.level,
         })
     }

@@ -8,6 +8,9 @@
 //! - [`config`]: the TOML config, env and flag overrides, validation.
 //! - [`nameserver`]: proposals and linearizable reads of the NameServer group; bootstrap.
 //! - [`admin`]: the admin gRPC service and the `raftmq admin` CLI.
+//! - [`grpc`]: the RocketMQ 5 MessagingService: routes, send, pull, offsets; forwarding.
+//! - [`broker`]: the broker groups on this node: write batcher, read path, offset commits.
+//! - [`balance`]: spreading broker leaders over the nodes.
 //! - [`forward`]: one-hop forwarding of requests to the leader.
 //! - [`cluster`]: `raftmq cluster`; [`local_cluster`]: node processes on this machine (cluster,
 //!   bench and tests use it).
@@ -17,12 +20,15 @@
 //! - [`cli`]: the command line.
 
 pub mod admin;
+pub mod balance;
 pub mod bench;
+pub mod broker;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod grpc;
 pub mod local_cluster;
 pub mod nameserver;
 pub mod server;

@@ -99,6 +99,7 @@ pub fn write_configs(
             broker_groups: Some(broker_groups),
             initial_members: members.clone(),
             raft: Default::default(),
+            broker: Default::default(),
             log: Default::default(),
         };
         tune(&mut raw);

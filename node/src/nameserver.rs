@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_raft::Group;
@@ -18,8 +19,10 @@ use raftmq_storage::nameserver::MetaCommand;
 use raftmq_storage::nameserver::MetaResponse;
 use raftmq_storage::nameserver::MetaState;
 use raftmq_storage::nameserver::SharedMeta;
+use tokio::sync::Notify;
 use tokio::sync::watch;
 
+use crate::broker::Brokers;
 use crate::config::NodeConfig;
 use crate::error::BrokerError;
 
@@ -75,62 +78,134 @@ impl NameServer {
     }
 }
 
-/// Initializes the NameServer group on a brand-new cluster, once.
+/// Initializes `group` on a brand-new cluster, once.
 ///
-/// Only a node listed in `initial_members` does it, only when its own group is empty, and only
-/// when no reachable peer already has a membership (so a wiped node rejoins instead of founding a
-/// second cluster). Nodes that start together may all initialize: with identical members, openraft
-/// guarantees one leader.
+/// Only a node listed in `initial_members` does it, only when its own replica is empty, and only
+/// when no reachable peer already has a membership for the group (so a wiped node rejoins instead
+/// of founding a second cluster). Nodes that start together may all initialize: with identical
+/// members, openraft guarantees one leader.
 pub async fn initialize_if_new(
     host: &RaftHost,
-    ns: &NameServer,
+    group: &Group,
     config: &NodeConfig,
-) -> Result<(), BrokerError> {
-    if ns.group.is_initialized().await? {
+) -> Result<(), StartError> {
+    if group.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+        return Ok(());
+    }
+    let mut formed = false;
+    for m in config.initial_members.iter().filter(|m| m.id != config.node_id) {
+        if let Ok(st) = host.remote_status(m.id, group.id(), Duration::from_millis(500)).await {
+            formed |= !st.voters.is_empty();
+        }
+    }
+    if formed {
+        tracing::info!(group = %group.id(), "group already formed: waiting for its leader");
         return Ok(());
     }
     if !config.initial_members.iter().any(|m| m.id == config.node_id) {
-        tracing::info!(node = config.node_id, "not an initial member: waiting to be added to the cluster");
+        tracing::info!(group = %group.id(), node = config.node_id, "not an initial member: waiting to be added");
         return Ok(());
-    }
-    for m in config.initial_members.iter().filter(|m| m.id != config.node_id) {
-        if let Ok(st) = host.remote_status(m.id, GroupId::NAMESERVER, Duration::from_millis(500)).await
-            && !st.voters.is_empty()
-        {
-            tracing::info!(
-                peer = m.id,
-                term = st.term,
-                "cluster already formed: waiting for the leader to contact us"
-            );
-            return Ok(());
-        }
     }
     let members: BTreeMap<NodeId, NodeInfo> = config
         .initial_members
         .iter()
         .map(|m| (m.id, NodeInfo::new(m.raft_addr.clone(), m.client_addr.clone())))
         .collect();
-    tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "initializing a new cluster");
-    ns.group.initialize(members).await?;
+    tracing::info!(group = %group.id(), members = ?members.keys().collect::<Vec<_>>(), "initializing a new group");
+    group.initialize(members).await.map_err(|e| StartError::Raft(e.to_string()))?;
     Ok(())
 }
 
-/// While this node leads the NameServer: records the cluster layout once, and keeps the member
-/// records in step with the Raft membership (addresses may change across restarts).
-pub async fn leader_duties(ns: NameServer, config: NodeConfig, mut shutdown: watch::Receiver<bool>) {
+/// Refuses to start a node whose store is new while the cluster already replicated to its id:
+/// its data was lost or wiped, and rejoining under the same id would let its log and its vote
+/// go backwards (a vote given before the wipe could be given again). Runs before any group
+/// answers peers. A node that never received anything is fine (first start, or a new node).
+pub async fn check_not_wiped(host: &RaftHost, config: &NodeConfig) -> Result<(), StartError> {
+    let groups = std::iter::once(GroupId::NAMESERVER).chain((1..=config.broker_groups).map(GroupId::broker));
+    for g in groups {
+        for m in config.initial_members.iter().filter(|m| m.id != config.node_id) {
+            let Ok(st) = host.remote_status(m.id, g, Duration::from_millis(500)).await else { continue };
+            if let Some((_, Some(matched))) = st.replication.iter().find(|(n, _)| *n == config.node_id) {
+                return Err(StartError::Wiped { group: g.name(), node: config.node_id, matched: *matched });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a node refuses to join its groups.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory is empty, yet the cluster already replicated to this node id.
+    #[error(
+        "the data directory is empty, but {group} already replicated up to index {matched} to node {node}: \
+         its data was lost or wiped. A node id is never reused: start this node with a new node_id and \
+         replace node {node} in the cluster"
+    )]
+    Wiped {
+        /// The group that noticed.
+        group: String,
+        /// This node.
+        node: NodeId,
+        /// What the leader had matched on this node.
+        matched: u64,
+    },
+    /// Raft failed.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// While this node leads the NameServer: records the cluster layout once, keeps the member records
+/// in step with the Raft membership (addresses may change across restarts), and records every
+/// broker group's leader and term as soon as they change (this node hosts a replica of each, so
+/// it sees a new leader within a heartbeat).
+pub async fn leader_duties(
+    ns: NameServer,
+    config: NodeConfig,
+    brokers: Brokers,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut applied = ns.meta.subscribe();
+    let changed = Arc::new(Notify::new());
+    let mut watchers = tokio::task::JoinSet::new();
+    for b in brokers.all() {
+        let mut rx = b.group.watch_leader();
+        let changed = changed.clone();
+        watchers.spawn(async move {
+            while rx.changed().await.is_ok() {
+                changed.notify_one();
+            }
+        });
+    }
     loop {
-        if ns.is_leader()
-            && let Err(e) = sync_layout(&ns, &config).await
-        {
-            tracing::warn!(error = %e, "cannot record the cluster layout yet");
+        if ns.is_leader() {
+            if let Err(e) = sync_layout(&ns, &config).await {
+                tracing::warn!(error = %e, "cannot record the cluster layout yet");
+            } else if let Err(e) = report_leaders(&ns, &brokers).await {
+                tracing::warn!(error = %e, "cannot record broker leaders");
+            }
         }
         tokio::select! {
             _ = applied.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = changed.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.changed() => return,
         }
     }
+}
+
+async fn report_leaders(ns: &NameServer, brokers: &Brokers) -> Result<(), BrokerError> {
+    for b in brokers.all() {
+        let Some((leader, _)) = b.group.leader() else { continue };
+        let term = b.group.term();
+        let id = b.group.id().0;
+        let recorded = ns.read_local(|s| s.broker_groups.get(&id).map(|g| (g.leader, g.term)));
+        if recorded.is_some_and(|(l, t)| l != Some(leader) || t < term) {
+            ns.propose(MetaCommand::ReportLeader { group: id, leader, term }).await?;
+            tracing::info!(group = %b.group.id(), leader, term, "recorded broker group leader");
+        }
+    }
+    Ok(())
 }
 
 async fn sync_layout(ns: &NameServer, config: &NodeConfig) -> Result<(), BrokerError> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_proto::admin::admin_service_server::AdminServiceServer;
+use raftmq_proto::rocketmq::messaging_service_server::MessagingServiceServer;
 use raftmq_raft::RaftHost;
 use raftmq_storage::Store;
 use raftmq_storage::StoreOptions;
@@ -16,8 +17,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::admin::service::AdminServiceImpl;
+use crate::broker::Brokers;
+use crate::broker::batcher::BatcherOptions;
 use crate::config::NodeConfig;
 use crate::forward::ClientChannels;
+use crate::grpc::context::CLIENT_MESSAGE_BYTES_MAX;
+use crate::grpc::context::Context;
+use crate::grpc::messaging::MessagingServiceImpl;
 use crate::nameserver;
 use crate::nameserver::NameServer;
 
@@ -103,19 +109,58 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             .map_err(|e| NodeError::Server(format!("internal server: {e}")))
     });
 
+    if store.created() {
+        nameserver::check_not_wiped(&host, &config).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+    }
     let (ns_group, meta) = host.start_nameserver().await.map_err(|e| NodeError::Raft(e.to_string()))?;
     let ns = NameServer::new(ns_group, meta);
-    if let Err(e) = nameserver::initialize_if_new(&host, &ns, &config).await {
-        tracing::error!(error = %e, "cannot initialize the nameserver group");
+    let b = &config.broker;
+    let batcher = BatcherOptions {
+        batch_bytes_max: (b.batch_kib_max << 10) as usize,
+        linger: Duration::from_micros(b.linger_us),
+        inflight_bytes_max: (b.inflight_mib_max << 20) as usize,
+        ..Default::default()
+    };
+    let brokers = Brokers::start(
+        &host,
+        config.broker_groups,
+        &config.client_advertise,
+        &batcher,
+        (b.tail_cache_mib << 20) as usize,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let mut all_groups = vec![ns.group().clone()];
+    all_groups.extend(brokers.all().map(|b| b.group.clone()));
+    for g in &all_groups {
+        if let Err(e) = nameserver::initialize_if_new(&host, g, &config).await {
+            tracing::error!(group = %g.id(), error = %e, "cannot initialize the group");
+        }
     }
 
     let channels = Arc::new(ClientChannels::default());
-    let admin =
-        AdminServiceServer::new(AdminServiceImpl::new(node_id, ns.clone(), host.clone(), channels.clone()));
+    let admin = AdminServiceServer::new(AdminServiceImpl::new(
+        node_id,
+        ns.clone(),
+        brokers.clone(),
+        host.clone(),
+        channels.clone(),
+    ));
+    let ctx = Arc::new(Context::new(
+        node_id,
+        config.client_advertise.clone(),
+        ns.clone(),
+        brokers.clone(),
+        channels,
+    ));
+    let messaging = MessagingServiceServer::new(MessagingServiceImpl::new(ctx))
+        .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX);
     let mut stop = stop_rx.clone();
     tasks.spawn(async move {
         server_builder()
             .add_service(admin)
+            .add_service(messaging)
             .serve_with_incoming_shutdown(TcpListenerStream::new(client_listener), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
@@ -123,7 +168,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             .map_err(|e| NodeError::Server(format!("client server: {e}")))
     });
 
-    let duties = tokio::spawn(nameserver::leader_duties(ns.clone(), config.clone(), stop_rx.clone()));
+    let duties =
+        tokio::spawn(nameserver::leader_duties(ns.clone(), config.clone(), brokers.clone(), stop_rx.clone()));
+    let balancer = tokio::spawn(crate::balance::run(node_id, brokers.clone(), stop_rx.clone()));
+    let retention = tokio::spawn(crate::broker::retention::run(
+        ns.clone(),
+        brokers.clone(),
+        Duration::from_secs(config.broker.retention_check_secs),
+        config.broker.compact_min_entries,
+        stop_rx.clone(),
+    ));
     tracing::info!(
         node = node_id,
         raft = %config.raft_listen,
@@ -139,6 +193,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(node = node_id, "node stopping");
     let _ = stop_tx.send(true);
     let _ = duties.await;
+    let _ = balancer.await;
+    let _ = retention.await;
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&pid_file);

@@ -24,6 +24,7 @@ use raftmq_storage::NodeInfo;
 use raftmq_storage::Response;
 use raftmq_storage::SnapshotFile;
 use raftmq_storage::TypeConfig;
+use raftmq_storage::broker::BrokerSm;
 use raftmq_storage::nameserver::NameServerSm;
 use raftmq_storage::types::SnapshotMeta;
 use raftmq_storage::types::Vote;
@@ -33,12 +34,16 @@ use crate::status::GroupStatus;
 
 /// openraft instance of the NameServer group.
 pub type NameServerRaft = openraft::Raft<TypeConfig, NameServerSm>;
+/// openraft instance of a broker group.
+pub type BrokerRaft = openraft::Raft<TypeConfig, BrokerSm>;
 
 /// The openraft instance of a group; one variant per state machine.
 #[derive(Clone)]
 pub enum GroupRaft {
     /// The NameServer metadata group.
     NameServer(NameServerRaft),
+    /// A broker group (CommitLog).
+    Broker(BrokerRaft),
 }
 
 /// One Raft group hosted by this node.
@@ -53,6 +58,7 @@ macro_rules! on_raft {
     ($self:expr, $r:ident => $e:expr) => {
         match &$self.raft {
             GroupRaft::NameServer($r) => $e,
+            GroupRaft::Broker($r) => $e,
         }
     };
 }
@@ -222,6 +228,26 @@ impl Group {
         }
     }
 
+    /// Asks this node, which must lead the group, to hand leadership to `to` (ignored when this
+    /// node does not lead). Callers check that `to` has caught up first: see [`GroupStatus`].
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), RaftError> {
+        let group = self.id;
+        on_raft!(self, r => r.trigger().transfer_leader(to).await)
+            .map_err(|f| RaftError::Fatal { group, reason: f.to_string() })
+    }
+
+    /// Builds a snapshot, waits until one covers `upto`, then lets openraft purge its log up to
+    /// `upto`. Retention uses this: openraft only purges what a snapshot covers.
+    pub async fn compact(&self, upto: u64, timeout: Duration) -> Result<(), RaftError> {
+        let group = self.id;
+        let fatal =
+            |f: openraft::errors::Fatal<TypeConfig>| RaftError::Fatal { group, reason: f.to_string() };
+        on_raft!(self, r => r.trigger().snapshot().await).map_err(fatal)?;
+        self.wait_for(timeout, "snapshot", |st| st.snapshot.is_some_and(|s| s >= upto)).await?;
+        on_raft!(self, r => r.trigger().purge_log(upto).await).map_err(fatal)?;
+        Ok(())
+    }
+
     /// Stops the group's Raft tasks.
     pub async fn shutdown(&self) {
         if let Err(e) = on_raft!(self, r => r.shutdown().await) {
@@ -260,7 +286,10 @@ impl Group {
         on_raft!(self, r => r.install_full_snapshot(vote, snapshot).await).map_err(|e| e.to_string())
     }
 
-    pub(crate) async fn transfer_leader(&self, req: TransferLeaderRequest<TypeConfig>) -> Result<(), String> {
+    pub(crate) async fn handle_transfer_leader(
+        &self,
+        req: TransferLeaderRequest<TypeConfig>,
+    ) -> Result<(), String> {
         match on_raft!(self, r => r.handle_transfer_leader(req).await) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),

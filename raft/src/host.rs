@@ -12,6 +12,8 @@ use raftmq_storage::LogStoreOptions;
 use raftmq_storage::NodeId;
 use raftmq_storage::PurgeMode;
 use raftmq_storage::Store;
+use raftmq_storage::broker::BrokerSm;
+use raftmq_storage::broker::SharedBroker;
 use raftmq_storage::nameserver::NameServerSm;
 use raftmq_storage::nameserver::SharedMeta;
 
@@ -90,6 +92,40 @@ impl RaftHost {
             .await
             .map_err(|e| fatal(e.to_string()))?;
         let group = Group::new(id, GroupRaft::NameServer(raft));
+        self.groups.insert(group.clone());
+        tracing::info!(group = %id, node = self.node_id, "raft group started");
+        Ok((group, shared))
+    }
+
+    /// Opens broker group `id`'s log (the CommitLog) and state machine and starts its Raft.
+    pub async fn start_broker(
+        &self,
+        id: GroupId,
+        tail_cache_bytes: usize,
+    ) -> Result<(Group, SharedBroker), RaftError> {
+        let fatal = |reason: String| RaftError::Fatal { group: id, reason };
+        let store = self.store.clone();
+        let sm = tokio::task::spawn_blocking(move || {
+            let opts = LogStoreOptions {
+                purge_mode: PurgeMode::KeepForRetention,
+                tail_cache_bytes,
+                ..Default::default()
+            };
+            let log = LogStore::open(store.clone(), id, opts)?;
+            let sm = BrokerSm::open(store, id, log.clone())?;
+            Ok::<_, raftmq_storage::StorageError>((log, sm))
+        })
+        .await
+        .map_err(|e| fatal(e.to_string()))?
+        .map_err(|e| fatal(e.to_string()))?;
+        let (log, sm) = sm;
+        let shared = sm.shared();
+        let config = openraft_config(&id.name(), GroupKind::Broker, &self.timeouts).map_err(fatal)?;
+        let network = GroupNetwork::new(self.router.clone(), id);
+        let raft = openraft::Raft::new(self.node_id, config, network, log, sm)
+            .await
+            .map_err(|e| fatal(e.to_string()))?;
+        let group = Group::new(id, GroupRaft::Broker(raft));
         self.groups.insert(group.clone());
         tracing::info!(group = %id, node = self.node_id, "raft group started");
         Ok((group, shared))

@@ -2,22 +2,62 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use crate::codec::Reader;
 use crate::codec::Writer;
+use crate::codec::slice_of;
 use crate::error::DecodeError;
 use crate::nameserver::MetaCommand;
 use crate::nameserver::MetaResponse;
+
+/// Messages to append to a broker group's CommitLog: the payload of one Raft entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendBatch {
+    /// Store time, stamped by the leader when it proposed the batch (apply reads no clock).
+    pub store_ms: i64,
+    /// The leader's client address, reported as the store host of these messages.
+    pub store_host: String,
+    /// Records (see [`crate::broker::record`]); shares memory with the entry it came from.
+    pub batch: Bytes,
+}
+
+/// Consumer offsets to commit in a broker group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOffsets {
+    /// Consumer group.
+    pub group: String,
+    /// `(topic, queue, next offset to consume)`.
+    pub offsets: Vec<(String, u32, u64)>,
+}
+
+/// Retention of a broker group: per topic, messages stored before `cut_ms` are removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retain {
+    /// `(topic, cut time in ms since the epoch)`, computed by the leader from the topics'
+    /// retention and its clock (apply reads no clock).
+    pub cuts: Vec<(String, i64)>,
+}
 
 /// What one Raft entry asks a state machine to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// A change to the NameServer's metadata.
     Meta(MetaCommand),
+    /// Messages for a broker group's CommitLog.
+    Append(AppendBatch),
+    /// Consumer offsets for a broker group.
+    CommitOffsets(CommitOffsets),
+    /// Remove expired messages of a broker group.
+    Retain(Retain),
 }
 
 /// Tags of [`Command`] variants in the entry encoding. Never reuse a retired tag.
 mod tag {
     pub(super) const META: u8 = 1;
+    pub(super) const APPEND: u8 = 2;
+    pub(super) const COMMIT_OFFSETS: u8 = 3;
+    pub(super) const RETAIN: u8 = 4;
 }
 
 impl Command {
@@ -29,17 +69,62 @@ impl Command {
                 let json = serde_json::to_vec(m).unwrap_or_default();
                 w.u8(tag::META).bytes(&json);
             }
+            Command::Append(a) => {
+                w.u8(tag::APPEND).i64(a.store_ms).str(&a.store_host).bytes(&a.batch);
+            }
+            Command::CommitOffsets(c) => {
+                w.u8(tag::COMMIT_OFFSETS).str(&c.group).u32(c.offsets.len() as u32);
+                for (topic, queue, offset) in &c.offsets {
+                    w.str(topic).u32(*queue).u64(*offset);
+                }
+            }
+            Command::Retain(r) => {
+                w.u8(tag::RETAIN).u32(r.cuts.len() as u32);
+                for (topic, cut) in &r.cuts {
+                    w.str(topic).i64(*cut);
+                }
+            }
         }
     }
 
-    /// Decodes a command written by [`Command::encode`].
-    pub fn decode(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
+    /// Decodes a command written by [`Command::encode`]; `whole` is the buffer `r` reads, so
+    /// large payloads are sliced out of it instead of copied.
+    pub fn decode(r: &mut Reader<'_>, whole: &Bytes) -> Result<Command, DecodeError> {
         match r.u8()? {
             tag::META => {
                 let json = r.bytes()?;
                 let m = serde_json::from_slice(json)
                     .map_err(|e| DecodeError::new("meta command", e.to_string()))?;
                 Ok(Command::Meta(m))
+            }
+            tag::APPEND => {
+                let store_ms = r.i64()?;
+                let store_host = r.str()?.to_string();
+                let batch = slice_of(whole, r.bytes()?);
+                Ok(Command::Append(AppendBatch { store_ms, store_host, batch }))
+            }
+            tag::COMMIT_OFFSETS => {
+                let group = r.str()?.to_string();
+                let n = r.u32()?;
+                if n as usize > r.remaining() {
+                    return Err(DecodeError::new("commit offsets", "count exceeds the entry"));
+                }
+                let mut offsets = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    offsets.push((r.str()?.to_string(), r.u32()?, r.u64()?));
+                }
+                Ok(Command::CommitOffsets(CommitOffsets { group, offsets }))
+            }
+            tag::RETAIN => {
+                let n = r.u32()?;
+                if n as usize > r.remaining() {
+                    return Err(DecodeError::new("retain", "count exceeds the entry"));
+                }
+                let mut cuts = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    cuts.push((r.str()?.to_string(), r.i64()?));
+                }
+                Ok(Command::Retain(Retain { cuts }))
             }
             t => Err(DecodeError::new("command", format!("unknown command tag {t}"))),
         }
@@ -50,6 +135,9 @@ impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Meta(m) => write!(f, "meta:{m:?}"),
+            Command::Append(a) => write!(f, "append:{} bytes", a.batch.len()),
+            Command::CommitOffsets(c) => write!(f, "commit:{}:{} queues", c.group, c.offsets.len()),
+            Command::Retain(r) => write!(f, "retain:{} topics", r.cuts.len()),
         }
     }
 }
@@ -61,4 +149,10 @@ pub enum Response {
     Empty,
     /// Outcome of a NameServer change.
     Meta(MetaResponse),
+    /// Queue offsets of appended messages, in batch order.
+    Appended(Vec<u64>),
+    /// A broker command was applied.
+    Done,
+    /// A broker command could not be applied (it changed nothing).
+    Rejected(String),
 }

@@ -12,12 +12,14 @@
 //! - [`writer`]: the writer threads; group commit of every group's appends behind one fsync.
 //! - [`log_store`]: one group's Raft log (openraft `RaftLogStorage`), with an in-memory tail.
 //! - [`nameserver`]: the NameServer state machine and its records.
+//! - [`broker`]: broker groups: the CommitLog batch format, consume queues, indexes, offsets.
 //! - [`snapshot`]: snapshot files shared by every state machine.
 //! - [`codec`], [`raft_codec`]: the explicit on-disk encodings.
 //! - [`keys`]: the key layout.
 
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod codec;
 pub mod command;
 pub mod error;
@@ -30,8 +32,11 @@ pub mod store;
 pub mod types;
 mod writer;
 
+pub use command::AppendBatch;
 pub use command::Command;
+pub use command::CommitOffsets;
 pub use command::Response;
+pub use command::Retain;
 pub use error::DecodeError;
 pub use error::StorageError;
 pub use log_store::LogStore;

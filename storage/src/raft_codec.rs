@@ -177,7 +177,7 @@ pub fn decode_entry(b: &Bytes) -> Result<Entry, DecodeError> {
     let log_id = get_log_id(&mut r)?;
     let payload = match r.u8()? {
         payload_tag::BLANK => EntryPayload::Blank,
-        payload_tag::NORMAL => EntryPayload::Normal(Command::decode(&mut r)?),
+        payload_tag::NORMAL => EntryPayload::Normal(Command::decode(&mut r, b)?),
         payload_tag::MEMBERSHIP => EntryPayload::Membership(get_membership(&mut r)?),
         t => return Err(DecodeError::new("log entry", format!("unknown payload tag {t}"))),
     };

@@ -59,6 +59,8 @@ impl Default for StoreOptions {
 /// (no fsync: state-machine data is rebuilt from the fsynced log after a crash).
 pub struct Store {
     db: Arc<DB>,
+    /// Whether this open created the database (the directory held none).
+    created: bool,
     dir: PathBuf,
     log_writer: Writer,
     sm_writer: Writer,
@@ -77,6 +79,7 @@ impl Store {
     /// `spawn_blocking`.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Arc<Store>> {
         std::fs::create_dir_all(dir)?;
+        let created = !dir.join("rocksdb").join("CURRENT").exists();
         let cache = rocksdb::Cache::new_lru_cache(opts.block_cache_bytes);
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -110,11 +113,17 @@ impl Store {
         let (sm_writer, t2) = Writer::spawn("raftmq-sm-writer", db.clone(), opts.writer_queue_len)?;
         Ok(Arc::new(Store {
             db,
+            created,
             dir: dir.to_path_buf(),
             log_writer,
             sm_writer,
             _threads: Mutex::new(vec![t1, t2]),
         }))
+    }
+
+    /// Whether this open created the database: a new node, or one whose data was lost.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// The database.

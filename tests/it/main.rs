@@ -7,6 +7,7 @@
 
 mod t00_boundaries;
 mod t10_nameserver;
+mod t20_commitlog;
 
 use std::path::Path;
 

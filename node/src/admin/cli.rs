@@ -69,9 +69,9 @@ pub enum TopicCommand {
         /// READ, WRITE or READ_WRITE (also r, w, rw).
         #[arg(long, default_value = "READ_WRITE")]
         perm: String,
-        /// Hours messages are kept.
-        #[arg(long, default_value_t = 72)]
-        retention_hours: u32,
+        /// How long messages are kept: a number with a unit, `s`, `m`, `h` or `d` (e.g. 72h).
+        #[arg(long, default_value = "72h", value_parser = parse_duration_secs)]
+        retention: u64,
     },
     /// Change a topic (queues can only be added).
     Update {
@@ -86,9 +86,9 @@ pub enum TopicCommand {
         /// New permission.
         #[arg(long)]
         perm: Option<String>,
-        /// New retention, hours.
-        #[arg(long)]
-        retention_hours: Option<u32>,
+        /// New retention: a number with a unit, `s`, `m`, `h` or `d`.
+        #[arg(long, value_parser = parse_duration_secs)]
+        retention: Option<u64>,
     },
     /// Delete a topic.
     Delete {
@@ -159,13 +159,13 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 async fn topic(client: &AdminClient, cmd: TopicCommand, as_json: bool) -> anyhow::Result<String> {
     let show = |t: &pb::TopicInfo| if as_json { topic_json(t).to_string() } else { topic_detail(t) };
     Ok(match cmd {
-        TopicCommand::Create { name, queues, message_type, perm, retention_hours } => {
+        TopicCommand::Create { name, queues, message_type, perm, retention: retention_secs } => {
             let spec =
-                TopicSpec { name, queue_count: queues, message_type, permission: perm, retention_hours };
+                TopicSpec { name, queue_count: queues, message_type, permission: perm, retention_secs };
             show(&client.create_topic(spec).await?)
         }
-        TopicCommand::Update { name, queues, message_type, perm, retention_hours } => {
-            let change = TopicChange { queue_count: queues, message_type, permission: perm, retention_hours };
+        TopicCommand::Update { name, queues, message_type, perm, retention: retention_secs } => {
+            let change = TopicChange { queue_count: queues, message_type, permission: perm, retention_secs };
             show(&client.update_topic(&name, change).await?)
         }
         TopicCommand::Delete { name } => {
@@ -186,11 +186,11 @@ async fn topic(client: &AdminClient, cmd: TopicCommand, as_json: bool) -> anyhow
                             t.message_type.clone(),
                             t.queues.len().to_string(),
                             t.permission.clone(),
-                            t.retention_hours.to_string(),
+                            human_secs(t.retention_secs),
                         ]
                     })
                     .collect();
-                render(&["TOPIC", "TYPE", "QUEUES", "PERM", "RETENTION_H"], &rows)
+                render(&["TOPIC", "TYPE", "QUEUES", "PERM", "RETENTION"], &rows)
             }
         }
     })
@@ -295,7 +295,7 @@ fn topic_json(t: &pb::TopicInfo) -> Value {
         "name": t.name,
         "message_type": t.message_type,
         "permission": t.permission,
-        "retention_hours": t.retention_hours,
+        "retention_secs": t.retention_secs,
         "queue_count": t.queues.len(),
         "queues": t.queues.iter().map(|q| json!({
             "queue_id": q.queue_id, "broker_group": q.broker_group, "leader": q.leader, "leader_addr": q.leader_addr,
@@ -307,11 +307,11 @@ fn topic_json(t: &pb::TopicInfo) -> Value {
 
 fn topic_detail(t: &pb::TopicInfo) -> String {
     let mut out = format!(
-        "topic {}\n  type {}  permission {}  retention {} h  queues {}\n\n",
+        "topic {}\n  type {}  permission {}  retention {}  queues {}\n\n",
         t.name,
         t.message_type,
         t.permission,
-        t.retention_hours,
+        human_secs(t.retention_secs),
         t.queues.len()
     );
     let rows: Vec<Vec<String>> = t
@@ -323,9 +323,49 @@ fn topic_detail(t: &pb::TopicInfo) -> String {
     out
 }
 
+/// Parses `90s`, `30m`, `72h`, `3d` (or bare seconds) into seconds.
+pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        Some('d') => (&s[..s.len() - 1], 86400),
+        _ => (s, 1),
+    };
+    let n: u64 =
+        num.parse().map_err(|_| format!("{s:?} is not a duration; write for example 90s, 30m, 72h or 3d"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Seconds as the largest whole unit: `72h`, `90s`.
+fn human_secs(s: u64) -> String {
+    match s {
+        s if s % 86400 == 0 && s >= 86400 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 && s >= 3600 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 fn group_json(g: &pb::GroupInfo) -> Value {
     json!({
         "name": g.name, "mode": g.mode, "fifo": g.fifo, "max_delivery_attempts": g.max_delivery_attempts,
         "created_at_ms": g.created_at_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("72h"), Ok(72 * 3600));
+        assert_eq!(parse_duration_secs("90"), Ok(90));
+        assert_eq!(parse_duration_secs("2d"), Ok(172_800));
+        assert!(parse_duration_secs("1w").unwrap_err().contains("72h"));
+        assert_eq!(human_secs(259_200), "3d");
+        assert_eq!(human_secs(90), "90s");
+    }
 }

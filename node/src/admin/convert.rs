@@ -2,6 +2,8 @@
 
 use raftmq_proto::admin as pb;
 use raftmq_storage::GroupId;
+use raftmq_storage::broker::reader::StoredMessage;
+use raftmq_storage::broker::record::RecordView;
 use raftmq_storage::nameserver::ConsumerGroup;
 use raftmq_storage::nameserver::MetaState;
 use raftmq_storage::nameserver::Topic;
@@ -12,7 +14,7 @@ pub fn topic(state: &MetaState, t: &Topic) -> pb::TopicInfo {
         name: t.name.clone(),
         message_type: t.message_type.as_str().to_string(),
         permission: t.permission.as_str().to_string(),
-        retention_hours: t.retention_hours,
+        retention_secs: t.retention_secs,
         queues: t
             .queues
             .iter()
@@ -44,4 +46,23 @@ pub fn group(g: &ConsumerGroup) -> pb::GroupInfo {
         max_delivery_attempts: g.max_delivery_attempts,
         created_at_ms: g.created_at_ms,
     }
+}
+
+/// A stored message for the admin CLI; `None` if its record does not decode.
+pub fn stored(topic: &str, group: GroupId, queue: u32, m: &StoredMessage) -> Option<pb::StoredMessage> {
+    let v = RecordView::parse(&m.record).ok()?;
+    Some(pb::StoredMessage {
+        topic: topic.to_string(),
+        broker_group: group.name(),
+        queue_id: queue,
+        offset: m.offset,
+        message_id: v.message_id.to_string(),
+        tag: v.tag.map(str::to_string),
+        keys: v.keys.iter().map(|k| k.to_string()).collect(),
+        born_ms: v.born_ms,
+        store_ms: m.store_ms,
+        store_host: m.store_host.clone(),
+        properties: v.properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: m.record.slice_ref(v.body),
+    })
 }

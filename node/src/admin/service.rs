@@ -20,7 +20,7 @@ use raftmq_storage::GroupId;
 use raftmq_storage::nameserver::ConsumeMode;
 use raftmq_storage::nameserver::DEFAULT_MAX_DELIVERY_ATTEMPTS;
 use raftmq_storage::nameserver::DEFAULT_QUEUE_COUNT;
-use raftmq_storage::nameserver::DEFAULT_RETENTION_HOURS;
+use raftmq_storage::nameserver::DEFAULT_RETENTION_SECS;
 use raftmq_storage::nameserver::GroupSpec;
 use raftmq_storage::nameserver::MessageType;
 use raftmq_storage::nameserver::MetaCommand;
@@ -35,6 +35,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use super::convert;
+use crate::broker::Brokers;
 use crate::error::BrokerError;
 use crate::error::ok_status;
 use crate::forward::ClientChannels;
@@ -71,21 +72,29 @@ answer!(
     pb::GroupResponse,
     pb::ListGroupsResponse,
     pb::StatusResponse,
-    pb::ClusterStatusResponse
+    pb::ClusterStatusResponse,
+    pb::QueryMessageResponse
 );
 
 /// The admin service of one node.
 pub struct AdminServiceImpl {
     node_id: u64,
     ns: NameServer,
+    brokers: Brokers,
     host: Arc<RaftHost>,
     channels: Arc<ClientChannels>,
 }
 
 impl AdminServiceImpl {
     /// The service of node `node_id`.
-    pub fn new(node_id: u64, ns: NameServer, host: Arc<RaftHost>, channels: Arc<ClientChannels>) -> Self {
-        Self { node_id, ns, host, channels }
+    pub fn new(
+        node_id: u64,
+        ns: NameServer,
+        brokers: Brokers,
+        host: Arc<RaftHost>,
+        channels: Arc<ClientChannels>,
+    ) -> Self {
+        Self { node_id, ns, brokers, host, channels }
     }
 
     /// Runs `local` if this node leads the NameServer, else forwards with `remote` (once).
@@ -186,6 +195,8 @@ fn group_view(
                     applied: s.applied,
                     matched_index: matched,
                     error: String::new(),
+                    snapshot: s.snapshot,
+                    purged: s.purged,
                 },
                 Err(e) => pb::ReplicaStatus {
                     node_id: *node,
@@ -240,8 +251,8 @@ fn permission(v: &str) -> Result<Permission, BrokerError> {
     parse_or(v, Permission::ReadWrite, Permission::parse, "permission", PERMISSIONS)
 }
 
-fn or_default(v: u32, default: u32) -> u32 {
-    if v == 0 { default } else { v }
+fn or_default<T: Default + PartialEq>(v: T, default: T) -> T {
+    if v == T::default() { default } else { v }
 }
 
 impl AdminServiceImpl {
@@ -251,7 +262,7 @@ impl AdminServiceImpl {
             queue_count: or_default(r.queue_count, DEFAULT_QUEUE_COUNT),
             message_type: message_type(&r.message_type)?,
             permission: permission(&r.permission)?,
-            retention_hours: or_default(r.retention_hours, DEFAULT_RETENTION_HOURS),
+            retention_secs: or_default(r.retention_secs, DEFAULT_RETENTION_SECS),
             system: false,
         };
         let name = spec.name.clone();
@@ -265,7 +276,7 @@ impl AdminServiceImpl {
             queue_count: r.queue_count,
             message_type: r.message_type.as_deref().map(message_type).transpose()?,
             permission: r.permission.as_deref().map(permission).transpose()?,
-            retention_hours: r.retention_hours,
+            retention_secs: r.retention_secs,
         };
         tracing::info!(topic = %r.name, ?update, "update topic");
         self.ns.propose(MetaCommand::UpdateTopic { name: r.name.clone(), update, now_ms: now_ms() }).await?;
@@ -342,8 +353,126 @@ impl AdminServiceImpl {
     }
 }
 
+impl AdminServiceImpl {
+    async fn transfer_leader_local(
+        &self,
+        req: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let forwarded = is_forwarded(req.metadata());
+        let r = req.into_inner();
+        let answer = |res: Result<(), BrokerError>| {
+            Ok(Response::new(pb::StatusResponse {
+                status: Some(res.map_or_else(|e| e.status(), |()| ok_status())),
+            }))
+        };
+        let Some(id) = GroupId::parse(&r.group) else {
+            return answer(Err(BrokerError::bad_request(format!(
+                "unknown group {:?}: use nameserver, broker-a, broker-b, ...",
+                r.group
+            ))));
+        };
+        let group = match self.host.groups().get(id) {
+            Ok(g) => g,
+            Err(e) => return answer(Err(BrokerError::bad_request(e.to_string()))),
+        };
+        let st = group.status();
+        if !st.voters.contains(&r.to) {
+            return answer(Err(BrokerError::bad_request(format!(
+                "node {} is not a voter of {id} (voters: {:?})",
+                r.to, st.voters
+            ))));
+        }
+        if st.leader == Some(r.to) {
+            return answer(Ok(()));
+        }
+        if !st.is_leader() {
+            let Some((leader, info)) = group.leader().filter(|(l, _)| *l != self.node_id && !forwarded)
+            else {
+                return answer(Err(BrokerError::NotLeader(RaftError::NotLeader {
+                    group: id,
+                    leader: group.leader(),
+                })));
+            };
+            let channel = self.channels.get(&info.client_addr).map_err(Status::unavailable)?;
+            let mut fwd = Request::new(r);
+            fwd.set_timeout(Duration::from_secs(15));
+            mark_forwarded(&mut fwd, self.node_id);
+            return match AdminServiceClient::new(channel).transfer_leader(fwd).await {
+                Ok(resp) => Ok(resp),
+                Err(s) => answer(Err(BrokerError::Unavailable(format!(
+                    "leader node {leader} did not answer: {}",
+                    s.message()
+                )))),
+            };
+        }
+        let last = st.last_log_index.unwrap_or(0);
+        let matched = st.replication.iter().find(|(n, _)| *n == r.to).and_then(|(_, m)| *m).unwrap_or(0);
+        if matched + 64 < last {
+            return answer(Err(BrokerError::bad_request(format!(
+                "node {} is {} entries behind on {id}; retry once it caught up",
+                r.to,
+                last - matched
+            ))));
+        }
+        tracing::info!(group = %id, to = r.to, "transferring leadership");
+        if let Err(e) = group.transfer_leader(r.to).await {
+            return answer(Err(e.into()));
+        }
+        let to = r.to;
+        let res = group.wait_for(Duration::from_secs(10), "the new leader", |s| s.leader == Some(to)).await;
+        answer(res.map(|_| ()).map_err(BrokerError::from))
+    }
+
+    async fn query_message_local(
+        &self,
+        r: pb::QueryMessageRequest,
+    ) -> Result<pb::QueryMessageResponse, BrokerError> {
+        let topic = self
+            .ns
+            .read_local(|s| s.topics.get(&r.topic).cloned())
+            .ok_or_else(|| MetaError::TopicNotFound(r.topic.clone()))?;
+        if r.message_id.is_empty() == r.key.is_empty() {
+            return Err(BrokerError::bad_request("give exactly one of message_id and key"));
+        }
+        let max = if r.max == 0 { 32 } else { r.max.min(1024) } as usize;
+        let mut groups: Vec<u32> = topic.queues.iter().map(|q| q.group).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut out = Vec::new();
+        for g in groups {
+            let Some(b) = self.brokers.get(GroupId(g)) else { continue };
+            let found = b.find(&r.topic, &r.message_id, &r.key, max).await?;
+            out.extend(
+                found.into_iter().filter_map(|(queue, m)| convert::stored(&r.topic, GroupId(g), queue, &m)),
+            );
+            if out.len() >= max {
+                break;
+            }
+        }
+        out.truncate(max);
+        Ok(pb::QueryMessageResponse { status: Some(ok_status()), messages: out })
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminServiceImpl {
+    #[tracing::instrument(level = "info", skip_all, fields(group = %req.get_ref().group, to = req.get_ref().to))]
+    async fn transfer_leader(
+        &self,
+        req: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.transfer_leader_local(req).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %req.get_ref().topic))]
+    async fn query_message(
+        &self,
+        req: Request<pb::QueryMessageRequest>,
+    ) -> Result<Response<pb::QueryMessageResponse>, Status> {
+        let resp = self.query_message_local(req.into_inner()).await.unwrap_or_else(Answer::error);
+        Ok(Response::new(resp))
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     async fn cluster_status(
         &self,

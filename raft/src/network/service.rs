@@ -133,7 +133,7 @@ impl RaftService for RaftServiceImpl {
         let req = req.into_inner();
         let group = self.group(req.group)?;
         let rpc = pb::from_transfer_request(&req).map_err(bad)?;
-        group.transfer_leader(rpc).await.map_err(Status::unavailable)?;
+        group.handle_transfer_leader(rpc).await.map_err(Status::unavailable)?;
         Ok(Response::new(pbm::TransferLeaderResponse {}))
     }
 

@@ -9,6 +9,7 @@
 //! | `I` message id | topic id, queue, offset |
 //! | `K` topic id, key length (u16), key, queue, offset | nothing |
 //! | `C` group length (u16), group, topic id, queue | committed consumer offset (u64) |
+//! | `F` | retention floor: lowest log index a stored message may live at (u64) |
 
 use crate::keys::group_key;
 use crate::types::GroupId;
@@ -19,6 +20,12 @@ pub(crate) const CQ: u8 = b'Q';
 pub(crate) const MSG_ID: u8 = b'I';
 pub(crate) const KEY: u8 = b'K';
 pub(crate) const CONSUMER: u8 = b'C';
+pub(crate) const FLOOR: u8 = b'F';
+
+/// `F` retention floor.
+pub(crate) fn floor(g: GroupId) -> Vec<u8> {
+    group_key(g, &[FLOOR])
+}
 
 /// `T` topic.
 pub(crate) fn topic(g: GroupId, name: &str) -> Vec<u8> {

@@ -74,6 +74,9 @@ pub struct NewMessage {
     pub trace_context: Option<String>,
     /// User properties.
     pub properties: Vec<(String, String)>,
+    /// MD5 of the body, computed once when the leader accepts the message (clients verify it on
+    /// every delivery).
+    pub body_md5: [u8; 16],
     /// Body.
     pub body: Bytes,
 }
@@ -117,6 +120,7 @@ impl NewMessage {
         for (k, v) in &self.properties {
             w.str(k).str(v);
         }
+        w.raw(&self.body_md5);
         w.bytes(&self.body);
     }
 
@@ -136,6 +140,7 @@ impl NewMessage {
             + self.trace_context.as_deref().map_or(0, s)
             + 4
             + self.properties.iter().map(|(k, v)| s(k) + s(v)).sum::<usize>()
+            + 16
             + 4
             + self.body.len()
     }
@@ -241,6 +246,8 @@ pub struct RecordView<'a> {
     pub trace_context: Option<&'a str>,
     /// User properties.
     pub properties: Vec<(&'a str, &'a str)>,
+    /// MD5 of the body.
+    pub body_md5: &'a [u8],
     /// Body.
     pub body: &'a [u8],
 }
@@ -283,6 +290,7 @@ impl<'a> RecordView<'a> {
         for _ in 0..n {
             properties.push((r.str()?, r.str()?));
         }
+        let body_md5 = r.raw(16)?;
         let body = r.bytes()?;
         r.finish()?;
         Ok(Self {
@@ -299,6 +307,7 @@ impl<'a> RecordView<'a> {
             delivery_ms,
             trace_context,
             properties,
+            body_md5,
             body,
         })
     }
@@ -315,7 +324,7 @@ mod tests {
             message_id: format!("01ABC{i}"),
             message_type: StoredType::Normal,
             body_encoding: 1,
-            tag: (i % 2 == 0).then(|| "TagA".into()),
+            tag: i.is_multiple_of(2).then(|| "TagA".into()),
             keys: vec![format!("k{i}"), "shared".into()],
             message_group: None,
             born_ms: 1_700_000_000_000 + i as i64,
@@ -323,6 +332,7 @@ mod tests {
             delivery_ms: (i == 3).then_some(42),
             trace_context: None,
             properties: vec![("a".into(), i.to_string())],
+            body_md5: [i as u8; 16],
             body: Bytes::from(vec![i as u8; 10 + i as usize]),
         }
     }
@@ -347,6 +357,7 @@ mod tests {
             assert_eq!(v.keys, m.keys.iter().map(String::as_str).collect::<Vec<_>>());
             assert_eq!(v.delivery_ms, m.delivery_ms);
             assert_eq!(v.body, &m.body[..]);
+            assert_eq!(v.body_md5, &m.body_md5[..]);
             assert_eq!(v.properties, vec![("a", m.properties[0].1.as_str())]);
         }
     }

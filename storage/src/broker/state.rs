@@ -18,12 +18,50 @@ use crate::types::GroupId;
 pub trait Sink {
     /// Writes `value` at `key`.
     fn put(&mut self, key: &[u8], value: &[u8]);
+    /// Deletes `key`.
+    fn delete(&mut self, key: &[u8]);
+    /// Deletes every key in `[from, to)`.
+    fn delete_range(&mut self, from: &[u8], to: &[u8]);
 }
 
+/// A sink that records changes, for tests: puts as `(key, value)`, deletes as `(key, [])`
+/// prefixed with `-`, ranges as `(from, to)` prefixed with `~`.
 impl Sink for Vec<(Vec<u8>, Vec<u8>)> {
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.push((key.to_vec(), value.to_vec()));
     }
+    fn delete(&mut self, key: &[u8]) {
+        self.push(([b"-", key].concat(), Vec::new()));
+    }
+    fn delete_range(&mut self, from: &[u8], to: &[u8]) {
+        self.push(([b"~", from].concat(), to.to_vec()));
+    }
+}
+
+/// What retention removes from one queue, planned by reading the store (see
+/// [`super::reader::plan_retain`]) and then applied without reading anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueExpiry {
+    /// Topic id.
+    pub topic_id: u32,
+    /// Queue.
+    pub queue: u32,
+    /// The queue's new lowest offset.
+    pub new_min: u64,
+    /// Message ids of the removed messages (their index entries go too).
+    pub ids: Vec<String>,
+    /// Keys of the removed messages with their offsets.
+    pub keys: Vec<(String, u64)>,
+}
+
+/// One retention pass over a broker group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetainPlan {
+    /// Per-queue removals.
+    pub expiries: Vec<QueueExpiry>,
+    /// Lowest log index any retained message lives at afterwards: entries below hold nothing a
+    /// consumer can read and may be deleted from the log.
+    pub floor: u64,
 }
 
 /// Offsets of one queue.
@@ -54,7 +92,7 @@ impl QueueState {
 }
 
 /// Topic ids, queue offsets and committed consumer offsets of a broker group.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerState {
     group: GroupId,
     /// Topic name → id, in assignment order.
@@ -63,12 +101,14 @@ pub struct BrokerState {
     pub queues: HashMap<(u32, u32), QueueState>,
     /// Committed offsets by (consumer group, topic id, queue).
     pub consumers: HashMap<(String, u32, u32), u64>,
+    /// Retention floor: log entries below it hold no retained message.
+    pub floor: u64,
 }
 
 impl BrokerState {
     /// An empty state of `group`.
     pub fn new(group: GroupId) -> Self {
-        Self { group, ..Default::default() }
+        Self { group, topics: BTreeMap::new(), queues: HashMap::new(), consumers: HashMap::new(), floor: 0 }
     }
 
     /// The group.
@@ -104,7 +144,13 @@ impl BrokerState {
 
     /// Stores a batch appended at `log_index`: assigns each message the next offset of its queue,
     /// in batch order, and indexes it. Returns the offsets, one per message.
-    pub fn apply_append(&mut self, log_index: u64, store_ms: i64, batch: &[u8], sink: &mut impl Sink) -> Result<Vec<u64>, DecodeError> {
+    pub fn apply_append(
+        &mut self,
+        log_index: u64,
+        store_ms: i64,
+        batch: &[u8],
+        sink: &mut impl Sink,
+    ) -> Result<Vec<u64>, DecodeError> {
         let positions = record_positions(batch)?;
         // Parse everything before changing anything: a corrupt batch changes nothing.
         let views = positions
@@ -121,7 +167,8 @@ impl BrokerState {
             if !touched.contains(&(tid, v.queue_id)) {
                 touched.push((tid, v.queue_id));
             }
-            let unit = CqUnit { log_index, pos: p.pos, len: p.len, store_ms, tag_hash: keys::tag_hash(v.tag) };
+            let unit =
+                CqUnit { log_index, pos: p.pos, len: p.len, store_ms, tag_hash: keys::tag_hash(v.tag) };
             sink.put(&keys::cq(self.group, tid, v.queue_id, offset), &unit.encode());
             let mut loc = [0u8; 16];
             loc[..4].copy_from_slice(&tid.to_be_bytes());
@@ -140,9 +187,43 @@ impl BrokerState {
         Ok(offsets)
     }
 
+    /// Applies a retention plan: raises queue minimums, drops consume-queue units and index
+    /// entries of removed messages, and raises the floor. Never lowers anything.
+    pub fn apply_retain(&mut self, plan: &RetainPlan, sink: &mut impl Sink) {
+        for e in &plan.expiries {
+            let Some(q) = self.queues.get_mut(&(e.topic_id, e.queue)) else { continue };
+            let new_min = e.new_min.min(q.next);
+            if new_min <= q.min {
+                continue;
+            }
+            sink.delete_range(
+                &keys::cq(self.group, e.topic_id, e.queue, q.min),
+                &keys::cq(self.group, e.topic_id, e.queue, new_min),
+            );
+            for id in &e.ids {
+                sink.delete(&keys::msg_id(self.group, id));
+            }
+            for (k, off) in &e.keys {
+                sink.delete(&keys::key(self.group, e.topic_id, k, e.queue, *off));
+            }
+            q.min = new_min;
+            let st = *q;
+            sink.put(&keys::queue(self.group, e.topic_id, e.queue), &st.encode());
+        }
+        if plan.floor > self.floor {
+            self.floor = plan.floor;
+            sink.put(&keys::floor(self.group), &self.floor.to_be_bytes());
+        }
+    }
+
     /// Records committed consumer offsets. An offset past the queue's end is clamped to it, and a
     /// queue that never stored a message keeps offset 0: the same on every replica.
-    pub fn apply_commit_offsets(&mut self, group: &str, offsets: &[(String, u32, u64)], sink: &mut impl Sink) {
+    pub fn apply_commit_offsets(
+        &mut self,
+        group: &str,
+        offsets: &[(String, u32, u64)],
+        sink: &mut impl Sink,
+    ) {
         for (topic, queue, offset) in offsets {
             let Some(tid) = self.topic_id(topic) else { continue };
             let end = self.queues.get(&(tid, *queue)).map_or(0, |q| q.next);
@@ -179,6 +260,7 @@ mod tests {
                 delivery_ms: None,
                 trace_context: None,
                 properties: vec![],
+                body_md5: [0; 16],
                 body: Bytes::from_static(b"x"),
             });
         }
@@ -189,7 +271,8 @@ mod tests {
     fn offsets_are_gapless_per_queue_in_log_order() {
         let mut s = BrokerState::new(GroupId(1));
         let mut sink = Vec::new();
-        let o1 = s.apply_append(5, 100, &batch(&[("a", 0), ("a", 1), ("a", 0), ("b", 0)]), &mut sink).unwrap();
+        let o1 =
+            s.apply_append(5, 100, &batch(&[("a", 0), ("a", 1), ("a", 0), ("b", 0)]), &mut sink).unwrap();
         assert_eq!(o1, vec![0, 0, 1, 0]);
         let o2 = s.apply_append(6, 101, &batch(&[("a", 0), ("b", 0)]), &mut sink).unwrap();
         assert_eq!(o2, vec![2, 1]);
@@ -208,6 +291,35 @@ mod tests {
         assert!(s.apply_append(1, 0, &bad, &mut sink).is_err());
         assert!(sink.is_empty());
         assert_eq!(s, BrokerState::new(GroupId(1)));
+    }
+
+    #[test]
+    fn retention_only_moves_forward() {
+        let mut s = BrokerState::new(GroupId(1));
+        let mut sink = Vec::new();
+        s.apply_append(1, 0, &batch(&[("a", 0), ("a", 0), ("a", 0)]), &mut sink).unwrap();
+        let tid = s.topic_id("a").unwrap();
+        let plan = |min, floor| RetainPlan {
+            expiries: vec![QueueExpiry {
+                topic_id: tid,
+                queue: 0,
+                new_min: min,
+                ids: vec!["x".into()],
+                keys: vec![],
+            }],
+            floor,
+        };
+        let mut sink = Vec::new();
+        s.apply_retain(&plan(2, 7), &mut sink);
+        assert_eq!(s.queue("a", 0), QueueState { next: 3, min: 2 });
+        assert_eq!(s.floor, 7);
+        assert!(sink.iter().any(|(k, _)| k[0] == b'~'), "the consume-queue range is deleted");
+        let mut sink = Vec::new();
+        s.apply_retain(&plan(1, 3), &mut sink);
+        assert_eq!((s.queue("a", 0).min, s.floor), (2, 7));
+        assert!(sink.is_empty());
+        s.apply_retain(&plan(99, 8), &mut Vec::new());
+        assert_eq!(s.queue("a", 0).min, 3, "never past the end");
     }
 
     #[test]

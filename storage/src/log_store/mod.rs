@@ -14,6 +14,8 @@ use std::ops::RangeBounds;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use openraft::LogState;
@@ -86,6 +88,9 @@ struct Inner {
     store: Arc<Store>,
     opts: LogStoreOptions,
     meta: Mutex<LogMeta>,
+    /// With [`PurgeMode::KeepForRetention`]: entries below this hold no retained message, so a
+    /// purge may delete them; entries at or above it stay whatever openraft purges.
+    retention_floor: AtomicU64,
 }
 
 /// The log store of one group. Cloning shares it; it is also its own log reader.
@@ -147,12 +152,30 @@ impl LogStore {
             committed,
             cache: TailCache::new(next, opts.tail_cache_bytes),
         };
-        Ok(LogStore { inner: Arc::new(Inner { group, store, opts, meta: Mutex::new(meta) }) })
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                group,
+                store,
+                opts,
+                meta: Mutex::new(meta),
+                retention_floor: AtomicU64::new(0),
+            }),
+        })
     }
 
     /// The group this log belongs to.
     pub fn group(&self) -> GroupId {
         self.inner.group
+    }
+
+    /// Sets the retention floor (broker groups): a later purge deletes entries below it only.
+    pub fn set_retention_floor(&self, floor: u64) {
+        self.inner.retention_floor.fetch_max(floor, Ordering::Relaxed);
+    }
+
+    /// The entry at `index`, if it is in the in-memory tail (recent entries usually are).
+    pub fn cached(&self, index: u64) -> Option<Entry> {
+        self.meta().cache.get(index, index.saturating_add(1), usize::MAX).0.into_iter().next()
     }
 
     fn meta(&self) -> MutexGuard<'_, LogMeta> {
@@ -389,11 +412,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             keys::raft_key(self.inner.group, raft_tag::LAST_PURGED),
             raft_codec::encode_log_id(&log_id),
         );
-        if self.inner.opts.purge_mode == PurgeMode::Delete {
+        // What may go from disk: everything purged (NameServer), or, for a CommitLog, only what
+        // retention released (openraft also purges after installing a snapshot, whose retained
+        // entries were just written).
+        let delete_end = match self.inner.opts.purge_mode {
+            PurgeMode::Delete => log_id.index + 1,
+            PurgeMode::KeepForRetention => {
+                (log_id.index + 1).min(self.inner.retention_floor.load(Ordering::Relaxed))
+            }
+        };
+        if delete_end > 0 {
             batch.delete_range_cf(
                 self.inner.store.cf(CF_LOG)?,
                 &keys::group_start(self.inner.group)[..],
-                &keys::log_key(self.inner.group, log_id.index + 1)[..],
+                &keys::log_key(self.inner.group, delete_end)[..],
             );
         }
         self.write_and_wait(batch, false).await

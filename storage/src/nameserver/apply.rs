@@ -16,8 +16,8 @@ use super::names;
 use super::records::Change;
 use crate::types::GroupId;
 
-/// Longest retention a topic may have: ten years, in hours.
-pub const RETENTION_HOURS_MAX: u32 = 24 * 365 * 10;
+/// Longest retention a topic may have: ten years, in seconds.
+pub const RETENTION_SECS_MAX: u64 = 10 * 365 * 24 * 3600;
 /// Most delivery attempts a consumer group may configure.
 pub const MAX_DELIVERY_ATTEMPTS_MAX: u32 = 100;
 
@@ -86,7 +86,7 @@ impl MetaState {
                     name: spec.name.clone(),
                     message_type: spec.message_type,
                     permission: spec.permission,
-                    retention_hours: spec.retention_hours,
+                    retention_secs: spec.retention_secs,
                     queues,
                     created_at_ms: *now_ms,
                     updated_at_ms: *now_ms,
@@ -113,8 +113,8 @@ impl MetaState {
                 if let Some(p) = update.permission {
                     topic.permission = p;
                 }
-                if let Some(r) = update.retention_hours {
-                    topic.retention_hours = r;
+                if let Some(r) = update.retention_secs {
+                    topic.retention_secs = r;
                 }
                 topic.updated_at_ms = *now_ms;
                 changes.push(Change::topic(topic));
@@ -164,7 +164,7 @@ impl MetaState {
             names::check_topic(&spec.name)?;
         }
         check_queue_count(spec.queue_count)?;
-        check_retention(spec.retention_hours)?;
+        check_retention(spec.retention_secs)?;
         if self.broker_groups.is_empty() {
             return Err(MetaError::NoBrokerGroups);
         }
@@ -189,7 +189,7 @@ impl MetaState {
                 return Err(MetaError::NoBrokerGroups);
             }
         }
-        if let Some(r) = update.retention_hours {
+        if let Some(r) = update.retention_secs {
             check_retention(r)?;
         }
         Ok(())
@@ -217,10 +217,10 @@ fn check_queue_count(n: u32) -> Result<(), MetaError> {
     Ok(())
 }
 
-fn check_retention(hours: u32) -> Result<(), MetaError> {
-    if hours == 0 || hours > RETENTION_HOURS_MAX {
+fn check_retention(secs: u64) -> Result<(), MetaError> {
+    if secs == 0 || secs > RETENTION_SECS_MAX {
         return Err(MetaError::Invalid(format!(
-            "retention must be 1-{RETENTION_HOURS_MAX} hours, got {hours}"
+            "retention must be 1 s to 10 years ({RETENTION_SECS_MAX} s), got {secs} s"
         )));
     }
     Ok(())

@@ -34,8 +34,8 @@ pub struct TopicSpec {
     pub message_type: MessageType,
     /// Client permission.
     pub permission: Permission,
-    /// Hours messages are kept.
-    pub retention_hours: u32,
+    /// Seconds messages are kept.
+    pub retention_secs: u64,
     /// Created by the system (retry and DLQ topics): reserved prefixes allowed.
     #[serde(default)]
     pub system: bool,
@@ -50,8 +50,8 @@ pub struct TopicUpdate {
     pub message_type: Option<MessageType>,
     /// New permission.
     pub permission: Option<Permission>,
-    /// New retention, hours.
-    pub retention_hours: Option<u32>,
+    /// New retention, seconds.
+    pub retention_secs: Option<u64>,
 }
 
 /// What a new consumer group looks like.

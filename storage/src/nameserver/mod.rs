@@ -8,7 +8,7 @@ mod records;
 mod state_machine;
 
 pub use apply::MAX_DELIVERY_ATTEMPTS_MAX;
-pub use apply::RETENTION_HOURS_MAX;
+pub use apply::RETENTION_SECS_MAX;
 pub use command::BrokerGroupSpec;
 pub use command::GroupSpec;
 pub use command::MetaCommand;
@@ -21,7 +21,7 @@ pub use model::ConsumeMode;
 pub use model::ConsumerGroup;
 pub use model::DEFAULT_MAX_DELIVERY_ATTEMPTS;
 pub use model::DEFAULT_QUEUE_COUNT;
-pub use model::DEFAULT_RETENTION_HOURS;
+pub use model::DEFAULT_RETENTION_SECS;
 pub use model::MAX_QUEUE_COUNT;
 pub use model::Member;
 pub use model::MessageType;

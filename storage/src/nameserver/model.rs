@@ -11,7 +11,7 @@ use crate::types::GroupId;
 use crate::types::NodeId;
 
 /// Default retention of a topic's messages: 72 hours, as RocketMQ's `fileReservedTime`.
-pub const DEFAULT_RETENTION_HOURS: u32 = 72;
+pub const DEFAULT_RETENTION_SECS: u64 = 72 * 3600;
 /// Default number of queues of a new topic.
 pub const DEFAULT_QUEUE_COUNT: u32 = 8;
 /// Most queues a topic may have.
@@ -122,8 +122,8 @@ pub struct Topic {
     pub message_type: MessageType,
     /// Client permission.
     pub permission: Permission,
-    /// Hours a message is kept.
-    pub retention_hours: u32,
+    /// Seconds a message is kept.
+    pub retention_secs: u64,
     /// One entry per queue, in queue-id order.
     pub queues: Vec<QueueRoute>,
     /// Creation time (leader clock, stamped into the command), ms since the epoch.

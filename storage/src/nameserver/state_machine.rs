@@ -187,6 +187,10 @@ impl RaftStateMachine<TypeConfig> for NameServerSm {
                     );
                     Response::Meta(r)
                 }
+                EntryPayload::Normal(other) => {
+                    tracing::error!(index = log_id.index, command = %other, "not a nameserver command; skipped");
+                    Response::Rejected(format!("{other} is not a nameserver command"))
+                }
             };
             if let Some(responder) = responder {
                 replies.push((responder, response));

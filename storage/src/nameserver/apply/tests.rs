@@ -30,7 +30,7 @@ fn topic(name: &str, queues: u32) -> MetaCommand {
             queue_count: queues,
             message_type: MessageType::Normal,
             permission: Permission::ReadWrite,
-            retention_hours: 72,
+            retention_secs: 72 * 3600,
             system: false,
         },
         now_ms: 1000,
@@ -98,12 +98,12 @@ fn update_only_grows_queues() {
     assert!(matches!(s.apply(&shrink).0, MetaResponse::Rejected(MetaError::Invalid(_))));
     let grow = MetaCommand::UpdateTopic {
         name: "t".into(),
-        update: TopicUpdate { queue_count: Some(6), retention_hours: Some(1), ..Default::default() },
+        update: TopicUpdate { queue_count: Some(6), retention_secs: Some(60), ..Default::default() },
         now_ms: 2,
     };
     let MetaResponse::Topic(t) = s.apply(&grow).0 else { panic!() };
     assert_eq!(t.queue_count(), 6);
-    assert_eq!(t.retention_hours, 1);
+    assert_eq!(t.retention_secs, 60);
     assert_eq!(t.queues[4].group, 1);
     assert_eq!(t.queues[5].group, 2);
 }

@@ -1,0 +1,237 @@
+//! [`PullConsumer`]: reads queues by offset and commits its progress to the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftmq_proto::rocketmq as pb;
+use raftmq_proto::rocketmq::Code;
+
+use crate::error::ClientError;
+use crate::error::check;
+use crate::message::MessageView;
+use crate::message::new_message_id;
+use crate::routes::QueueRoute;
+use crate::routes::Routes;
+
+/// Where to start reading a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetPolicy {
+    /// The oldest stored message.
+    Beginning,
+    /// After the newest message.
+    End,
+    /// The first message stored at or after this time, ms since the epoch.
+    Timestamp(i64),
+}
+
+/// What a pull found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// Messages, in offset order.
+    pub messages: Vec<MessageView>,
+    /// Offset to pull from next.
+    pub next_offset: u64,
+}
+
+/// Pull consumer settings.
+#[derive(Debug, Clone)]
+pub struct PullConsumerOptions {
+    /// Access points, `host:port[,...]`.
+    pub endpoints: String,
+    /// Consumer group (offsets are kept per group).
+    pub group: String,
+    /// Deadline of a request (long polls get their wait on top).
+    pub request_timeout: Duration,
+}
+
+impl PullConsumerOptions {
+    /// Defaults for `group` on a cluster reachable at `endpoints`.
+    pub fn new(endpoints: impl Into<String>, group: impl Into<String>) -> Self {
+        Self { endpoints: endpoints.into(), group: group.into(), request_timeout: Duration::from_secs(3) }
+    }
+}
+
+/// Reads queues by offset. Cheap to clone.
+#[derive(Clone)]
+pub struct PullConsumer {
+    routes: Arc<Routes>,
+    group: String,
+}
+
+fn queue(topic: &str, q: &QueueRoute) -> pb::MessageQueue {
+    pb::MessageQueue {
+        topic: Some(pb::Resource { resource_namespace: String::new(), name: topic.to_string() }),
+        id: q.id as i32,
+        permission: pb::Permission::ReadWrite as i32,
+        broker: Some(pb::Broker { name: q.group.clone(), id: 0, endpoints: None }),
+        accept_message_types: Vec::new(),
+    }
+}
+
+impl PullConsumer {
+    /// A consumer; it connects lazily.
+    pub fn new(opts: PullConsumerOptions) -> Result<Self, ClientError> {
+        let client_id = format!("raftmq-pull@{}@{}", std::process::id(), new_message_id());
+        let routes = Arc::new(Routes::new(&opts.endpoints, &client_id, opts.request_timeout)?);
+        Ok(Self { routes, group: opts.group })
+    }
+
+    fn group(&self) -> Option<pb::Resource> {
+        Some(pb::Resource { resource_namespace: String::new(), name: self.group.clone() })
+    }
+
+    /// The readable queues of `topic`.
+    pub async fn queues(&self, topic: &str) -> Result<Vec<u32>, ClientError> {
+        Ok(self.routes.queues(topic).await?.iter().filter(|q| q.readable).map(|q| q.id).collect())
+    }
+
+    async fn route(&self, topic: &str, id: u32) -> Result<QueueRoute, ClientError> {
+        self.routes
+            .queues(topic)
+            .await?
+            .iter()
+            .find(|q| q.id == id)
+            .cloned()
+            .ok_or_else(|| ClientError::InvalidArgument(format!("topic {topic} has no queue {id}")))
+    }
+
+    /// Runs `call` against the queue's leader; on a transport failure forgets the leader and
+    /// tries once more with a fresh route.
+    async fn on_queue<T, F, Fut>(&self, topic: &str, id: u32, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(crate::routes::Client, pb::MessageQueue) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut last = ClientError::Transport("not sent".into());
+        for _ in 0..3 {
+            let q = self.route(topic, id).await?;
+            let addr = self.routes.addr_of(&q);
+            match call(self.routes.client(&addr)?, queue(topic, &q)).await {
+                Ok(r) => {
+                    self.routes.learn(r.metadata());
+                    return Ok(r.into_inner());
+                }
+                Err(s) => {
+                    self.routes.forget_leader(&q.group);
+                    self.routes.invalidate(topic);
+                    last = s.into();
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Pulls up to `max` messages from `offset`, waiting up to `wait` for the first.
+    pub async fn pull(
+        &self,
+        topic: &str,
+        id: u32,
+        offset: u64,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Pulled, ClientError> {
+        let timeout = self.routes.timeout + wait;
+        let group = self.group();
+        let mut stream = self
+            .on_queue(topic, id, |mut c, q| {
+                let mut req = tonic::Request::new(pb::PullMessageRequest {
+                    group: group.clone(),
+                    message_queue: Some(q),
+                    offset: offset as i64,
+                    batch_size: max as i32,
+                    filter_expression: None,
+                    long_polling_timeout: Some(prost_types::Duration {
+                        seconds: wait.as_secs() as i64,
+                        nanos: wait.subsec_nanos() as i32,
+                    }),
+                });
+                req.set_timeout(timeout);
+                async move { c.pull_message(req).await }
+            })
+            .await?;
+        let mut messages = Vec::new();
+        let mut next = offset;
+        let mut status = None;
+        while let Some(item) = stream.message().await? {
+            use pb::pull_message_response::Content;
+            match item.content {
+                Some(Content::Status(s)) => status = Some(s),
+                Some(Content::Message(m)) => {
+                    if let Some(v) = MessageView::from_wire(m) {
+                        messages.push(v);
+                    }
+                }
+                Some(Content::NextOffset(n)) => next = n.max(0) as u64,
+                None => {}
+            }
+        }
+        match status.as_ref().map(|s| Code::try_from(s.code).unwrap_or(Code::Unspecified)) {
+            Some(Code::Ok) | Some(Code::MessageNotFound) => Ok(Pulled { messages, next_offset: next }),
+            _ => {
+                check(status.as_ref())?;
+                Ok(Pulled { messages, next_offset: next })
+            }
+        }
+    }
+
+    /// Commits `offset` (the next offset to consume) of this group on a queue.
+    pub async fn commit(&self, topic: &str, id: u32, offset: u64) -> Result<(), ClientError> {
+        let group = self.group();
+        let r = self
+            .on_queue(topic, id, |mut c, q| {
+                let req = self.routes.request(pb::UpdateOffsetRequest {
+                    group: group.clone(),
+                    message_queue: Some(q),
+                    offset: offset as i64,
+                });
+                async move { c.update_offset(req).await }
+            })
+            .await?;
+        check(r.status.as_ref())
+    }
+
+    /// The committed offset of this group on a queue, if any.
+    pub async fn committed(&self, topic: &str, id: u32) -> Result<Option<u64>, ClientError> {
+        let group = self.group();
+        let r = self
+            .on_queue(topic, id, |mut c, q| {
+                let req = self
+                    .routes
+                    .request(pb::GetOffsetRequest { group: group.clone(), message_queue: Some(q) });
+                async move { c.get_offset(req).await }
+            })
+            .await?;
+        match check(r.status.as_ref()) {
+            Ok(()) => Ok(Some(r.offset.max(0) as u64)),
+            Err(e) if e.code() == Some(Code::OffsetNotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An offset of a queue by policy.
+    pub async fn query_offset(&self, topic: &str, id: u32, policy: OffsetPolicy) -> Result<u64, ClientError> {
+        let (p, ts) = match policy {
+            OffsetPolicy::Beginning => (pb::QueryOffsetPolicy::Beginning, None),
+            OffsetPolicy::End => (pb::QueryOffsetPolicy::End, None),
+            OffsetPolicy::Timestamp(ms) => (
+                pb::QueryOffsetPolicy::Timestamp,
+                Some(prost_types::Timestamp {
+                    seconds: ms.div_euclid(1000),
+                    nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+                }),
+            ),
+        };
+        let r = self
+            .on_queue(topic, id, |mut c, q| {
+                let req = self.routes.request(pb::QueryOffsetRequest {
+                    message_queue: Some(q),
+                    query_offset_policy: p as i32,
+                    timestamp: ts,
+                });
+                async move { c.query_offset(req).await }
+            })
+            .await?;
+        check(r.status.as_ref())?;
+        Ok(r.offset.max(0) as u64)
+    }
+}

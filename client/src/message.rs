@@ -1,0 +1,185 @@
+//! Messages as the SDK user sees them: [`Message`] to send, [`MessageView`] received.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use raftmq_proto::rocketmq as pb;
+
+/// A message to send. Build with [`Message::new`] and the `with_*` methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic.
+    pub topic: String,
+    /// Body.
+    pub body: Bytes,
+    /// Tag (filterable by consumers).
+    pub tag: Option<String>,
+    /// Keys (queryable).
+    pub keys: Vec<String>,
+    /// Message group: messages of one group go to one queue, in order (FIFO topics).
+    pub message_group: Option<String>,
+    /// User properties.
+    pub properties: HashMap<String, String>,
+}
+
+impl Message {
+    /// A message for `topic` with `body`.
+    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            body: body.into(),
+            tag: None,
+            keys: Vec::new(),
+            message_group: None,
+            properties: HashMap::new(),
+        }
+    }
+
+    /// Sets the tag.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Adds a key.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.keys.push(key.into());
+        self
+    }
+
+    /// Sets the message group (FIFO).
+    pub fn with_message_group(mut self, group: impl Into<String>) -> Self {
+        self.message_group = Some(group.into());
+        self
+    }
+
+    /// Adds a user property.
+    pub fn with_property(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.properties.insert(k.into(), v.into());
+        self
+    }
+
+    pub(crate) fn to_wire(&self, message_id: String, born_host: &str) -> pb::Message {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let message_type =
+            if self.message_group.is_some() { pb::MessageType::Fifo } else { pb::MessageType::Normal };
+        pb::Message {
+            topic: Some(pb::Resource { resource_namespace: String::new(), name: self.topic.clone() }),
+            user_properties: self.properties.clone(),
+            system_properties: Some(pb::SystemProperties {
+                tag: self.tag.clone(),
+                keys: self.keys.clone(),
+                message_id,
+                body_encoding: pb::Encoding::Identity as i32,
+                message_type: message_type as i32,
+                born_timestamp: Some(prost_types::Timestamp {
+                    seconds: now.as_secs() as i64,
+                    nanos: now.subsec_nanos() as i32,
+                }),
+                born_host: born_host.to_string(),
+                message_group: self.message_group.clone(),
+                ..Default::default()
+            }),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageView {
+    /// Topic.
+    pub topic: String,
+    /// The producer's message id.
+    pub message_id: String,
+    /// Queue it was stored in.
+    pub queue_id: u32,
+    /// Its offset in that queue.
+    pub offset: u64,
+    /// Tag.
+    pub tag: Option<String>,
+    /// Keys.
+    pub keys: Vec<String>,
+    /// Message group.
+    pub message_group: Option<String>,
+    /// User properties.
+    pub properties: HashMap<String, String>,
+    /// When the producer created it, ms since the epoch.
+    pub born_ms: i64,
+    /// When the broker stored it, ms since the epoch.
+    pub store_ms: i64,
+    /// Delivery attempt, from 1.
+    pub delivery_attempt: u32,
+    /// Body.
+    pub body: Bytes,
+}
+
+fn ms(t: Option<&prost_types::Timestamp>) -> i64 {
+    t.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+impl MessageView {
+    pub(crate) fn from_wire(m: pb::Message) -> Option<Self> {
+        let sys = m.system_properties?;
+        Some(Self {
+            topic: m.topic.map(|t| t.name).unwrap_or_default(),
+            message_id: sys.message_id,
+            queue_id: sys.queue_id.max(0) as u32,
+            offset: sys.queue_offset.unwrap_or(0).max(0) as u64,
+            tag: sys.tag,
+            keys: sys.keys,
+            message_group: sys.message_group,
+            properties: m.user_properties,
+            born_ms: ms(sys.born_timestamp.as_ref()),
+            store_ms: ms(sys.store_timestamp.as_ref()),
+            delivery_attempt: sys.delivery_attempt.unwrap_or(1).max(1) as u32,
+            body: m.body,
+        })
+    }
+}
+
+/// A new message id in RocketMQ's layout: version `01`, 6 bytes of host identity, 2 of process
+/// id, 4 of seconds since 2021-01-01, 4 of sequence — 34 upper-case hex characters.
+pub fn new_message_id() -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    static HOST: OnceLock<[u8; 6]> = OnceLock::new();
+    let host = HOST.get_or_init(|| {
+        // No MAC address is needed: any stable, likely-unique 6 bytes will do.
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) as u64
+            ^ u64::from(std::process::id()).rotate_left(29);
+        let h = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let b = h.to_be_bytes();
+        [b[0], b[1], b[2], b[3], b[4], b[5]]
+    });
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .saturating_sub(1_609_459_200) as u32;
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let pid = (std::process::id() & 0xffff) as u16;
+    let mut bytes = Vec::with_capacity(17);
+    bytes.push(1u8);
+    bytes.extend_from_slice(host);
+    bytes.extend_from_slice(&pid.to_be_bytes());
+    bytes.extend_from_slice(&secs.to_be_bytes());
+    bytes.extend_from_slice(&seq.to_be_bytes());
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn message_ids_are_unique_and_well_formed() {
+        let a = super::new_message_id();
+        let b = super::new_message_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 34);
+        assert!(a.starts_with("01"));
+    }
+}

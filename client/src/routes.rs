@@ -1,0 +1,229 @@
+//! Topic routes and the leader of every broker group, as this client knows them.
+//!
+//! Routes come from `QueryRoute` (cached, refreshed every 30 s or after an error). Every broker
+//! answer names the leader of the group it concerns (`x-raftmq-leader: <group> <node> <term>
+//! <addr>`); the client switches to it at once and ignores anything older than the term it
+//! knows, instead of waiting for the next route poll.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::time::Duration;
+use std::time::Instant;
+
+use raftmq_proto::rocketmq as pb;
+use raftmq_proto::rocketmq::messaging_service_client::MessagingServiceClient;
+use tonic::metadata::MetadataMap;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+use crate::error::ClientError;
+use crate::error::check;
+
+/// How long a fetched route is trusted.
+const ROUTE_TTL: Duration = Duration::from_secs(30);
+/// Response header naming a group's leader.
+pub const LEADER_HEADER: &str = "x-raftmq-leader";
+/// Largest message the client sends or accepts.
+const MESSAGE_BYTES_MAX: usize = 32 << 20;
+
+/// One queue of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRoute {
+    /// Queue id.
+    pub id: u32,
+    /// Broker group holding it.
+    pub group: String,
+    /// Address its route named.
+    pub addr: String,
+    /// Producers may write.
+    pub writable: bool,
+    /// Consumers may read.
+    pub readable: bool,
+}
+
+#[derive(Debug)]
+struct TopicRoute {
+    queues: Arc<Vec<QueueRoute>>,
+    fetched: Instant,
+}
+
+/// Adds the RocketMQ client headers to every request.
+#[derive(Clone)]
+pub struct Headers {
+    client_id: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Interceptor for Headers {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let md = req.metadata_mut();
+        md.insert("x-mq-client-id", self.client_id.clone());
+        md.insert("x-mq-language", MetadataValue::from_static("RUST"));
+        md.insert("x-mq-protocol", MetadataValue::from_static("GRPC_V2"));
+        md.insert("x-mq-client-version", MetadataValue::from_static(env!("CARGO_PKG_VERSION")));
+        Ok(req)
+    }
+}
+
+/// A MessagingService client with the headers added.
+pub type Client = MessagingServiceClient<InterceptedService<Channel, Headers>>;
+
+/// Routes, leaders and connections of one SDK client.
+pub struct Routes {
+    access: Vec<String>,
+    headers: Headers,
+    pub(crate) timeout: Duration,
+    channels: RwLock<HashMap<String, Channel>>,
+    topics: RwLock<HashMap<String, TopicRoute>>,
+    leaders: RwLock<HashMap<String, (u64, u64, String)>>,
+}
+
+impl Routes {
+    /// Routes through the access points `endpoints` (`host:port`, comma-separated).
+    pub fn new(endpoints: &str, client_id: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let access: Vec<String> =
+            endpoints.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if access.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "no endpoints: give host:port of at least one node".into(),
+            ));
+        }
+        let client_id = MetadataValue::try_from(client_id)
+            .map_err(|e| ClientError::InvalidArgument(format!("client id: {e}")))?;
+        Ok(Self {
+            access,
+            headers: Headers { client_id },
+            timeout,
+            channels: RwLock::default(),
+            topics: RwLock::default(),
+            leaders: RwLock::default(),
+        })
+    }
+
+    /// A client of the node at `addr`.
+    pub fn client(&self, addr: &str) -> Result<Client, ClientError> {
+        let cached = self.channels.read().unwrap_or_else(|e| e.into_inner()).get(addr).cloned();
+        let ch = match cached {
+            Some(c) => c,
+            None => {
+                let c = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| ClientError::InvalidArgument(format!("bad address {addr:?}: {e}")))?
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(1))
+                    .keep_alive_timeout(Duration::from_secs(2))
+                    .keep_alive_while_idle(true)
+                    .initial_stream_window_size(Some(4 << 20))
+                    .initial_connection_window_size(Some(16 << 20))
+                    .connect_lazy();
+                self.channels.write().unwrap_or_else(|e| e.into_inner()).insert(addr.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(MessagingServiceClient::with_interceptor(ch, self.headers.clone())
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX))
+    }
+
+    /// A request with the client's timeout.
+    pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(self.timeout);
+        r
+    }
+
+    /// The queues of `topic`, from cache or from a `QueryRoute`.
+    pub async fn queues(&self, topic: &str) -> Result<Arc<Vec<QueueRoute>>, ClientError> {
+        if let Some(t) = self.topics.read().unwrap_or_else(|e| e.into_inner()).get(topic)
+            && t.fetched.elapsed() < ROUTE_TTL
+        {
+            return Ok(t.queues.clone());
+        }
+        self.refresh(topic).await
+    }
+
+    /// Fetches `topic`'s route from the first access point that answers.
+    pub async fn refresh(&self, topic: &str) -> Result<Arc<Vec<QueueRoute>>, ClientError> {
+        let mut last = ClientError::Transport("no access point answered".into());
+        for addr in &self.access {
+            let req = pb::QueryRouteRequest {
+                topic: Some(pb::Resource { resource_namespace: String::new(), name: topic.to_string() }),
+                endpoints: Some(pb::Endpoints::default()),
+            };
+            let resp = match self.client(addr)?.query_route(self.request(req)).await {
+                Ok(r) => r.into_inner(),
+                Err(s) => {
+                    last = s.into();
+                    continue;
+                }
+            };
+            check(resp.status.as_ref())?;
+            let queues: Vec<QueueRoute> = resp
+                .message_queues
+                .into_iter()
+                .filter_map(|q| {
+                    let broker = q.broker?;
+                    let ep = broker.endpoints?.addresses.into_iter().next()?;
+                    let perm = pb::Permission::try_from(q.permission).unwrap_or(pb::Permission::None);
+                    Some(QueueRoute {
+                        id: q.id.max(0) as u32,
+                        group: broker.name,
+                        addr: format!("{}:{}", ep.host, ep.port),
+                        writable: matches!(perm, pb::Permission::Write | pb::Permission::ReadWrite),
+                        readable: matches!(perm, pb::Permission::Read | pb::Permission::ReadWrite),
+                    })
+                })
+                .collect();
+            if queues.is_empty() {
+                return Err(ClientError::BadResponse(format!("route of {topic} has no queue")));
+            }
+            let queues = Arc::new(queues);
+            self.topics
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(topic.to_string(), TopicRoute { queues: queues.clone(), fetched: Instant::now() });
+            return Ok(queues);
+        }
+        Err(last)
+    }
+
+    /// Where requests for queue `q` go: the newest leader this client learned for its group, else
+    /// the route's address.
+    pub fn addr_of(&self, q: &QueueRoute) -> String {
+        self.leaders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&q.group)
+            .map_or_else(|| q.addr.clone(), |(_, _, a)| a.clone())
+    }
+
+    /// Learns leaders from an answer's headers; older terms than known are ignored.
+    pub fn learn(&self, md: &MetadataMap) {
+        for v in md.get_all(LEADER_HEADER) {
+            let Ok(s) = v.to_str() else { continue };
+            let parts: Vec<&str> = s.split(' ').collect();
+            let [group, node, term, addr] = parts.as_slice() else { continue };
+            let (Ok(node), Ok(term)) = (node.parse::<u64>(), term.parse::<u64>()) else { continue };
+            let mut leaders = self.leaders.write().unwrap_or_else(|e| e.into_inner());
+            match leaders.get(*group) {
+                Some((_, known, _)) if *known > term => {}
+                _ => {
+                    leaders.insert(group.to_string(), (node, term, addr.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Forgets what is known of `group`'s leader (after it failed to answer).
+    pub fn forget_leader(&self, group: &str) {
+        self.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(group);
+    }
+
+    /// Forgets `topic`'s route.
+    pub fn invalidate(&self, topic: &str) {
+        self.topics.write().unwrap_or_else(|e| e.into_inner()).remove(topic);
+    }
+}

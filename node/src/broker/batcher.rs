@@ -1,0 +1,203 @@
+//! The write path of one broker group: messages from many requests become one Raft entry.
+//!
+//! Natural batching: while no proposal is in flight, whatever is queued is proposed at once (a
+//! lone synchronous send pays no linger); while proposals are in flight, the batcher gathers for
+//! at most `linger` or until `batch_bytes_max`. A send is acknowledged only after its entry is
+//! committed (a quorum fsynced it) and applied. Bytes waiting or in flight are bounded: past the
+//! bound a send is refused with TOO_MANY_REQUESTS instead of queueing without end.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use raftmq_proto::rocketmq::Code;
+use raftmq_raft::Group;
+use raftmq_storage::AppendBatch;
+use raftmq_storage::Command;
+use raftmq_storage::Response;
+use raftmq_storage::broker::record::BatchBuilder;
+use raftmq_storage::broker::record::NewMessage;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+
+use crate::error::BrokerError;
+
+/// Tuning of a group's write path.
+#[derive(Debug, Clone)]
+pub struct BatcherOptions {
+    /// Most bytes of messages in one Raft entry.
+    pub batch_bytes_max: usize,
+    /// Longest wait for more messages while earlier proposals are in flight.
+    pub linger: Duration,
+    /// Most bytes accepted but not yet acknowledged, per group.
+    pub inflight_bytes_max: usize,
+    /// Most proposals in flight at once, per group.
+    pub inflight_proposals_max: usize,
+}
+
+impl Default for BatcherOptions {
+    fn default() -> Self {
+        Self {
+            batch_bytes_max: 512 << 10,
+            linger: Duration::from_millis(1),
+            inflight_bytes_max: 64 << 20,
+            inflight_proposals_max: 16,
+        }
+    }
+}
+
+/// Counters of a group's write path.
+#[derive(Debug, Default)]
+pub struct BatcherStats {
+    /// Entries proposed.
+    pub proposals: AtomicU64,
+    /// Messages proposed.
+    pub messages: AtomicU64,
+    /// Sends refused because the in-flight bound was reached.
+    pub rejected: AtomicU64,
+}
+
+struct Pending {
+    msgs: Vec<NewMessage>,
+    reply: oneshot::Sender<Result<Vec<u64>, BrokerError>>,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Handle to a group's batcher task.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Pending>,
+    bytes: Arc<Semaphore>,
+    stats: Arc<BatcherStats>,
+    bytes_max: usize,
+}
+
+fn too_many(what: String) -> BrokerError {
+    BrokerError::BadRequest { code: Code::TooManyRequests, message: what }
+}
+
+impl Batcher {
+    /// Starts the batcher of `group`; it stops when every handle is dropped.
+    pub fn start(group: Group, store_host: String, opts: BatcherOptions) -> Batcher {
+        let (tx, rx) = mpsc::channel(65536);
+        let bytes = Arc::new(Semaphore::new(opts.inflight_bytes_max));
+        let stats = Arc::new(BatcherStats::default());
+        let bytes_max = opts.inflight_bytes_max;
+        tokio::spawn(run(group, store_host, opts, rx, stats.clone()));
+        Batcher { tx, bytes, stats, bytes_max }
+    }
+
+    /// Appends `msgs` and waits until they are committed and applied; returns their queue offsets.
+    pub async fn append(&self, msgs: Vec<NewMessage>) -> Result<Vec<u64>, BrokerError> {
+        let size: usize = msgs.iter().map(|m| m.encoded_len() + 4).sum();
+        if size > self.bytes_max {
+            return Err(BrokerError::bad_request(format!(
+                "request of {size} bytes exceeds the write buffer ({})",
+                self.bytes_max
+            )));
+        }
+        let permit = match self.bytes.clone().try_acquire_many_owned(size as u32) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(too_many(format!(
+                    "the broker group has {} MiB of writes in flight; retry after a short backoff",
+                    self.bytes_max >> 20
+                )));
+            }
+        };
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(Pending { msgs, reply, permit }).map_err(|_| {
+            too_many("the broker group's write queue is full; retry after a short backoff".into())
+        })?;
+        rx.await.map_err(|_| BrokerError::Unavailable("the broker group's writer stopped".into()))?
+    }
+
+    /// The batcher's counters.
+    pub fn stats(&self) -> &Arc<BatcherStats> {
+        &self.stats
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+async fn run(
+    group: Group,
+    store_host: String,
+    opts: BatcherOptions,
+    mut rx: mpsc::Receiver<Pending>,
+    stats: Arc<BatcherStats>,
+) {
+    let proposals = Arc::new(Semaphore::new(opts.inflight_proposals_max));
+    // Store times never go back on this leader, even if the wall clock does.
+    let last_ms = Arc::new(AtomicI64::new(0));
+    while let Some(first) = rx.recv().await {
+        let mut builder = BatchBuilder::new();
+        let mut waiters = Vec::new();
+        add(&mut builder, &mut waiters, first);
+        while builder.len() < opts.batch_bytes_max
+            && let Ok(p) = rx.try_recv()
+        {
+            add(&mut builder, &mut waiters, p);
+        }
+        let busy = proposals.available_permits() < opts.inflight_proposals_max;
+        if busy && builder.len() < opts.batch_bytes_max {
+            let deadline = tokio::time::Instant::now() + opts.linger;
+            while builder.len() < opts.batch_bytes_max {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(p)) => add(&mut builder, &mut waiters, p),
+                    _ => break,
+                }
+            }
+        }
+        let Ok(permit) = proposals.clone().acquire_owned().await else { return };
+        let store_ms = now_ms().max(last_ms.load(Ordering::Relaxed));
+        last_ms.store(store_ms, Ordering::Relaxed);
+        stats.proposals.fetch_add(1, Ordering::Relaxed);
+        stats.messages.fetch_add(u64::from(builder.count()), Ordering::Relaxed);
+        let cmd = Command::Append(AppendBatch {
+            store_ms,
+            store_host: store_host.clone(),
+            batch: builder.finish(),
+        });
+        let group = group.clone();
+        tokio::spawn(async move {
+            let result = group.write(cmd).await;
+            drop(permit);
+            let mut offsets = match result {
+                Ok(Response::Appended(o)) => Ok(o.into_iter()),
+                Ok(Response::Rejected(e)) => {
+                    Err(BrokerError::Internal(format!("append rejected by apply: {e}")))
+                }
+                Ok(other) => Err(BrokerError::Internal(format!("unexpected apply result {other:?}"))),
+                Err(e) => Err(BrokerError::from(e)),
+            };
+            for (n, reply, _permit) in waiters {
+                let r = match &mut offsets {
+                    Ok(it) => Ok(it.by_ref().take(n).collect()),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = reply.send(r);
+            }
+        });
+    }
+}
+
+/// A request waiting for its entry: its message count, where to answer, and its share of the
+/// in-flight byte bound (released with the answer).
+type Waiter = (usize, oneshot::Sender<Result<Vec<u64>, BrokerError>>, OwnedSemaphorePermit);
+
+fn add(builder: &mut BatchBuilder, waiters: &mut Vec<Waiter>, p: Pending) {
+    for m in &p.msgs {
+        builder.push(m);
+    }
+    waiters.push((p.msgs.len(), p.reply, p.permit));
+}

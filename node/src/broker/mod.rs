@@ -1,0 +1,69 @@
+//! The broker groups hosted by this node: for each, its Raft group, its data, its write batcher
+//! and its offset committer.
+
+pub mod batcher;
+pub mod filter;
+pub mod offsets;
+pub mod read;
+pub mod retention;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use raftmq_raft::Group;
+use raftmq_raft::RaftHost;
+use raftmq_storage::GroupId;
+use raftmq_storage::broker::SharedBroker;
+
+use self::batcher::Batcher;
+use self::batcher::BatcherOptions;
+use self::offsets::OffsetCommitter;
+
+/// One broker group on this node.
+pub struct BrokerGroup {
+    /// The Raft group.
+    pub group: Group,
+    /// Its state machine's data.
+    pub data: SharedBroker,
+    /// Its write path (used when this node leads).
+    pub batcher: Batcher,
+    /// Its offset commits (used when this node leads).
+    pub offsets: OffsetCommitter,
+}
+
+/// Every broker group on this node, by id.
+#[derive(Clone, Default)]
+pub struct Brokers {
+    groups: Arc<BTreeMap<GroupId, Arc<BrokerGroup>>>,
+}
+
+impl Brokers {
+    /// Starts broker groups `1..=count` on `host`.
+    pub async fn start(
+        host: &RaftHost,
+        count: u32,
+        store_host: &str,
+        opts: &BatcherOptions,
+        tail_cache_bytes: usize,
+    ) -> Result<Brokers, raftmq_raft::RaftError> {
+        let mut groups = BTreeMap::new();
+        for n in 1..=count {
+            let id = GroupId::broker(n);
+            let (group, data) = host.start_broker(id, tail_cache_bytes).await?;
+            let batcher = Batcher::start(group.clone(), store_host.to_string(), opts.clone());
+            let offsets = OffsetCommitter::start(group.clone());
+            groups.insert(id, Arc::new(BrokerGroup { group, data, batcher, offsets }));
+        }
+        Ok(Brokers { groups: Arc::new(groups) })
+    }
+
+    /// Broker group `id`, if hosted here.
+    pub fn get(&self, id: GroupId) -> Option<&Arc<BrokerGroup>> {
+        self.groups.get(&id)
+    }
+
+    /// Every broker group hosted here.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<BrokerGroup>> {
+        self.groups.values()
+    }
+}

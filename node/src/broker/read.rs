@@ -1,0 +1,192 @@
+//! The read path of one broker group: pull by offset with long polling, queue bounds, offsets
+//! by time, committed consumer offsets.
+
+use raftmq_storage::broker::reader;
+use raftmq_storage::broker::reader::StoredMessage;
+use raftmq_storage::broker::record::RecordView;
+use tokio::time::Instant;
+
+use super::BrokerGroup;
+use super::filter::Filter;
+use crate::error::BrokerError;
+
+/// Most consume-queue units scanned per read round (bounds work when a filter skips most).
+const SCAN_UNITS_MAX: usize = 4096;
+
+/// What to pull.
+#[derive(Debug)]
+pub struct PullRequest<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Queue.
+    pub queue: u32,
+    /// First offset wanted.
+    pub offset: u64,
+    /// Most messages.
+    pub max: usize,
+    /// Most record bytes after the first message.
+    pub bytes_max: usize,
+    /// Which messages.
+    pub filter: &'a Filter,
+    /// When to give up waiting for the first message.
+    pub deadline: Instant,
+}
+
+/// What a pull returned.
+#[derive(Debug, Default)]
+pub struct Pulled {
+    /// Matching messages, in offset order.
+    pub messages: Vec<StoredMessage>,
+    /// Where the next pull should start.
+    pub next_offset: u64,
+}
+
+/// Why a pull offset cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetOutOfRange {
+    /// Lowest offset still stored.
+    pub min: u64,
+    /// Offset the next message will get.
+    pub end: u64,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, raftmq_storage::StorageError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| BrokerError::Internal(e.to_string()))?.map_err(|e| {
+        tracing::error!(error = %e, "broker read failed");
+        BrokerError::Internal(e.to_string())
+    })
+}
+
+impl BrokerGroup {
+    /// `(min, end)` offsets of a queue: readable offsets are `min..end`.
+    pub fn bounds(&self, topic: &str, queue: u32) -> (u64, u64) {
+        let end = self.data.notifier().end(topic, queue);
+        let min = self.data.read(|s| s.queue(topic, queue).min);
+        (min.min(end), end)
+    }
+
+    /// Reads up to `req.max` messages matching `req.filter` from `req.offset`, waiting until
+    /// `req.deadline` for the first one. `Ok(Err(..))` when the offset is outside the queue.
+    pub async fn pull(&self, req: &PullRequest<'_>) -> Result<Result<Pulled, OffsetOutOfRange>, BrokerError> {
+        let (topic, queue) = (req.topic, req.queue);
+        let mut offset = req.offset;
+        let mut rx = self.data.notifier().subscribe(topic, queue);
+        loop {
+            let end = *rx.borrow_and_update();
+            let (min, _) = self.bounds(topic, queue);
+            if offset < min || offset > end {
+                return Ok(Err(OffsetOutOfRange { min, end }));
+            }
+            if offset < end {
+                let got = self.read(topic, queue, offset, end, req.max, req.bytes_max, req.filter).await?;
+                if !got.messages.is_empty() || Instant::now() >= req.deadline {
+                    return Ok(Ok(got));
+                }
+                // Everything scanned was filtered out: keep waiting from past it.
+                offset = got.next_offset;
+                if offset < end {
+                    continue;
+                }
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    return Err(BrokerError::Unavailable("broker group stopped".into()));
+                },
+                () = tokio::time::sleep_until(req.deadline) => return Ok(Ok(Pulled { messages: Vec::new(), next_offset: offset })),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn read(
+        &self,
+        topic: &str,
+        queue: u32,
+        from: u64,
+        end: u64,
+        max: usize,
+        bytes_max: usize,
+        filter: &Filter,
+    ) -> Result<Pulled, BrokerError> {
+        let Some(tid) = self.data.read(|s| s.topic_id(topic)) else {
+            return Ok(Pulled { messages: Vec::new(), next_offset: from });
+        };
+        let data = self.data.clone();
+        let filter = filter.clone();
+        blocking(move || {
+            let group = data.group();
+            let units =
+                reader::cq_units(data.store(), group, tid, queue, from, end, SCAN_UNITS_MAX.max(max))?;
+            let scanned_to = units.last().map_or(from, |(o, _)| o + 1);
+            let wanted: Vec<_> = units.into_iter().filter(|(_, u)| filter.may_match(u.tag_hash)).collect();
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            let mut next = scanned_to;
+            for m in reader::messages(data.store(), data.log(), group, &wanted)? {
+                let view = RecordView::parse(&m.record)?;
+                if !filter.matches(view.tag) {
+                    continue;
+                }
+                if out.len() >= max || (!out.is_empty() && bytes + m.record.len() > bytes_max) {
+                    next = m.offset;
+                    break;
+                }
+                bytes += m.record.len();
+                out.push(m);
+            }
+            Ok(Pulled { messages: out, next_offset: next })
+        })
+        .await
+    }
+
+    /// The first offset of a queue stored at or after `ms`.
+    pub async fn offset_for_time(&self, topic: &str, queue: u32, ms: i64) -> Result<u64, BrokerError> {
+        let (min, end) = self.bounds(topic, queue);
+        let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(end) };
+        let data = self.data.clone();
+        blocking(move || reader::offset_for_time(data.store(), data.group(), tid, queue, min, end, ms)).await
+    }
+
+    /// The committed offset of `group` on a queue, read linearizably.
+    pub async fn committed(&self, group: &str, topic: &str, queue: u32) -> Result<Option<u64>, BrokerError> {
+        self.group.ensure_linearizable().await?;
+        Ok(self.data.read(|s| s.committed(group, topic, queue)))
+    }
+}
+
+impl BrokerGroup {
+    /// Messages of `topic` with `message_id` (if not empty) or with `key`: `(queue, message)`.
+    pub async fn find(
+        &self,
+        topic: &str,
+        message_id: &str,
+        key: &str,
+        max: usize,
+    ) -> Result<Vec<(u32, StoredMessage)>, BrokerError> {
+        let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(Vec::new()) };
+        let data = self.data.clone();
+        let (message_id, key) = (message_id.to_string(), key.to_string());
+        blocking(move || {
+            let group = data.group();
+            let locations: Vec<(u32, u64)> = if !message_id.is_empty() {
+                match reader::find_id(data.store(), group, &message_id)? {
+                    Some((t, q, o)) if t == tid => vec![(q, o)],
+                    _ => Vec::new(),
+                }
+            } else {
+                reader::find_key(data.store(), group, tid, &key, max)?
+            };
+            let mut out = Vec::new();
+            for (q, o) in locations {
+                let units = reader::cq_units(data.store(), group, tid, q, o, o + 1, 1)?;
+                for m in reader::messages(data.store(), data.log(), group, &units)? {
+                    out.push((q, m));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

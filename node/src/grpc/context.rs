@@ -1,0 +1,182 @@
+//! What every MessagingService handler needs: the NameServer view, the local broker groups, and
+//! how to reach other nodes; plus routing of a queue to its group and leader.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use raftmq_proto::rocketmq::Code;
+use raftmq_proto::rocketmq::messaging_service_client::MessagingServiceClient;
+use raftmq_storage::GroupId;
+use raftmq_storage::NodeId;
+use raftmq_storage::nameserver::MetaError;
+use raftmq_storage::nameserver::Topic;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+
+use crate::broker::BrokerGroup;
+use crate::broker::Brokers;
+use crate::error::BrokerError;
+use crate::forward::ClientChannels;
+use crate::nameserver::NameServer;
+
+/// Response header naming the leader that served (or should serve) a group's request:
+/// `<group> <node id> <term> <client address>`. Our SDK switches to that leader at once.
+pub const LEADER_HEADER: &str = "x-raftmq-leader";
+
+/// Largest message body accepted (RocketMQ's default `maxMessageSize`).
+pub const BODY_BYTES_MAX: usize = 4 << 20;
+/// Largest total size of a message's user properties.
+pub const PROPERTIES_BYTES_MAX: usize = 16 << 10;
+/// Largest encoded gRPC message the client port accepts (a 4 MiB body plus headers, batches).
+pub const CLIENT_MESSAGE_BYTES_MAX: usize = 32 << 20;
+
+/// Where a group's requests go.
+#[derive(Debug, Clone)]
+pub struct LeaderInfo {
+    /// Leader node.
+    pub node: NodeId,
+    /// Its term.
+    pub term: u64,
+    /// Its client address.
+    pub client_addr: String,
+}
+
+/// Shared state of the MessagingService handlers.
+pub struct Context {
+    /// This node.
+    pub node_id: NodeId,
+    /// This node's client address as clients reach it.
+    pub advertise: String,
+    /// The NameServer.
+    pub ns: NameServer,
+    /// Broker groups hosted here.
+    pub brokers: Brokers,
+    /// Channels to other nodes' client ports.
+    pub channels: Arc<ClientChannels>,
+    rr: AtomicUsize,
+}
+
+impl Context {
+    /// A context for node `node_id`.
+    pub fn new(
+        node_id: NodeId,
+        advertise: String,
+        ns: NameServer,
+        brokers: Brokers,
+        channels: Arc<ClientChannels>,
+    ) -> Self {
+        Self { node_id, advertise, ns, brokers, channels, rr: AtomicUsize::new(0) }
+    }
+
+    /// A round-robin counter.
+    pub fn next_rr(&self) -> usize {
+        self.rr.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The topic's metadata, from this node's NameServer replica.
+    pub fn topic(&self, name: &str) -> Result<Topic, BrokerError> {
+        if name.is_empty() {
+            return Err(BrokerError::BadRequest {
+                code: Code::IllegalTopic,
+                message: "topic name is empty".into(),
+            });
+        }
+        self.ns
+            .read_local(|s| s.topics.get(name).cloned())
+            .ok_or_else(|| MetaError::TopicNotFound(name.to_string()).into())
+    }
+
+    /// The broker group storing queue `queue` of `topic`.
+    pub fn queue_group(&self, topic: &Topic, queue: i32) -> Result<GroupId, BrokerError> {
+        usize::try_from(queue).ok().and_then(|q| topic.queues.get(q)).map(|q| GroupId(q.group)).ok_or_else(
+            || {
+                BrokerError::bad_request(format!(
+                    "queue {queue} does not exist: topic {:?} has queues 0-{}",
+                    topic.name,
+                    topic.queues.len().saturating_sub(1)
+                ))
+            },
+        )
+    }
+
+    /// The local broker group `id` if this node leads it.
+    pub fn local_leader(&self, id: GroupId) -> Option<&Arc<BrokerGroup>> {
+        self.brokers.get(id).filter(|b| b.group.is_leader())
+    }
+
+    /// The current leader of broker group `id`: this node's replica knows it first hand; the
+    /// NameServer's record is the fallback.
+    pub fn leader(&self, id: GroupId) -> Option<LeaderInfo> {
+        if let Some(b) = self.brokers.get(id)
+            && let Some((node, info)) = b.group.leader()
+        {
+            return Some(LeaderInfo { node, term: b.group.term(), client_addr: info.client_addr });
+        }
+        self.ns.read_local(|s| {
+            let bg = s.broker_group(id)?;
+            let node = bg.leader?;
+            let m = s.members.get(&node)?;
+            Some(LeaderInfo { node, term: bg.term, client_addr: m.client_addr.clone() })
+        })
+    }
+
+    /// The value of [`LEADER_HEADER`] for group `id`.
+    pub fn leader_header(&self, id: GroupId) -> Option<String> {
+        self.leader(id).map(|l| format!("{} {} {} {}", id.name(), l.node, l.term, l.client_addr))
+    }
+
+    /// A client of `addr`'s MessagingService over the shared channels.
+    pub fn client(&self, addr: &str) -> Result<MessagingServiceClient<Channel>, BrokerError> {
+        let ch = self.channels.get(addr).map_err(BrokerError::Internal)?;
+        Ok(MessagingServiceClient::new(ch)
+            .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
+    }
+
+    /// Where to forward a request for group `id` that this node does not lead, or why it cannot.
+    /// A request that was already forwarded is never forwarded again.
+    pub fn forward_target(&self, id: GroupId, md: &MetadataMap) -> Result<LeaderInfo, BrokerError> {
+        let leader = self.leader(id).filter(|l| l.node != self.node_id);
+        match leader {
+            Some(l) if !crate::forward::is_forwarded(md) => Ok(l),
+            Some(l) => Err(BrokerError::Unavailable(format!(
+                "{id}: leadership is moving; the leader is node {} at {}; retry there",
+                l.node, l.client_addr
+            ))),
+            None => Err(BrokerError::Unavailable(format!("{id} has no leader right now; retry in a moment"))),
+        }
+    }
+}
+
+/// Time left before the caller's gRPC deadline (`grpc-timeout`), if it sent one.
+pub fn deadline_left(md: &MetadataMap) -> Option<Duration> {
+    let v = md.get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header() {
+        let mut md = MetadataMap::new();
+        assert_eq!(deadline_left(&md), None);
+        md.insert("grpc-timeout", "1500m".parse().unwrap());
+        assert_eq!(deadline_left(&md), Some(Duration::from_millis(1500)));
+        md.insert("grpc-timeout", "3S".parse().unwrap());
+        assert_eq!(deadline_left(&md), Some(Duration::from_secs(3)));
+    }
+}

@@ -1,0 +1,195 @@
+//! `apache.rocketmq.v2.MessagingService` on the client port.
+//!
+//! Business errors travel as a `Status` in the response body with gRPC OK, as the RocketMQ proxy
+//! does; the official clients read them from there. Answers about a group carry the
+//! [`LEADER_HEADER`](super::context::LEADER_HEADER) so our SDK goes to the leader directly.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use raftmq_proto::rocketmq as pb;
+use raftmq_proto::rocketmq::messaging_service_server::MessagingService;
+use raftmq_storage::GroupId;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+use tonic::Streaming;
+use tonic::metadata::MetadataValue;
+
+use super::context::Context;
+use super::context::LEADER_HEADER;
+use super::pull::PullStream;
+
+/// The MessagingService of one node.
+pub struct MessagingServiceImpl {
+    ctx: Arc<Context>,
+}
+
+impl MessagingServiceImpl {
+    /// A service over `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+
+    fn with_leaders<T>(&self, body: T, groups: &[GroupId]) -> Response<T> {
+        let mut resp = Response::new(body);
+        for g in groups {
+            if let Some(v) = self.ctx.leader_header(*g).and_then(|h| MetadataValue::try_from(h).ok()) {
+                resp.metadata_mut().append(LEADER_HEADER, v);
+            }
+        }
+        resp
+    }
+
+    /// The group of `(topic, queue)` if both exist, for the leader header.
+    fn group_of(&self, q: Option<&pb::MessageQueue>) -> Vec<GroupId> {
+        let Some(q) = q else { return Vec::new() };
+        let topic = q.topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default();
+        self.ctx.topic(topic).ok().and_then(|t| self.ctx.queue_group(&t, q.id).ok()).into_iter().collect()
+    }
+}
+
+fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not implemented by this version of raftmq"))
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl MessagingService for MessagingServiceImpl {
+    type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
+    type PullMessageStream = PullStream;
+    type TelemetryStream = BoxStream<pb::TelemetryCommand>;
+
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = req.get_ref().topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default()))]
+    async fn query_route(
+        &self,
+        req: Request<pb::QueryRouteRequest>,
+    ) -> Result<Response<pb::QueryRouteResponse>, Status> {
+        Ok(Response::new(self.ctx.query_route(req.into_inner())))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(n = req.get_ref().messages.len()))]
+    async fn send_message(
+        &self,
+        req: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let (resp, groups) = self.ctx.send(req).await;
+        Ok(self.with_leaders(resp, &groups))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(offset = req.get_ref().offset))]
+    async fn pull_message(
+        &self,
+        req: Request<pb::PullMessageRequest>,
+    ) -> Result<Response<Self::PullMessageStream>, Status> {
+        let groups = self.group_of(req.get_ref().message_queue.as_ref());
+        let stream = self.ctx.pull(req).await?;
+        Ok(self.with_leaders(stream, &groups))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn update_offset(
+        &self,
+        req: Request<pb::UpdateOffsetRequest>,
+    ) -> Result<Response<pb::UpdateOffsetResponse>, Status> {
+        let groups = self.group_of(req.get_ref().message_queue.as_ref());
+        Ok(self.with_leaders(self.ctx.update_offset(req).await, &groups))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn get_offset(
+        &self,
+        req: Request<pb::GetOffsetRequest>,
+    ) -> Result<Response<pb::GetOffsetResponse>, Status> {
+        let groups = self.group_of(req.get_ref().message_queue.as_ref());
+        Ok(self.with_leaders(self.ctx.get_offset(req).await, &groups))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn query_offset(
+        &self,
+        req: Request<pb::QueryOffsetRequest>,
+    ) -> Result<Response<pb::QueryOffsetResponse>, Status> {
+        let groups = self.group_of(req.get_ref().message_queue.as_ref());
+        Ok(self.with_leaders(self.ctx.query_offset(req).await, &groups))
+    }
+
+    async fn heartbeat(
+        &self,
+        _req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        Err(unimplemented("Heartbeat"))
+    }
+
+    async fn query_assignment(
+        &self,
+        _req: Request<pb::QueryAssignmentRequest>,
+    ) -> Result<Response<pb::QueryAssignmentResponse>, Status> {
+        Err(unimplemented("QueryAssignment"))
+    }
+
+    async fn receive_message(
+        &self,
+        _req: Request<pb::ReceiveMessageRequest>,
+    ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
+        Err(unimplemented("ReceiveMessage"))
+    }
+
+    async fn ack_message(
+        &self,
+        _req: Request<pb::AckMessageRequest>,
+    ) -> Result<Response<pb::AckMessageResponse>, Status> {
+        Err(unimplemented("AckMessage"))
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> Result<Response<pb::ForwardMessageToDeadLetterQueueResponse>, Status> {
+        Err(unimplemented("ForwardMessageToDeadLetterQueue"))
+    }
+
+    async fn end_transaction(
+        &self,
+        _req: Request<pb::EndTransactionRequest>,
+    ) -> Result<Response<pb::EndTransactionResponse>, Status> {
+        Err(unimplemented("EndTransaction"))
+    }
+
+    async fn telemetry(
+        &self,
+        _req: Request<Streaming<pb::TelemetryCommand>>,
+    ) -> Result<Response<Self::TelemetryStream>, Status> {
+        Err(unimplemented("Telemetry"))
+    }
+
+    async fn notify_client_termination(
+        &self,
+        _req: Request<pb::NotifyClientTerminationRequest>,
+    ) -> Result<Response<pb::NotifyClientTerminationResponse>, Status> {
+        Err(unimplemented("NotifyClientTermination"))
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        _req: Request<pb::ChangeInvisibleDurationRequest>,
+    ) -> Result<Response<pb::ChangeInvisibleDurationResponse>, Status> {
+        Err(unimplemented("ChangeInvisibleDuration"))
+    }
+
+    async fn recall_message(
+        &self,
+        _req: Request<pb::RecallMessageRequest>,
+    ) -> Result<Response<pb::RecallMessageResponse>, Status> {
+        Err(unimplemented("RecallMessage"))
+    }
+
+    async fn sync_lite_subscription(
+        &self,
+        _req: Request<pb::SyncLiteSubscriptionRequest>,
+    ) -> Result<Response<pb::SyncLiteSubscriptionResponse>, Status> {
+        Err(unimplemented("SyncLiteSubscription"))
+    }
+}

@@ -1,0 +1,340 @@
+//! `SendMessage`: validate, pick queues, append to local broker groups (one Raft entry per batch)
+//! or forward to the leader of a group this node does not lead.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use md5::Digest;
+use raftmq_proto::rocketmq as pb;
+use raftmq_proto::rocketmq::Code;
+use raftmq_storage::GroupId;
+use raftmq_storage::broker::record::NewMessage;
+use raftmq_storage::broker::record::StoredType;
+use raftmq_storage::nameserver::MessageType;
+use raftmq_storage::nameserver::Permission;
+use raftmq_storage::nameserver::Topic;
+use tonic::Request;
+use tonic::metadata::MetadataMap;
+
+use super::context::BODY_BYTES_MAX;
+use super::context::Context;
+use super::context::PROPERTIES_BYTES_MAX;
+use super::context::deadline_left;
+use crate::error::BrokerError;
+use crate::error::ok_status;
+use crate::forward::mark_forwarded;
+
+fn illegal(code: Code, message: impl Into<String>) -> BrokerError {
+    BrokerError::BadRequest { code, message: message.into() }
+}
+
+/// FNV-1a of a message group: which queue a FIFO message goes to. Stable across versions.
+fn group_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Checks one message and builds what is stored (without its queue).
+fn to_new_message(topic: &Topic, m: &pb::Message) -> Result<NewMessage, BrokerError> {
+    let sys = m
+        .system_properties
+        .as_ref()
+        .ok_or_else(|| BrokerError::bad_request("message has no system_properties"))?;
+    if sys.message_id.trim().is_empty() {
+        return Err(illegal(Code::IllegalMessageId, "message_id is blank: clients generate one per message"));
+    }
+    if m.body.is_empty() {
+        return Err(illegal(Code::MessageBodyEmpty, "message body is empty"));
+    }
+    if m.body.len() > BODY_BYTES_MAX {
+        return Err(illegal(
+            Code::MessageBodyTooLarge,
+            format!("message body has {} bytes; the limit is {BODY_BYTES_MAX}", m.body.len()),
+        ));
+    }
+    if let Some(tag) = &sys.tag
+        && (tag.trim().is_empty() || tag.contains('|'))
+    {
+        return Err(illegal(
+            Code::IllegalMessageTag,
+            format!("tag {tag:?} must be non-blank and must not contain '|'"),
+        ));
+    }
+    if sys.keys.iter().any(|k| k.trim().is_empty()) {
+        return Err(illegal(Code::IllegalMessageKey, "message keys must be non-blank"));
+    }
+    let props: usize = m.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if props > PROPERTIES_BYTES_MAX {
+        return Err(illegal(
+            Code::MessagePropertiesTooLarge,
+            format!("user properties take {props} bytes; the limit is {PROPERTIES_BYTES_MAX}"),
+        ));
+    }
+    let group = sys.message_group.as_ref().filter(|g| !g.is_empty());
+    if group.is_some_and(|g| g.trim().is_empty() || g.len() > 1024) {
+        return Err(illegal(
+            Code::IllegalMessageGroup,
+            "message group must be non-blank and at most 1024 bytes",
+        ));
+    }
+    let stored_type = if sys.delivery_timestamp.is_some() {
+        StoredType::Delay
+    } else if group.is_some() {
+        StoredType::Fifo
+    } else if sys.message_type == pb::MessageType::Transaction as i32 {
+        StoredType::Transaction
+    } else {
+        StoredType::Normal
+    };
+    let accepted = matches!(
+        (topic.message_type, stored_type),
+        (MessageType::Mixed, _)
+            | (MessageType::Normal, StoredType::Normal)
+            | (MessageType::Fifo, StoredType::Fifo)
+            | (MessageType::Delay, StoredType::Delay)
+            | (MessageType::Transaction, StoredType::Transaction)
+    );
+    if !accepted {
+        return Err(illegal(
+            Code::MessagePropertyConflictWithType,
+            format!(
+                "topic {:?} takes {} messages, this one is {stored_type:?}",
+                topic.name,
+                topic.message_type.as_str()
+            ),
+        ));
+    }
+    if matches!(stored_type, StoredType::Delay | StoredType::Transaction) {
+        return Err(BrokerError::BadRequest {
+            code: Code::Unsupported,
+            message: format!("{stored_type:?} messages are not supported by this version of raftmq yet"),
+        });
+    }
+    Ok(NewMessage {
+        topic: topic.name.clone(),
+        queue_id: 0,
+        message_id: sys.message_id.clone(),
+        message_type: stored_type,
+        body_encoding: if sys.body_encoding == pb::Encoding::Gzip as i32 {
+            pb::Encoding::Gzip as u8
+        } else {
+            pb::Encoding::Identity as u8
+        },
+        tag: sys.tag.clone(),
+        keys: sys.keys.clone(),
+        message_group: group.cloned(),
+        born_ms: sys.born_timestamp.as_ref().map_or_else(now_ms, super::convert::millis),
+        born_host: sys.born_host.clone(),
+        delivery_ms: sys.delivery_timestamp.as_ref().map(super::convert::millis),
+        trace_context: sys.trace_context.clone(),
+        properties: m.user_properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        body_md5: md5::Md5::digest(&m.body).into(),
+        body: m.body.clone(),
+    })
+}
+
+fn entry(status: pb::Status, message_id: &str, offset: i64) -> pb::SendResultEntry {
+    pb::SendResultEntry {
+        status: Some(status),
+        message_id: message_id.to_string(),
+        transaction_id: message_id.to_string(),
+        offset,
+        recall_handle: String::new(),
+    }
+}
+
+impl Context {
+    /// Serves a `SendMessage`: one result entry per message, in request order. Also returns the
+    /// groups the messages went to, for the leader header.
+    pub async fn send(
+        &self,
+        req: Request<pb::SendMessageRequest>,
+    ) -> (pb::SendMessageResponse, Vec<GroupId>) {
+        let md = req.metadata().clone();
+        let req = req.into_inner();
+        let fail = |e: BrokerError| {
+            (pb::SendMessageResponse { status: Some(e.status()), entries: Vec::new() }, Vec::new())
+        };
+        let Some(first) = req.messages.first() else {
+            return fail(BrokerError::bad_request("SendMessage carries no message"));
+        };
+        let topic_name = first.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        if req.messages.iter().any(|m| m.topic.as_ref().map(|t| t.name.as_str()) != Some(topic_name.as_str()))
+        {
+            return fail(BrokerError::bad_request(
+                "all messages of one SendMessage must have the same topic",
+            ));
+        }
+        let topic = match self.topic(&topic_name) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
+        if topic.permission == Permission::Read {
+            return fail(illegal(Code::Forbidden, format!("topic {topic_name:?} is read-only")));
+        }
+        let forwarded = crate::forward::is_forwarded(&md);
+        let mut results: Vec<Option<pb::SendResultEntry>> = vec![None; req.messages.len()];
+        // Messages by target group: (index in request, message, queue).
+        let mut by_group: BTreeMap<GroupId, Vec<(usize, NewMessage)>> = BTreeMap::new();
+        for (i, m) in req.messages.iter().enumerate() {
+            let id = m.system_properties.as_ref().map(|s| s.message_id.as_str()).unwrap_or_default();
+            match to_new_message(&topic, m) {
+                Ok(mut nm) => {
+                    let queue = self.pick_queue(&topic, &nm, m, forwarded);
+                    nm.queue_id = queue;
+                    let g = GroupId(topic.queues[queue as usize].group);
+                    by_group.entry(g).or_default().push((i, nm));
+                }
+                Err(e) => results[i] = Some(entry(e.status(), id, -1)),
+            }
+        }
+        let groups: Vec<GroupId> = by_group.keys().copied().collect();
+        let sends = by_group.into_iter().map(|(g, msgs)| self.send_to_group(g, msgs, &md));
+        for part in join_all(sends).await {
+            for (i, e) in part {
+                results[i] = Some(e);
+            }
+        }
+        let entries: Vec<pb::SendResultEntry> = results.into_iter().map(|e| e.unwrap_or_default()).collect();
+        let codes: Vec<i32> = entries.iter().map(|e| e.status.as_ref().map_or(0, |s| s.code)).collect();
+        let status = if codes.iter().all(|c| *c == codes[0]) {
+            entries[0].status.clone().unwrap_or_else(ok_status)
+        } else {
+            pb::Status {
+                code: Code::MultipleResults as i32,
+                message: "messages had different results".into(),
+            }
+        };
+        (pb::SendMessageResponse { status: Some(status), entries }, groups)
+    }
+
+    /// FIFO messages go to the queue their message group hashes to; a forwarded message keeps the
+    /// queue the first node chose; others go round-robin to queues of groups this node leads
+    /// (no extra hop), or of any group when it leads none.
+    fn pick_queue(&self, topic: &Topic, nm: &NewMessage, m: &pb::Message, forwarded: bool) -> u32 {
+        let n = topic.queues.len() as u32;
+        if let Some(g) = &nm.message_group {
+            return (group_hash(g) % u64::from(n)) as u32;
+        }
+        if forwarded
+            && let Some(q) = m.system_properties.as_ref().map(|s| s.queue_id).filter(|q| (*q as u32) < n)
+        {
+            return q as u32;
+        }
+        let local: Vec<u32> = topic
+            .queues
+            .iter()
+            .filter(|q| self.local_leader(GroupId(q.group)).is_some())
+            .map(|q| q.queue_id)
+            .collect();
+        let rr = self.next_rr();
+        if local.is_empty() { (rr as u32) % n } else { local[rr % local.len()] }
+    }
+
+    async fn send_to_group(
+        &self,
+        g: GroupId,
+        msgs: Vec<(usize, NewMessage)>,
+        md: &MetadataMap,
+    ) -> Vec<(usize, pb::SendResultEntry)> {
+        if let Some(b) = self.local_leader(g) {
+            let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
+            let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
+            return match b.batcher.append(nms).await {
+                Ok(offsets) => idx
+                    .into_iter()
+                    .zip(ids)
+                    .zip(offsets)
+                    .map(|((i, id), o)| (i, entry(ok_status(), &id, o as i64)))
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!(group = %g, error = %e, "append failed");
+                    idx.into_iter().zip(ids).map(|(i, id)| (i, entry(e.status(), &id, -1))).collect()
+                }
+            };
+        }
+        self.forward_send(g, msgs, md).await
+    }
+
+    async fn forward_send(
+        &self,
+        g: GroupId,
+        msgs: Vec<(usize, NewMessage)>,
+        md: &MetadataMap,
+    ) -> Vec<(usize, pb::SendResultEntry)> {
+        let fail_all = |msgs: &[(usize, NewMessage)], e: &BrokerError| -> Vec<(usize, pb::SendResultEntry)> {
+            msgs.iter().map(|(i, m)| (*i, entry(e.status(), &m.message_id, -1))).collect()
+        };
+        let target = match self.forward_target(g, md) {
+            Ok(t) => t,
+            Err(e) => return fail_all(&msgs, &e),
+        };
+        let mut client = match self.client(&target.client_addr) {
+            Ok(c) => c,
+            Err(e) => return fail_all(&msgs, &e),
+        };
+        let wire: Vec<pb::Message> = msgs.iter().map(|(_, m)| to_wire(m)).collect();
+        let mut fwd = Request::new(pb::SendMessageRequest { messages: wire });
+        fwd.set_timeout(deadline_left(md).unwrap_or(Duration::from_secs(5)));
+        mark_forwarded(&mut fwd, self.node_id);
+        match client.send_message(fwd).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if r.entries.len() != msgs.len() {
+                    let e = BrokerError::Internal(format!(
+                        "leader node {} answered {} entries for {}",
+                        target.node,
+                        r.entries.len(),
+                        msgs.len()
+                    ));
+                    return fail_all(&msgs, &e);
+                }
+                msgs.iter().map(|(i, _)| *i).zip(r.entries).collect()
+            }
+            Err(s) => {
+                tracing::warn!(group = %g, leader = target.node, error = %s, "forwarding send failed");
+                let e = BrokerError::Unavailable(format!(
+                    "leader node {} of {g} did not answer: {}",
+                    target.node,
+                    s.message()
+                ));
+                fail_all(&msgs, &e)
+            }
+        }
+    }
+}
+
+/// A checked message back on the wire, with its chosen queue, for forwarding.
+fn to_wire(m: &NewMessage) -> pb::Message {
+    pb::Message {
+        topic: Some(pb::Resource { resource_namespace: String::new(), name: m.topic.clone() }),
+        user_properties: m.properties.iter().cloned().collect(),
+        system_properties: Some(pb::SystemProperties {
+            tag: m.tag.clone(),
+            keys: m.keys.clone(),
+            message_id: m.message_id.clone(),
+            body_encoding: i32::from(m.body_encoding),
+            message_type: super::convert::message_type(m.message_type) as i32,
+            born_timestamp: Some(super::convert::timestamp(m.born_ms)),
+            born_host: m.born_host.clone(),
+            delivery_timestamp: m.delivery_ms.map(super::convert::timestamp),
+            queue_id: m.queue_id as i32,
+            message_group: m.message_group.clone(),
+            trace_context: m.trace_context.clone(),
+            ..Default::default()
+        }),
+        body: Bytes::clone(&m.body),
+    }
+}

@@ -1,0 +1,15 @@
+//! Broker groups: a Raft group whose log is the CommitLog (message bytes stored once, in the
+//! entries) and whose state machine builds consume queues, indexes and consumer offsets.
+
+pub mod keys;
+mod notify;
+pub mod reader;
+pub mod record;
+pub mod state;
+mod state_machine;
+
+pub use notify::QueueNotifier;
+pub use state::BrokerState;
+pub use state::QueueState;
+pub use state_machine::BrokerSm;
+pub use state_machine::SharedBroker;

@@ -1,0 +1,268 @@
+//! Reads of a broker group's data: consume-queue units, messages out of the CommitLog, indexes and
+//! committed offsets. Blocking RocksDB calls: run them with `spawn_blocking`.
+
+use bytes::Bytes;
+use openraft::EntryPayload;
+use rocksdb::Direction;
+use rocksdb::IteratorMode;
+use rocksdb::ReadOptions;
+
+use super::keys;
+use super::keys::CqUnit;
+use crate::command::Command;
+use crate::error::Result;
+use crate::error::StorageError;
+use crate::keys as raw_keys;
+use crate::log_store::LogStore;
+use crate::raft_codec;
+use crate::store::CF_LOG;
+use crate::store::CF_SM;
+use crate::store::Store;
+use crate::types::GroupId;
+
+/// A stored message: its queue offset, store time and host, and its record (zero-copy out of the
+/// log entry; parse it with [`super::record::RecordView::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Queue offset.
+    pub offset: u64,
+    /// Store time, ms.
+    pub store_ms: i64,
+    /// Store host (the leader that appended it).
+    pub store_host: String,
+    /// Raft log index of its entry.
+    pub log_index: u64,
+    /// The record.
+    pub record: Bytes,
+}
+
+fn corrupt(what: &'static str, reason: String) -> StorageError {
+    StorageError::Corruption { what, reason }
+}
+
+/// Consume-queue units of a queue from `from`, at most `max`, below `end`.
+pub fn cq_units(
+    store: &Store,
+    group: GroupId,
+    topic_id: u32,
+    queue: u32,
+    from: u64,
+    end: u64,
+    max: usize,
+) -> Result<Vec<(u64, CqUnit)>> {
+    let mut out = Vec::new();
+    if from >= end || max == 0 {
+        return Ok(out);
+    }
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(keys::cq(group, topic_id, queue, end));
+    let start = keys::cq(group, topic_id, queue, from);
+    for kv in store.db().iterator_cf_opt(store.cf(CF_SM)?, ro, IteratorMode::From(&start, Direction::Forward))
+    {
+        let (k, v) = kv?;
+        let offset = k
+            .len()
+            .checked_sub(8)
+            .and_then(|i| k[i..].try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| corrupt("consume queue", format!("bad key {k:?}")))?;
+        let unit = CqUnit::decode(&v)
+            .ok_or_else(|| corrupt("consume queue", format!("bad unit at offset {offset}")))?;
+        out.push((offset, unit));
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The append batch stored at `log_index`, from the log's memory tail or from RocksDB (including
+/// entries openraft purged but retention keeps).
+pub fn append_entry(
+    store: &Store,
+    log: &LogStore,
+    group: GroupId,
+    log_index: u64,
+) -> Result<Option<(i64, String, Bytes)>> {
+    let entry = match log.cached(log_index) {
+        Some(e) => e,
+        None => match store.db().get_cf(store.cf(CF_LOG)?, raw_keys::log_key(group, log_index))? {
+            Some(v) => raft_codec::decode_entry(&Bytes::from(v))?,
+            None => return Ok(None),
+        },
+    };
+    match entry.payload {
+        EntryPayload::Normal(Command::Append(a)) => Ok(Some((a.store_ms, a.store_host, a.batch))),
+        _ => Err(corrupt("consume queue", format!("entry {log_index} is not an append"))),
+    }
+}
+
+/// Reads the messages the units point at. A unit whose entry is gone (removed by retention in the
+/// meantime) ends the result early.
+pub fn messages(
+    store: &Store,
+    log: &LogStore,
+    group: GroupId,
+    units: &[(u64, CqUnit)],
+) -> Result<Vec<StoredMessage>> {
+    let mut out = Vec::with_capacity(units.len());
+    let mut current: Option<(u64, i64, String, Bytes)> = None;
+    for (offset, u) in units {
+        if current.as_ref().map(|c| c.0) != Some(u.log_index) {
+            match append_entry(store, log, group, u.log_index)? {
+                Some((ms, host, batch)) => current = Some((u.log_index, ms, host, batch)),
+                None => break,
+            }
+        }
+        let Some((_, store_ms, host, batch)) = &current else { break };
+        let (start, end) = (u.pos as usize, u.pos as usize + u.len as usize);
+        if end > batch.len() {
+            return Err(corrupt(
+                "consume queue",
+                format!("offset {offset} points past its entry {}", u.log_index),
+            ));
+        }
+        out.push(StoredMessage {
+            offset: *offset,
+            store_ms: *store_ms,
+            store_host: host.clone(),
+            log_index: u.log_index,
+            record: batch.slice(start..end),
+        });
+    }
+    Ok(out)
+}
+
+/// Where the message with client id `id` is: `(topic id, queue, offset)`.
+pub fn find_id(store: &Store, group: GroupId, id: &str) -> Result<Option<(u32, u32, u64)>> {
+    let Some(v) = store.db().get_pinned_cf(store.cf(CF_SM)?, keys::msg_id(group, id))? else {
+        return Ok(None);
+    };
+    if v.len() != 16 {
+        return Err(corrupt("message id index", format!("bad value for {id:?}")));
+    }
+    let u32_at = |i: usize| u32::from_be_bytes(v[i..i + 4].try_into().unwrap_or_default());
+    Ok(Some((u32_at(0), u32_at(4), u64::from_be_bytes(v[8..16].try_into().unwrap_or_default()))))
+}
+
+/// Messages of a topic with key `key`: `(queue, offset)`, at most `max`, oldest first.
+pub fn find_key(
+    store: &Store,
+    group: GroupId,
+    topic_id: u32,
+    key: &str,
+    max: usize,
+) -> Result<Vec<(u32, u64)>> {
+    let prefix = keys::key_prefix(group, topic_id, key);
+    let mut upper = prefix.clone();
+    upper.push(0xff);
+    upper.extend_from_slice(&[0xff; 12]);
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(upper);
+    let mut out = Vec::new();
+    for kv in
+        store.db().iterator_cf_opt(store.cf(CF_SM)?, ro, IteratorMode::From(&prefix, Direction::Forward))
+    {
+        let (k, _) = kv?;
+        if !k.starts_with(&prefix) || k.len() != prefix.len() + 12 {
+            continue;
+        }
+        let t = &k[prefix.len()..];
+        let queue = u32::from_be_bytes(t[..4].try_into().unwrap_or_default());
+        let offset = u64::from_be_bytes(t[4..].try_into().unwrap_or_default());
+        out.push((queue, offset));
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The first offset in `[min, end)` of a queue whose store time is at or after `ms` (`end` if
+/// none). Store times follow log order, so a binary search over the queue works.
+pub fn offset_for_time(
+    store: &Store,
+    group: GroupId,
+    topic_id: u32,
+    queue: u32,
+    min: u64,
+    end: u64,
+    ms: i64,
+) -> Result<u64> {
+    let (mut lo, mut hi) = (min, end);
+    let cf = store.cf(CF_SM)?;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let unit = store
+            .db()
+            .get_pinned_cf(cf, keys::cq(group, topic_id, queue, mid))?
+            .and_then(|v| CqUnit::decode(&v));
+        match unit {
+            Some(u) if u.store_ms < ms => lo = mid + 1,
+            Some(_) => hi = mid,
+            // Removed by retention meanwhile: everything below is older.
+            None => lo = mid + 1,
+        }
+    }
+    Ok(lo)
+}
+
+/// Most messages one retention pass removes from a queue (bounds the work of one apply).
+pub const RETAIN_PER_QUEUE_MAX: u64 = 100_000;
+
+/// Plans a retention pass: for each queue of a topic in `cuts`, the messages stored before the
+/// topic's cut time go (at most [`RETAIN_PER_QUEUE_MAX`]), with their index entries; then the
+/// new floor. Reads only state that every replica has at the same applied index, so every
+/// replica plans the same. Blocking.
+pub fn plan_retain(
+    store: &Store,
+    log: &LogStore,
+    state: &super::state::BrokerState,
+    cuts: &[(String, i64)],
+    next_log_index: u64,
+) -> Result<super::state::RetainPlan> {
+    use super::record::RecordView;
+    use super::state::QueueExpiry;
+    let group = state.group();
+    let mut plan = super::state::RetainPlan::default();
+    let mut mins: std::collections::HashMap<(u32, u32), u64> =
+        state.queues.iter().map(|(k, q)| (*k, q.min)).collect();
+    for (topic, cut) in cuts {
+        let Some(tid) = state.topic_id(topic) else { continue };
+        let mut queues: Vec<(u32, super::state::QueueState)> =
+            state.queues.iter().filter(|((t, _), _)| *t == tid).map(|((_, q), st)| (*q, *st)).collect();
+        queues.sort_unstable_by_key(|(q, _)| *q);
+        for (queue, st) in queues {
+            if st.min >= st.next {
+                continue;
+            }
+            let limit = st.next.min(st.min + RETAIN_PER_QUEUE_MAX);
+            let new_min = offset_for_time(store, group, tid, queue, st.min, limit, *cut)?;
+            if new_min <= st.min {
+                continue;
+            }
+            let units = cq_units(store, group, tid, queue, st.min, new_min, usize::MAX)?;
+            let mut e = QueueExpiry { topic_id: tid, queue, new_min, ids: Vec::new(), keys: Vec::new() };
+            for m in messages(store, log, group, &units)? {
+                let v = RecordView::parse(&m.record)?;
+                e.ids.push(v.message_id.to_string());
+                e.keys.extend(v.keys.iter().map(|k| (k.to_string(), m.offset)));
+            }
+            mins.insert((tid, queue), new_min);
+            plan.expiries.push(e);
+        }
+    }
+    // The floor: the lowest log index of any message still stored.
+    let mut floor = next_log_index;
+    for ((tid, queue), st) in &state.queues {
+        let min = mins.get(&(*tid, *queue)).copied().unwrap_or(st.min);
+        if min >= st.next {
+            continue;
+        }
+        if let Some((_, u)) = cq_units(store, group, *tid, *queue, min, min + 1, 1)?.first() {
+            floor = floor.min(u.log_index);
+        }
+    }
+    plan.floor = floor.max(state.floor);
+    Ok(plan)
+}

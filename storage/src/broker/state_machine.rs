@@ -1,0 +1,447 @@
+//! A broker group's [`RaftStateMachine`]: its Raft log is the CommitLog; apply builds the consume
+//! queues and indexes and keeps committed consumer offsets, all in one write batch with the
+//! applied log id.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::RwLock;
+
+use futures::Stream;
+use futures::StreamExt;
+use openraft::EntryPayload;
+use openraft::RaftSnapshotBuilder;
+use openraft::storage::RaftStateMachine;
+use rocksdb::ColumnFamily;
+use rocksdb::IteratorMode;
+use rocksdb::ReadOptions;
+use rocksdb::WriteBatch;
+use tokio::sync::watch;
+
+use super::keys;
+use super::notify::QueueNotifier;
+use super::state::BrokerState;
+use super::state::QueueState;
+use super::state::Sink;
+use crate::command::Command;
+use crate::command::Response;
+use crate::error::DecodeError;
+use crate::error::Result;
+use crate::error::StorageError;
+use crate::keys::group_key;
+use crate::log_store::LogStore;
+use crate::snapshot;
+use crate::snapshot::APPLIED_KEY;
+use crate::snapshot::SnapshotFile;
+use crate::store::CF_SM;
+use crate::store::Store;
+use crate::types::GroupId;
+use crate::types::LogId;
+use crate::types::SnapshotMeta;
+use crate::types::StoredMembership;
+use crate::types::TypeConfig;
+
+struct BatchSink<'a> {
+    batch: &'a mut WriteBatch,
+    cf: &'a ColumnFamily,
+}
+
+impl Sink for BatchSink<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.batch.put_cf(self.cf, key, value);
+    }
+    fn delete(&mut self, key: &[u8]) {
+        self.batch.delete_cf(self.cf, key);
+    }
+    fn delete_range(&mut self, from: &[u8], to: &[u8]) {
+        self.batch.delete_range_cf(self.cf, from, to);
+    }
+}
+
+/// Read access to a broker group's data, shared with the node's services.
+#[derive(Clone, Debug)]
+pub struct SharedBroker {
+    group: GroupId,
+    store: Arc<Store>,
+    log: LogStore,
+    state: Arc<RwLock<BrokerState>>,
+    notifier: Arc<QueueNotifier>,
+    applied: watch::Sender<u64>,
+}
+
+impl SharedBroker {
+    /// The group.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The group's log (for reading message bytes out of its memory tail).
+    pub fn log(&self) -> &LogStore {
+        &self.log
+    }
+
+    /// Runs `f` on the in-memory state (topic ids, queue offsets, consumer offsets).
+    pub fn read<R>(&self, f: impl FnOnce(&BrokerState) -> R) -> R {
+        f(&self.state.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The readable-end watches of the group's queues.
+    pub fn notifier(&self) -> &Arc<QueueNotifier> {
+        &self.notifier
+    }
+
+    /// Index of the last applied entry (0 before any).
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// A receiver that changes whenever entries are applied; its value is the applied index.
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// The retention floor: log entries below it hold no retained message.
+    pub fn floor(&self) -> u64 {
+        self.read(|s| s.floor)
+    }
+}
+
+/// State machine of one broker group.
+pub struct BrokerSm {
+    shared: SharedBroker,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl std::fmt::Debug for BrokerSm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerSm").field("group", &self.shared.group).field("applied", &self.applied).finish()
+    }
+}
+
+fn scan(
+    store: &Store,
+    group: GroupId,
+    prefix: u8,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    let start = group_key(group, &[prefix]);
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(group_key(group, &[prefix + 1]));
+    for kv in store.db().iterator_cf_opt(
+        store.cf(CF_SM)?,
+        ro,
+        IteratorMode::From(&start, rocksdb::Direction::Forward),
+    ) {
+        let (k, v) = kv?;
+        f(&k[5..], &v)?;
+    }
+    Ok(())
+}
+
+fn u32_of(b: &[u8], what: &'static str) -> Result<u32> {
+    Ok(u32::from_be_bytes(b.try_into().map_err(|_| DecodeError::new(what, "not a u32"))?))
+}
+
+/// Loads the in-memory state of `group` from its records. Blocking.
+fn load_state(store: &Store, group: GroupId) -> Result<BrokerState> {
+    let mut s = BrokerState::new(group);
+    scan(store, group, keys::TOPIC, |k, v| {
+        let name = std::str::from_utf8(k).map_err(|e| DecodeError::new("topic record", e.to_string()))?;
+        s.topics.insert(name.to_string(), u32_of(v, "topic record")?);
+        Ok(())
+    })?;
+    scan(store, group, keys::QUEUE, |k, v| {
+        if k.len() != 8 {
+            return Err(DecodeError::new("queue record", "bad key").into());
+        }
+        s.queues.insert(
+            (u32_of(&k[..4], "queue record")?, u32_of(&k[4..], "queue record")?),
+            QueueState::decode(v)?,
+        );
+        Ok(())
+    })?;
+    if let Some(v) = store.db().get_pinned_cf(store.cf(CF_SM)?, keys::floor(group))? {
+        s.floor = u64::from_be_bytes(
+            v.as_ref().try_into().map_err(|_| DecodeError::new("floor record", "not a u64"))?,
+        );
+    }
+    scan(store, group, keys::CONSUMER, |k, v| {
+        let bad = || StorageError::from(DecodeError::new("consumer offset record", "bad key"));
+        let glen = u16::from_be_bytes(k.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(bad)?) as usize;
+        let name = k.get(2..2 + glen).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(bad)?;
+        let rest = k.get(2 + glen..).filter(|r| r.len() == 8).ok_or_else(bad)?;
+        let off = u64::from_be_bytes(v.try_into().map_err(|_| bad())?);
+        s.consumers.insert(
+            (name.to_string(), u32_of(&rest[..4], "consumer")?, u32_of(&rest[4..], "consumer")?),
+            off,
+        );
+        Ok(())
+    })?;
+    Ok(s)
+}
+
+fn publish_all(notifier: &QueueNotifier, state: &BrokerState) {
+    let names: std::collections::HashMap<u32, &String> =
+        state.topics.iter().map(|(n, id)| (*id, n)).collect();
+    notifier.reset(
+        state
+            .queues
+            .iter()
+            .filter_map(|((tid, q), st)| names.get(tid).map(|n| (((*n).clone(), *q), st.next))),
+    );
+}
+
+impl BrokerSm {
+    /// Opens the state machine of broker group `group`. Blocking.
+    pub fn open(store: Arc<Store>, group: GroupId, log: LogStore) -> Result<BrokerSm> {
+        let (applied, membership) = snapshot::read_applied(&store, group)?;
+        let state = load_state(&store, group)?;
+        let notifier = Arc::new(QueueNotifier::default());
+        publish_all(&notifier, &state);
+        log.set_retention_floor(state.floor);
+        let shared = SharedBroker {
+            group,
+            store,
+            log,
+            state: Arc::new(RwLock::new(state)),
+            notifier,
+            applied: watch::Sender::new(applied.map_or(0, |l| l.index)),
+        };
+        Ok(BrokerSm { shared, applied, membership })
+    }
+
+    /// A handle for reading the group's data.
+    pub fn shared(&self) -> SharedBroker {
+        self.shared.clone()
+    }
+}
+
+/// Builds broker snapshots: every state-machine record plus the retained log entries, from one
+/// consistent RocksDB view.
+pub struct BrokerSnapshotBuilder {
+    store: Arc<Store>,
+    group: GroupId,
+    floor: u64,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for BrokerSnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(
+        &mut self,
+    ) -> io::Result<openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>> {
+        let store = self.store.clone();
+        let group = self.group;
+        let floor = self.floor;
+        let (meta, file) = tokio::task::spawn_blocking(move || {
+            let dir = store.snapshot_dir(group);
+            // The log is the CommitLog: a replica installing this snapshot must get every message
+            // a consumer could still read, i.e. every entry from the retention floor on. (The
+            // floor only rises, so one read before the view may include a few expired entries.)
+            let built = snapshot::build(&store, group, &dir, Some(floor))?;
+            snapshot::prune(&dir, &built.1.path);
+            Ok::<_, StorageError>(built)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(openraft::storage::Snapshot { meta, snapshot: file })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for BrokerSm {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = BrokerSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %self.shared.group))]
+    async fn apply<S>(&mut self, entries: S) -> io::Result<()>
+    where
+        S: Stream<Item = io::Result<openraft::storage::EntryResponder<TypeConfig>>> + Unpin + Send,
+    {
+        let mut entries = entries;
+        let group = self.shared.group;
+        let store = self.shared.store.clone();
+        let cf = store.cf(CF_SM)?;
+        let mut batch = WriteBatch::default();
+        let mut replies = Vec::new();
+        let mut touched: Vec<(String, u32)> = Vec::new();
+        {
+            let mut sink = BatchSink { batch: &mut batch, cf };
+            while let Some(item) = entries.next().await {
+                let (entry, responder) = item?;
+                let log_id = entry.log_id;
+                self.applied = Some(log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Response::Empty,
+                    EntryPayload::Membership(m) => {
+                        self.membership = StoredMembership::new(Some(log_id), m);
+                        Response::Empty
+                    }
+                    EntryPayload::Normal(Command::Append(a)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        match st.apply_append(log_id.index, a.store_ms, &a.batch, &mut sink) {
+                            Ok(offsets) => {
+                                note_touched(&a.batch, &mut touched);
+                                Response::Appended(offsets)
+                            }
+                            Err(e) => {
+                                tracing::error!(index = log_id.index, error = %e, "append entry does not decode; skipped");
+                                Response::Rejected(e.to_string())
+                            }
+                        }
+                    }
+                    EntryPayload::Normal(Command::Retain(r)) => {
+                        // Planning reads the store: write what this apply has so far first.
+                        let pending = std::mem::take(sink.batch);
+                        store.sm_writer().write(pending, false).await?;
+                        let next_index = log_id.index + 1;
+                        let plan = {
+                            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner()).clone();
+                            let (store2, log) = (store.clone(), self.shared.log.clone());
+                            tokio::task::spawn_blocking(move || {
+                                super::reader::plan_retain(&store2, &log, &state, &r.cuts, next_index)
+                            })
+                            .await
+                            .map_err(io::Error::other)?
+                        };
+                        match plan {
+                            Ok(plan) => {
+                                let removed: u64 = plan.expiries.iter().map(|e| e.ids.len() as u64).sum();
+                                self.shared
+                                    .state
+                                    .write()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .apply_retain(&plan, &mut sink);
+                                if removed > 0 {
+                                    tracing::info!(
+                                        index = log_id.index,
+                                        removed,
+                                        floor = plan.floor,
+                                        "retention removed expired messages"
+                                    );
+                                }
+                                Response::Done
+                            }
+                            Err(e) => {
+                                // The store cannot be read: this replica cannot apply faithfully.
+                                tracing::error!(index = log_id.index, error = %e, "retention planning failed");
+                                return Err(io::Error::from(e));
+                            }
+                        }
+                    }
+                    EntryPayload::Normal(Command::CommitOffsets(c)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        st.apply_commit_offsets(&c.group, &c.offsets, &mut sink);
+                        Response::Done
+                    }
+                    EntryPayload::Normal(other) => {
+                        tracing::error!(index = log_id.index, command = %other, "not a broker command; skipped");
+                        Response::Rejected(format!("{other} is not a broker command"))
+                    }
+                };
+                if let Some(r) = responder {
+                    replies.push((r, response));
+                }
+            }
+        }
+        batch.put_cf(
+            cf,
+            group_key(group, APPLIED_KEY),
+            snapshot::encode_applied(self.applied.as_ref(), &self.membership),
+        );
+        store.sm_writer().write(batch, false).await?;
+        // Now readable: publish the new ends, then answer the proposers.
+        let ends: Vec<((String, u32), u64)> = {
+            let st = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+            touched
+                .into_iter()
+                .map(|(t, q)| {
+                    let end = st.queue(&t, q).next;
+                    ((t, q), end)
+                })
+                .collect()
+        };
+        for ((t, q), end) in ends {
+            self.shared.notifier.publish(&t, q, end);
+        }
+        self.shared.log.set_retention_floor(self.shared.floor());
+        self.shared.applied.send_replace(self.applied.map_or(0, |l| l.index));
+        for (r, response) in replies {
+            r.send(response);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        BrokerSnapshotBuilder {
+            store: self.shared.store.clone(),
+            group: self.shared.group,
+            floor: self.shared.floor(),
+        }
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(group = %self.shared.group, last = ?meta.last_log_id))]
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
+        let store = self.shared.store.clone();
+        let group = self.shared.group;
+        let (installed, state) = tokio::task::spawn_blocking(move || {
+            let dir = store.snapshot_dir(group);
+            let verified = snapshot::verify(&snapshot.path, group)?;
+            std::fs::create_dir_all(&dir)?;
+            let kept = dir.join(snapshot::file_name(verified.last_log_id.as_ref()));
+            if snapshot.path != kept {
+                std::fs::rename(&snapshot.path, &kept)?;
+            }
+            let installed = snapshot::install(&store, group, &kept)?;
+            let state = load_state(&store, group)?;
+            snapshot::prune(&dir, &kept);
+            Ok::<_, StorageError>((installed, state))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        if installed.last_log_id != meta.last_log_id {
+            return Err(io::Error::other(format!(
+                "snapshot file is at {:?} but openraft installs {:?}",
+                installed.last_log_id, meta.last_log_id
+            )));
+        }
+        publish_all(&self.shared.notifier, &state);
+        self.shared.log.set_retention_floor(state.floor);
+        *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.shared.applied.send_replace(self.applied.map_or(0, |l| l.index));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> io::Result<Option<openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>>> {
+        let dir = self.shared.store.snapshot_dir(self.shared.group);
+        let group = self.shared.group;
+        let latest = tokio::task::spawn_blocking(move || snapshot::latest(&dir, group))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(latest.map(|(meta, file)| openraft::storage::Snapshot { meta, snapshot: file }))
+    }
+}
+
+/// Adds the queues a (valid) batch wrote to `touched`, once each.
+fn note_touched(batch: &[u8], touched: &mut Vec<(String, u32)>) {
+    let Ok(positions) = super::record::record_positions(batch) else { return };
+    for p in positions {
+        if let Ok(v) = super::record::RecordView::parse(&batch[p.pos as usize..(p.pos + p.len) as usize])
+            && !touched.iter().any(|(t, q)| t == v.topic && *q == v.queue_id)
+        {
+            touched.push((v.topic.to_string(), v.queue_id));
+        }
+    }
+}
