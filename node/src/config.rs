@@ -152,6 +152,10 @@ pub struct RawConfig {
     /// Number of broker groups. Default 2.
     #[serde(default)]
     pub broker_groups: Option<u32>,
+    /// Async worker threads of the node. Default: one per CPU. Nodes sharing a machine (as
+    /// with `raftmq cluster`) do better with fewer each.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
     /// The nodes that form the cluster the first time it starts. Default: the three nodes of
     /// `raftmq cluster` on 127.0.0.1.
     #[serde(default)]
@@ -246,6 +250,8 @@ pub struct NodeConfig {
     pub client_advertise: String,
     /// Number of broker groups.
     pub broker_groups: u32,
+    /// Async worker threads.
+    pub worker_threads: usize,
     /// The initial cluster.
     pub initial_members: Vec<MemberConfig>,
     /// Raft timing.
@@ -313,6 +319,9 @@ impl RawConfig {
             nameserver_snapshot_logs: self.raft.nameserver_snapshot_logs,
         };
         raft.validate().map_err(|e| format!("[raft] {e}"))?;
+        if self.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
+            return Err(format!("worker_threads must be 1-1024, got {:?}", self.worker_threads));
+        }
         let b = &self.broker;
         if b.batch_kib_max == 0 || b.batch_kib_max > 16 << 10 {
             return Err(format!("[broker] batch_kib_max must be 1-16384, got {}", b.batch_kib_max));
@@ -335,6 +344,9 @@ impl RawConfig {
             raft_advertise: self.advertise_raft_addr.unwrap_or(raft_addr),
             client_advertise: self.advertise_client_addr.unwrap_or(client_addr),
             broker_groups,
+            worker_threads: self
+                .worker_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             initial_members: members,
             raft,
             broker: self.broker,

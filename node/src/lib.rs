@@ -32,4 +32,5 @@ pub mod grpc;
 pub mod local_cluster;
 pub mod nameserver;
 pub mod server;
+pub mod stats_log;
 pub mod telemetry;

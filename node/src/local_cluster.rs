@@ -97,6 +97,10 @@ pub fn write_configs(
             advertise_raft_addr: None,
             advertise_client_addr: None,
             broker_groups: Some(broker_groups),
+            // The nodes share this machine's CPUs.
+            worker_threads: Some(
+                (std::thread::available_parallelism().map_or(2, |n| n.get()) / ports.len().max(1)).max(1),
+            ),
             initial_members: members.clone(),
             raft: Default::default(),
             broker: Default::default(),

@@ -31,12 +31,26 @@ use crate::error::BrokerError;
 pub struct NameServer {
     group: Group,
     meta: SharedMeta,
+    /// Addresses from this node's config: known before any membership reached the node.
+    configured: Arc<BTreeMap<NodeId, NodeInfo>>,
 }
 
 impl NameServer {
-    /// Wraps the started NameServer group.
-    pub fn new(group: Group, meta: SharedMeta) -> Self {
-        Self { group, meta }
+    /// Wraps the started NameServer group; `configured` are the addresses the config lists.
+    pub fn new(group: Group, meta: SharedMeta, configured: BTreeMap<NodeId, NodeInfo>) -> Self {
+        Self { group, meta, configured: Arc::new(configured) }
+    }
+
+    /// Where node `id` is: from the Raft membership, else the NameServer's member records, else
+    /// this node's config.
+    pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
+        if let Some((_, n)) = self.group.members().into_iter().find(|(n, _)| *n == id) {
+            return Some(n);
+        }
+        if let Some(m) = self.meta.read(|s| s.members.get(&id).cloned()) {
+            return Some(NodeInfo::new(m.raft_addr, m.client_addr));
+        }
+        self.configured.get(&id).cloned()
     }
 
     /// The Raft group.
@@ -51,7 +65,10 @@ impl NameServer {
 
     /// The NameServer leader, if known.
     pub fn leader(&self) -> Option<(NodeId, NodeInfo)> {
-        self.group.leader()
+        self.group.leader().or_else(|| {
+            let id = self.group.leader_id()?;
+            Some((id, self.node_info(id)?))
+        })
     }
 
     /// Proposes `cmd` through this node, which must be the leader. The leader stamps times into

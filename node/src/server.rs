@@ -63,6 +63,9 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeE
 fn server_builder() -> Server {
     Server::builder()
         .tcp_nodelay(true)
+        // Raft appends of up to 2 MiB: a 64 KiB window would cost several round trips each.
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(32 << 20))
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(2)))
 }
@@ -113,7 +116,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         nameserver::check_not_wiped(&host, &config).await.map_err(|e| NodeError::Raft(e.to_string()))?;
     }
     let (ns_group, meta) = host.start_nameserver().await.map_err(|e| NodeError::Raft(e.to_string()))?;
-    let ns = NameServer::new(ns_group, meta);
+    let configured = config
+        .initial_members
+        .iter()
+        .map(|m| (m.id, raftmq_storage::NodeInfo::new(m.raft_addr.clone(), m.client_addr.clone())))
+        .collect();
+    let ns = NameServer::new(ns_group, meta, configured);
     let b = &config.broker;
     let batcher = BatcherOptions {
         batch_bytes_max: (b.batch_kib_max << 10) as usize,
@@ -171,6 +179,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let duties =
         tokio::spawn(nameserver::leader_duties(ns.clone(), config.clone(), brokers.clone(), stop_rx.clone()));
     let balancer = tokio::spawn(crate::balance::run(node_id, brokers.clone(), stop_rx.clone()));
+    let stats = tokio::spawn(crate::stats_log::run(
+        store.clone(),
+        brokers.clone(),
+        Duration::from_secs(5),
+        stop_rx.clone(),
+    ));
     let retention = tokio::spawn(crate::broker::retention::run(
         ns.clone(),
         brokers.clone(),
@@ -194,6 +208,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = stop_tx.send(true);
     let _ = duties.await;
     let _ = balancer.await;
+    let _ = stats.await;
     let _ = retention.await;
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}

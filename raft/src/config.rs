@@ -94,6 +94,11 @@ pub fn openraft_config(name: &str, kind: GroupKind, t: &RaftSettings) -> Result<
         snapshot_policy,
         max_in_snapshot_log_to_keep: keep,
         install_snapshot_timeout: 60_000,
+        // Replicate an entry while the leader is still fsyncing it: commit then waits for the
+        // slower of the two, not for both in turn.
+        broadcast_submitted_on_append: Some(true),
+        // Replication responses prove liveness: skip heartbeats to followers that acked recently.
+        heartbeat_min_interval: Some(ms(t.heartbeat) / 2),
         ..Default::default()
     };
     config.validate().map(Arc::new).map_err(|e| e.to_string())

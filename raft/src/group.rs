@@ -79,15 +79,21 @@ impl Group {
         on_raft!(self, r => r.is_leader())
     }
 
-    /// The current leader and its addresses, as this node knows them.
+    /// The current leader and its addresses, as this node knows them. `None` also while this
+    /// node knows the leader's id but not yet its addresses (before the membership reached it).
     pub fn leader(&self) -> Option<(NodeId, NodeInfo)> {
         on_raft!(self, r => {
             let m = r.metrics();
             let m = m.borrow_watched();
             let id = m.current_leader?;
-            let info = m.membership_config.membership().get_node(&id).cloned().unwrap_or_default();
+            let info = m.membership_config.membership().get_node(&id).cloned()?;
             Some((id, info))
         })
+    }
+
+    /// The current leader's id, whether or not its addresses are known here.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        on_raft!(self, r => r.metrics().borrow_watched().current_leader)
     }
 
     /// Every node of the group's current membership with its addresses, voters first.
@@ -246,6 +252,13 @@ impl Group {
         self.wait_for(timeout, "snapshot", |st| st.snapshot.is_some_and(|s| s >= upto)).await?;
         on_raft!(self, r => r.trigger().purge_log(upto).await).map_err(fatal)?;
         Ok(())
+    }
+
+    /// openraft's runtime statistics (batch sizes, per-stage latencies), human readable.
+    pub async fn runtime_stats(&self) -> Option<String> {
+        on_raft!(self, r => r.runtime_stats().await)
+            .ok()
+            .map(|s| s.display().human_readable().multiline().to_string())
     }
 
     /// Stops the group's Raft tasks.

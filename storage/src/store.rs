@@ -46,7 +46,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            log_write_buffer_bytes: 64 << 20,
+            log_write_buffer_bytes: 32 << 20,
             write_buffer_bytes: 16 << 20,
             block_cache_bytes: 64 << 20,
             writer_queue_len: 8192,
@@ -95,29 +95,39 @@ impl Store {
         // Snappy/LZ4 on message bodies costs CPU we do not have on 2 cores; SSTs stay plain.
         db_opts.set_compression_type(rocksdb::DBCompressionType::None);
 
-        let cf = |name: &str, buffer: usize| {
+        let cf = |buffer: usize| {
             let mut o = Options::default();
             o.set_write_buffer_size(buffer);
             o.set_max_write_buffer_number(3);
             o.set_block_based_table_factory(&table);
             o.set_compression_type(rocksdb::DBCompressionType::None);
-            ColumnFamilyDescriptor::new(name, o)
+            o
         };
+        // The log is the CommitLog: append-only, deleted from the head. In a plain LSM every
+        // message would be rewritten by each compaction; in blob files it is written once more
+        // after the WAL and never again, while compaction moves only the small keys. A blob file
+        // goes away once retention deleted every entry in it.
+        let mut log_cf = cf(opts.log_write_buffer_bytes);
+        log_cf.set_enable_blob_files(true);
+        log_cf.set_min_blob_size(512);
+        log_cf.set_blob_file_size(64 << 20);
+        log_cf.set_enable_blob_gc(false);
         let cfs = vec![
-            cf(CF_LOG, opts.log_write_buffer_bytes),
-            cf(CF_RAFT, 4 << 20),
-            cf(CF_SM, opts.write_buffer_bytes),
+            ColumnFamilyDescriptor::new(CF_LOG, log_cf),
+            ColumnFamilyDescriptor::new(CF_RAFT, cf(4 << 20)),
+            ColumnFamilyDescriptor::new(CF_SM, cf(opts.write_buffer_bytes)),
         ];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir.join("rocksdb"), cfs)?);
-        let (log_writer, t1) = Writer::spawn("raftmq-log-writer", db.clone(), opts.writer_queue_len)?;
-        let (sm_writer, t2) = Writer::spawn("raftmq-sm-writer", db.clone(), opts.writer_queue_len)?;
+        let (log_writer, mut threads) = Writer::spawn("raftmq-log", db.clone(), opts.writer_queue_len)?;
+        let (sm_writer, t2) = Writer::spawn("raftmq-sm", db.clone(), opts.writer_queue_len)?;
+        threads.extend(t2);
         Ok(Arc::new(Store {
             db,
             created,
             dir: dir.to_path_buf(),
             log_writer,
             sm_writer,
-            _threads: Mutex::new(vec![t1, t2]),
+            _threads: Mutex::new(threads),
         }))
     }
 
@@ -152,6 +162,11 @@ impl Store {
     /// Group-commit counters of the log writer (fsyncs and the callbacks they served).
     pub fn log_writer_stats(&self) -> &Arc<WriterStats> {
         self.log_writer.stats()
+    }
+
+    /// Counters of the state-machine writer.
+    pub fn sm_writer_stats(&self) -> &Arc<WriterStats> {
+        self.sm_writer.stats()
     }
 
     /// A column family handle. The three families are created at open, so a miss is a bug.

@@ -1,20 +1,28 @@
 //! The node-wide RocksDB writer threads: every write of every group goes through one of them.
 //!
-//! **Why a thread.** RocksDB calls block, and an fsync blocks for milliseconds; on 2 cores a tokio
+//! **Why threads.** RocksDB calls block, and an fsync blocks for milliseconds; on 2 cores a tokio
 //! worker stuck in either stalls heartbeats of every group. So async code only builds a
-//! [`WriteBatch`] and hands it over a bounded channel; a dedicated OS thread writes it.
+//! [`WriteBatch`] and hands it over a bounded channel; dedicated OS threads do the I/O.
 //!
-//! **Group commit.** The log writer drains everything queued, writes each batch (WAL, no sync),
-//! then runs one `flush_wal(true)` for all of them and only then completes their callbacks. One
-//! fsync serves every group on the node, because they share one RocksDB and so one WAL.
+//! **Two stages.** The write thread takes batches in queue order and writes them (WAL, no
+//! sync). Batches that need durability then wait for the sync thread, which runs one
+//! `flush_wal(true)` for everything written so far and only then completes their callbacks. While
+//! one fsync runs, the next batches are already being written; they all share the next fsync.
+//! One fsync serves every group on the node, because they share one RocksDB and so one WAL.
 //!
-//! **Ordering.** One queue, drained in order: a vote saved after an append is never durable before
-//! that append, and a truncation is never overtaken by the append that follows it.
+//! **Ordering.** One queue, written in order, and completions in the same order: a vote saved
+//! after an append is never durable before that append, and a truncation is never overtaken by
+//! the append that follows it. A completion is handed to the sync thread only after its write
+//! returned, and the sync thread takes its list before calling `flush_wal`, so the fsync covers
+//! every write it completes.
 
 use std::sync::Arc;
+use std::sync::Condvar;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use rocksdb::DB;
 use rocksdb::WriteBatch;
@@ -25,7 +33,7 @@ use tokio::sync::oneshot;
 use crate::error::StorageError;
 use crate::types::TypeConfig;
 
-/// Most operations one writer turn takes from the queue before it writes and syncs.
+/// Most operations one writer turn takes from the queue before it writes them.
 const DRAIN_OPS_MAX: usize = 4096;
 
 /// What to do once a write is done.
@@ -42,12 +50,28 @@ pub(crate) enum Done {
     Detached,
 }
 
-/// One unit of work for a writer thread.
+impl Done {
+    fn complete(self, result: &Result<(), String>) {
+        match self {
+            Done::Flushed { callback, .. } => {
+                callback.io_completed(result.clone().map_err(std::io::Error::other));
+            }
+            Done::Notify(tx) => {
+                let _ = tx.send(result.clone().map_err(|r| StorageError::Io(std::io::Error::other(r))));
+            }
+            Done::Detached => {}
+        }
+    }
+}
+
+/// One unit of work for a writer.
 pub(crate) struct WriteOp {
     pub(crate) batch: WriteBatch,
     /// Whether the write must be fsynced before `done` fires.
     pub(crate) sync: bool,
     pub(crate) done: Done,
+    /// Skip the WAL (state-machine data the log can rebuild).
+    pub(crate) no_wal: bool,
 }
 
 /// Counters that show how well group commit works.
@@ -61,9 +85,29 @@ pub struct WriterStats {
     pub synced_ops: AtomicU64,
     /// Bytes written.
     pub bytes: AtomicU64,
+    /// Time spent in `flush_wal(true)`, microseconds.
+    pub sync_micros: AtomicU64,
+    /// Longest single `flush_wal(true)`, microseconds (reset by whoever reads it).
+    pub sync_micros_max: AtomicU64,
+    /// Time spent writing batches, microseconds.
+    pub write_micros: AtomicU64,
 }
 
-/// Handle to a writer thread. Cloning shares the thread.
+/// Completions waiting for the next fsync, and whether a write failed (sticky: nothing after a
+/// failed write may be reported durable).
+#[derive(Default)]
+struct SyncQueue {
+    waiting: Vec<Done>,
+    failure: Option<String>,
+    closed: bool,
+}
+
+struct SyncShared {
+    queue: Mutex<SyncQueue>,
+    ready: Condvar,
+}
+
+/// Handle to a writer. Cloning shares the threads.
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<WriteOp>,
@@ -71,18 +115,25 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts a writer thread named `name` over `db`, with a queue of `queue_len` operations.
+    /// Starts a writer (write and sync threads) named `name` over `db`, with a queue of
+    /// `queue_len` operations.
     pub(crate) fn spawn(
         name: &str,
         db: Arc<DB>,
         queue_len: usize,
-    ) -> Result<(Writer, JoinHandle<()>), StorageError> {
+    ) -> Result<(Writer, Vec<JoinHandle<()>>), StorageError> {
         let (tx, rx) = mpsc::channel(queue_len);
         let stats = Arc::new(WriterStats::default());
-        let thread_stats = stats.clone();
-        let handle =
-            std::thread::Builder::new().name(name.to_string()).spawn(move || run(db, rx, &thread_stats))?;
-        Ok((Writer { tx, stats }, handle))
+        let shared = Arc::new(SyncShared { queue: Mutex::new(SyncQueue::default()), ready: Condvar::new() });
+        let (wstats, wshared, wdb) = (stats.clone(), shared.clone(), db.clone());
+        let writer = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || write_loop(&wdb, rx, &wstats, &wshared))?;
+        let sstats = stats.clone();
+        let syncer = std::thread::Builder::new()
+            .name(format!("{name}-sync"))
+            .spawn(move || sync_loop(&db, &sstats, &shared))?;
+        Ok((Writer { tx, stats }, vec![writer, syncer]))
     }
 
     /// Queues `op`; waits (asynchronously) while the queue is full, which is the backpressure.
@@ -93,19 +144,31 @@ impl Writer {
     /// Writes `batch` and waits until it is done (and fsynced if `sync`).
     pub(crate) async fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
         let (tx, rx) = oneshot::channel();
-        self.submit(WriteOp { batch, sync, done: Done::Notify(tx) }).await?;
+        self.submit(WriteOp { batch, sync, done: Done::Notify(tx), no_wal: false }).await?;
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
-    /// The thread's counters.
+    /// Writes state-machine data without the WAL and waits until it is in RocksDB. Only for data
+    /// the Raft log can rebuild: after a crash RocksDB keeps a prefix of these batches (each one
+    /// whole), and openraft re-applies the rest from the applied id they carry.
+    pub(crate) async fn write_no_wal(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(WriteOp { batch, sync: false, done: Done::Notify(tx), no_wal: true }).await?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// The threads' counters.
     pub(crate) fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }
 }
 
-fn run(db: Arc<DB>, mut rx: mpsc::Receiver<WriteOp>, stats: &WriterStats) {
-    let mut no_sync = WriteOptions::default();
-    no_sync.set_sync(false);
+fn write_loop(db: &DB, mut rx: mpsc::Receiver<WriteOp>, stats: &WriterStats, shared: &SyncShared) {
+    let mut wal = WriteOptions::default();
+    wal.set_sync(false);
+    let mut no_wal = WriteOptions::default();
+    no_wal.set_sync(false);
+    no_wal.disable_wal(true);
     let mut ops: Vec<WriteOp> = Vec::with_capacity(64);
 
     while let Some(first) = rx.blocking_recv() {
@@ -116,57 +179,86 @@ fn run(db: Arc<DB>, mut rx: mpsc::Receiver<WriteOp>, stats: &WriterStats) {
                 Err(_) => break,
             }
         }
-
-        // Write every batch in queue order. After the first failure nothing later is written:
-        // a later write must never be durable when an earlier one is not.
-        let mut failure: Option<String> = None;
-        let mut need_sync = false;
-        for op in ops.iter_mut() {
-            if failure.is_some() {
-                continue;
-            }
-            let batch = std::mem::take(&mut op.batch);
-            stats.bytes.fetch_add(batch.size_in_bytes() as u64, Ordering::Relaxed);
-            match db.write_opt(batch, &no_sync) {
-                Ok(()) => {
-                    need_sync |= op.sync;
-                    if let Done::Flushed { on_written, .. } = &mut op.done
-                        && let Some(f) = on_written.take()
-                    {
-                        f();
+        let t0 = Instant::now();
+        let mut to_sync = Vec::new();
+        let mut now_done = Vec::new();
+        // After the first failure nothing later is written: a later write must never be
+        // durable when an earlier one is not. The failure is sticky (see `SyncQueue`).
+        let mut failure = shared.queue.lock().unwrap_or_else(|e| e.into_inner()).failure.clone();
+        for mut op in ops.drain(..) {
+            if failure.is_none() {
+                let batch = std::mem::take(&mut op.batch);
+                stats.bytes.fetch_add(batch.size_in_bytes() as u64, Ordering::Relaxed);
+                let opts = if op.no_wal { &no_wal } else { &wal };
+                match db.write_opt(batch, opts) {
+                    Ok(()) => {
+                        if let Done::Flushed { on_written, .. } = &mut op.done
+                            && let Some(f) = on_written.take()
+                        {
+                            f();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "rocksdb write failed; failing this and every later write");
+                        failure = Some(e.to_string());
                     }
                 }
-                Err(e) => failure = Some(e.to_string()),
             }
+            stats.ops.fetch_add(1, Ordering::Relaxed);
+            if op.sync { to_sync.push(op.done) } else { now_done.push(op.done) }
         }
-        if failure.is_none() && need_sync {
-            if let Err(e) = db.flush_wal(true) {
-                failure = Some(e.to_string());
+        stats.write_micros.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let result = failure.clone().map_or(Ok(()), Err);
+        for d in now_done {
+            d.complete(&result);
+        }
+        if !to_sync.is_empty() || failure.is_some() {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.failure.is_none() {
+                q.failure = failure;
             }
-            stats.syncs.fetch_add(1, Ordering::Relaxed);
+            q.waiting.extend(to_sync);
+            shared.ready.notify_one();
         }
-        stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
-        if let Some(reason) = &failure {
-            tracing::error!(error = %reason, ops = ops.len(), "rocksdb write failed; failing every queued write");
-        }
+    }
+    let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+    q.closed = true;
+    shared.ready.notify_one();
+}
 
-        for op in ops.drain(..) {
-            if op.sync {
-                stats.synced_ops.fetch_add(1, Ordering::Relaxed);
+fn sync_loop(db: &DB, stats: &WriterStats, shared: &SyncShared) {
+    loop {
+        let (batch, failure) = {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            while q.waiting.is_empty() && !q.closed {
+                q = shared.ready.wait(q).unwrap_or_else(|e| e.into_inner());
             }
-            let result = match &failure {
-                None => Ok(()),
-                Some(reason) => Err(reason.clone()),
-            };
-            match op.done {
-                Done::Flushed { callback, .. } => {
-                    callback.io_completed(result.map_err(std::io::Error::other));
-                }
-                Done::Notify(tx) => {
-                    let _ = tx.send(result.map_err(|r| StorageError::Io(std::io::Error::other(r))));
-                }
-                Done::Detached => {}
+            if q.waiting.is_empty() && q.closed {
+                return;
             }
+            (std::mem::take(&mut q.waiting), q.failure.clone())
+        };
+        // Every write behind these completions returned before they were queued, so this
+        // fsync covers them all.
+        let result = match failure {
+            Some(f) => Err(f),
+            None => {
+                let t = Instant::now();
+                let r = db.flush_wal(true).map_err(|e| e.to_string());
+                let us = t.elapsed().as_micros() as u64;
+                stats.sync_micros.fetch_add(us, Ordering::Relaxed);
+                stats.sync_micros_max.fetch_max(us, Ordering::Relaxed);
+                stats.syncs.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "wal fsync failed; failing every write from now on");
+                    shared.queue.lock().unwrap_or_else(|p| p.into_inner()).failure = Some(e.clone());
+                }
+                r
+            }
+        };
+        stats.synced_ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for d in batch {
+            d.complete(&result);
         }
     }
 }

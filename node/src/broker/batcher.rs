@@ -61,6 +61,12 @@ pub struct BatcherStats {
     pub messages: AtomicU64,
     /// Sends refused because the in-flight bound was reached.
     pub rejected: AtomicU64,
+    /// Appends answered, and their total time from arrival to answer, microseconds.
+    pub appends: AtomicU64,
+    /// See `appends`.
+    pub append_micros: AtomicU64,
+    /// Total time of proposals from submit to apply, microseconds.
+    pub proposal_micros: AtomicU64,
 }
 
 struct Pending {
@@ -169,8 +175,11 @@ async fn run(
             batch: builder.finish(),
         });
         let group = group.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
+            let t0 = std::time::Instant::now();
             let result = group.write(cmd).await;
+            stats.proposal_micros.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
             drop(permit);
             let mut offsets = match result {
                 Ok(Response::Appended(o)) => Ok(o.into_iter()),

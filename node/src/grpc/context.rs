@@ -110,7 +110,8 @@ impl Context {
     /// NameServer's record is the fallback.
     pub fn leader(&self, id: GroupId) -> Option<LeaderInfo> {
         if let Some(b) = self.brokers.get(id)
-            && let Some((node, info)) = b.group.leader()
+            && let Some(node) = b.group.leader_id()
+            && let Some(info) = b.group.leader().map(|(_, i)| i).or_else(|| self.ns.node_info(node))
         {
             return Some(LeaderInfo { node, term: b.group.term(), client_addr: info.client_addr });
         }

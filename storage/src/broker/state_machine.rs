@@ -301,7 +301,7 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                     EntryPayload::Normal(Command::Retain(r)) => {
                         // Planning reads the store: write what this apply has so far first.
                         let pending = std::mem::take(sink.batch);
-                        store.sm_writer().write(pending, false).await?;
+                        store.sm_writer().write_no_wal(pending).await?;
                         let next_index = log_id.index + 1;
                         let plan = {
                             let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -357,7 +357,7 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
             group_key(group, APPLIED_KEY),
             snapshot::encode_applied(self.applied.as_ref(), &self.membership),
         );
-        store.sm_writer().write(batch, false).await?;
+        store.sm_writer().write_no_wal(batch).await?;
         // Now readable: publish the new ends, then answer the proposers.
         let ends: Vec<((String, u32), u64)> = {
             let st = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
