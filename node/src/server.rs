@@ -13,8 +13,8 @@ use raftmq_storage::Store;
 use raftmq_storage::StoreOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::admin::service::AdminServiceImpl;
 use crate::broker::Brokers;
@@ -58,6 +58,12 @@ pub enum NodeError {
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr).await.map_err(|e| NodeError::Listen { addr, what, reason: e.to_string() })
+}
+
+/// Accepted connections with Nagle off: `Server::tcp_nodelay` does not reach sockets of a listener
+/// we bound ourselves, and with Nagle on, small answers waited for the peer's delayed ACK (40 ms).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 fn server_builder() -> Server {
@@ -105,7 +111,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tasks.spawn(async move {
         server_builder()
             .add_service(raft_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), async move {
+            .serve_with_incoming_shutdown(incoming(raft_listener), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await
@@ -161,6 +167,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         brokers.clone(),
         channels,
     ));
+    let service_stats = ctx.stats.clone();
     let messaging = MessagingServiceServer::new(MessagingServiceImpl::new(ctx))
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX);
@@ -169,7 +176,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         server_builder()
             .add_service(admin)
             .add_service(messaging)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(client_listener), async move {
+            .serve_with_incoming_shutdown(incoming(client_listener), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await
@@ -182,6 +189,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let stats = tokio::spawn(crate::stats_log::run(
         store.clone(),
         brokers.clone(),
+        service_stats,
         Duration::from_secs(5),
         stop_rx.clone(),
     ));

@@ -11,7 +11,14 @@ use tokio::sync::watch;
 use crate::broker::Brokers;
 
 /// Logs every `every` at debug level (`RUST_LOG=raftmq_node::stats_log=debug`).
-pub async fn run(store: Arc<Store>, brokers: Brokers, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    store: Arc<Store>,
+    brokers: Brokers,
+    service: Arc<crate::grpc::context::ServiceStats>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last_sends = (0u64, 0u64);
     let mut last = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut last_appends = (0u64, 0u64, 0u64);
     loop {
@@ -65,6 +72,13 @@ pub async fn run(store: Arc<Store>, brokers: Brokers, every: Duration, mut shutd
             msgs_per_proposal = d(now.6, last.6) / d(now.5, last.5).max(1),
             append_us_avg,
             proposal_us_avg,
+            send_handler_us_avg = {
+                let now =
+                    (service.sends.load(Ordering::Relaxed), service.send_micros.load(Ordering::Relaxed));
+                let avg = d(now.1, last_sends.1) / d(now.0, last_sends.0).max(1);
+                last_sends = now;
+                avg
+            },
             "storage"
         );
         last = now;

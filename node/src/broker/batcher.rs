@@ -118,11 +118,15 @@ impl Batcher {
                 )));
             }
         };
+        let t0 = std::time::Instant::now();
         let (reply, rx) = oneshot::channel();
         self.tx.try_send(Pending { msgs, reply, permit }).map_err(|_| {
             too_many("the broker group's write queue is full; retry after a short backoff".into())
         })?;
-        rx.await.map_err(|_| BrokerError::Unavailable("the broker group's writer stopped".into()))?
+        let r = rx.await.map_err(|_| BrokerError::Unavailable("the broker group's writer stopped".into()))?;
+        self.stats.appends.fetch_add(1, Ordering::Relaxed);
+        self.stats.append_micros.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        r
     }
 
     /// The batcher's counters.

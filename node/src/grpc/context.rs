@@ -43,8 +43,19 @@ pub struct LeaderInfo {
     pub client_addr: String,
 }
 
+/// Counters of the MessagingService.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    /// SendMessage calls answered.
+    pub sends: std::sync::atomic::AtomicU64,
+    /// Their total time in the handler, microseconds.
+    pub send_micros: std::sync::atomic::AtomicU64,
+}
+
 /// Shared state of the MessagingService handlers.
 pub struct Context {
+    /// Counters.
+    pub stats: Arc<ServiceStats>,
     /// This node.
     pub node_id: NodeId,
     /// This node's client address as clients reach it.
@@ -67,7 +78,7 @@ impl Context {
         brokers: Brokers,
         channels: Arc<ClientChannels>,
     ) -> Self {
-        Self { node_id, advertise, ns, brokers, channels, rr: AtomicUsize::new(0) }
+        Self { stats: Arc::default(), node_id, advertise, ns, brokers, channels, rr: AtomicUsize::new(0) }
     }
 
     /// A round-robin counter.

@@ -75,8 +75,15 @@ impl MessagingService for MessagingServiceImpl {
         &self,
         req: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let t0 = std::time::Instant::now();
         let (resp, groups) = self.ctx.send(req).await;
-        Ok(self.with_leaders(resp, &groups))
+        let r = Ok(self.with_leaders(resp, &groups));
+        self.ctx.stats.sends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ctx
+            .stats
+            .send_micros
+            .fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(offset = req.get_ref().offset))]
