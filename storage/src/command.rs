@@ -50,6 +50,10 @@ pub enum Command {
     CommitOffsets(CommitOffsets),
     /// Remove expired messages of a broker group.
     Retain(Retain),
+    /// Hand messages out to a consumer group (receive with invisible time).
+    Pop(crate::broker::pop::PopCmd),
+    /// Ack handed-out messages, or change their invisible time.
+    Ack(crate::broker::pop::AckCmd),
 }
 
 /// Tags of [`Command`] variants in the entry encoding. Never reuse a retired tag.
@@ -58,6 +62,8 @@ mod tag {
     pub(super) const APPEND: u8 = 2;
     pub(super) const COMMIT_OFFSETS: u8 = 3;
     pub(super) const RETAIN: u8 = 4;
+    pub(super) const POP: u8 = 5;
+    pub(super) const ACK: u8 = 6;
 }
 
 impl Command {
@@ -83,6 +89,14 @@ impl Command {
                 for (topic, cut) in &r.cuts {
                     w.str(topic).i64(*cut);
                 }
+            }
+            Command::Pop(p) => {
+                w.u8(tag::POP);
+                crate::broker::pop::encode_pop(w, p);
+            }
+            Command::Ack(a) => {
+                w.u8(tag::ACK);
+                crate::broker::pop::encode_ack(w, a);
             }
         }
     }
@@ -126,6 +140,8 @@ impl Command {
                 }
                 Ok(Command::Retain(Retain { cuts }))
             }
+            tag::POP => Ok(Command::Pop(crate::broker::pop::decode_pop(r)?)),
+            tag::ACK => Ok(Command::Ack(crate::broker::pop::decode_ack(r)?)),
             t => Err(DecodeError::new("command", format!("unknown command tag {t}"))),
         }
     }
@@ -138,6 +154,8 @@ impl fmt::Display for Command {
             Command::Append(a) => write!(f, "append:{} bytes", a.batch.len()),
             Command::CommitOffsets(c) => write!(f, "commit:{}:{} queues", c.group, c.offsets.len()),
             Command::Retain(r) => write!(f, "retain:{} topics", r.cuts.len()),
+            Command::Pop(p) => write!(f, "pop:{}:{}:{} queues", p.group, p.topic, p.queues.len()),
+            Command::Ack(a) => write!(f, "ack:{}:{}:{} items", a.group, a.topic, a.items.len()),
         }
     }
 }
@@ -155,4 +173,8 @@ pub enum Response {
     Done,
     /// A broker command could not be applied (it changed nothing).
     Rejected(String),
+    /// Messages a receive handed out.
+    Popped(Vec<crate::broker::pop::Popped>),
+    /// Outcome of each item of an ack (or change of invisible time).
+    Acked(Vec<crate::broker::pop::AckResult>),
 }

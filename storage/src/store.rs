@@ -41,6 +41,9 @@ pub struct StoreOptions {
     /// is acknowledged before it reaches the WAL file: a copy of the directory then shows exactly
     /// what was flushed.
     pub manual_wal_flush: bool,
+    /// Memtable flushes and compactions bypass the page cache (`O_DIRECT`). Turn off on file
+    /// systems without direct I/O, such as tmpfs.
+    pub direct_io: bool,
 }
 
 impl Default for StoreOptions {
@@ -51,6 +54,7 @@ impl Default for StoreOptions {
             block_cache_bytes: 64 << 20,
             writer_queue_len: 8192,
             manual_wal_flush: false,
+            direct_io: true,
         }
     }
 }
@@ -92,6 +96,9 @@ impl Store {
         db_opts.set_bytes_per_sync(1 << 20);
         db_opts.set_keep_log_file_num(4);
         db_opts.set_manual_wal_flush(opts.manual_wal_flush);
+        // Memtable flushes write every message a second time (after the WAL); with buffered I/O
+        // the kernel's copy into the page cache took ~15 % of all CPU. Direct I/O skips it.
+        db_opts.set_use_direct_io_for_flush_and_compaction(opts.direct_io);
         // Snappy/LZ4 on message bodies costs CPU we do not have on 2 cores; SSTs stay plain.
         db_opts.set_compression_type(rocksdb::DBCompressionType::None);
 

@@ -10,6 +10,8 @@
 //! | `K` topic id, key length (u16), key, queue, offset | nothing |
 //! | `C` group length (u16), group, topic id, queue | committed consumer offset (u64) |
 //! | `F` | retention floor: lowest log index a stored message may live at (u64) |
+//! | `P` group length (u16), group, topic id, queue | pop cursor: next offset never handed out |
+//! | `R` group length (u16), group, topic id, queue, offset | in-flight message: deadline, attempt, epoch |
 
 use crate::keys::group_key;
 use crate::types::GroupId;
@@ -21,6 +23,8 @@ pub(crate) const MSG_ID: u8 = b'I';
 pub(crate) const KEY: u8 = b'K';
 pub(crate) const CONSUMER: u8 = b'C';
 pub(crate) const FLOOR: u8 = b'F';
+pub(crate) const POP_CURSOR: u8 = b'P';
+pub(crate) const POP_INFLIGHT: u8 = b'R';
 
 /// `F` retention floor.
 pub(crate) fn floor(g: GroupId) -> Vec<u8> {

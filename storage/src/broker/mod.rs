@@ -3,6 +3,7 @@
 
 pub mod keys;
 mod notify;
+pub mod pop;
 pub mod reader;
 pub mod record;
 pub mod state;

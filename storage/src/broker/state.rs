@@ -103,12 +103,21 @@ pub struct BrokerState {
     pub consumers: HashMap<(String, u32, u32), u64>,
     /// Retention floor: log entries below it hold no retained message.
     pub floor: u64,
+    /// Receive/ack state of consumer groups.
+    pub pops: super::pop::PopTable,
 }
 
 impl BrokerState {
     /// An empty state of `group`.
     pub fn new(group: GroupId) -> Self {
-        Self { group, topics: BTreeMap::new(), queues: HashMap::new(), consumers: HashMap::new(), floor: 0 }
+        Self {
+            group,
+            topics: BTreeMap::new(),
+            queues: HashMap::new(),
+            consumers: HashMap::new(),
+            floor: 0,
+            pops: super::pop::PopTable::default(),
+        }
     }
 
     /// The group.
@@ -213,6 +222,31 @@ impl BrokerState {
         if plan.floor > self.floor {
             self.floor = plan.floor;
             sink.put(&keys::floor(self.group), &self.floor.to_be_bytes());
+        }
+    }
+
+    /// Applies a receive (see [`super::pop`]).
+    pub fn apply_pop(
+        &mut self,
+        cmd: &super::pop::PopCmd,
+        sink: &mut impl Sink,
+    ) -> Result<Vec<super::pop::Popped>, String> {
+        // A group may start on a topic before its first message here: give the topic its id.
+        let tid = self.topic_id_or_assign(&cmd.topic, sink);
+        let queues = &self.queues;
+        let bounds = |q: u32| queues.get(&(tid, q)).map_or((0, 0), |s| (s.min, s.next));
+        self.pops.apply_pop(self.group, tid, cmd, bounds, sink)
+    }
+
+    /// Applies acks or changes of invisible time (see [`super::pop`]).
+    pub fn apply_ack(
+        &mut self,
+        cmd: &super::pop::AckCmd,
+        sink: &mut impl Sink,
+    ) -> Vec<super::pop::AckResult> {
+        match self.topic_id(&cmd.topic) {
+            Some(tid) => self.pops.apply_ack(self.group, tid, cmd, sink),
+            None => vec![super::pop::AckResult::NotInflight; cmd.items.len()],
         }
     }
 

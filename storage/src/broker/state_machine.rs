@@ -170,19 +170,44 @@ fn load_state(store: &Store, group: GroupId) -> Result<BrokerState> {
             v.as_ref().try_into().map_err(|_| DecodeError::new("floor record", "not a u64"))?,
         );
     }
+    scan(store, group, keys::POP_CURSOR, |k, v| {
+        let (name, tid, queue, _) = parse_group_key(k, 0)?;
+        let cursor =
+            u64::from_be_bytes(v.try_into().map_err(|_| DecodeError::new("pop cursor", "not a u64"))?);
+        s.pops.queues.entry((name, tid, queue)).or_default().cursor = cursor;
+        Ok(())
+    })?;
+    scan(store, group, keys::POP_INFLIGHT, |k, v| {
+        let (name, tid, queue, rest) = parse_group_key(k, 8)?;
+        let offset =
+            u64::from_be_bytes(rest.try_into().map_err(|_| DecodeError::new("in-flight record", "bad key"))?);
+        let f = super::pop::Inflight::decode(v)?;
+        s.pops.queues.entry((name, tid, queue)).or_default().inflight.insert(offset, f);
+        Ok(())
+    })?;
     scan(store, group, keys::CONSUMER, |k, v| {
-        let bad = || StorageError::from(DecodeError::new("consumer offset record", "bad key"));
-        let glen = u16::from_be_bytes(k.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(bad)?) as usize;
-        let name = k.get(2..2 + glen).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(bad)?;
-        let rest = k.get(2 + glen..).filter(|r| r.len() == 8).ok_or_else(bad)?;
-        let off = u64::from_be_bytes(v.try_into().map_err(|_| bad())?);
-        s.consumers.insert(
-            (name.to_string(), u32_of(&rest[..4], "consumer")?, u32_of(&rest[4..], "consumer")?),
-            off,
-        );
+        let (name, tid, queue, _) = parse_group_key(k, 0)?;
+        let off =
+            u64::from_be_bytes(v.try_into().map_err(|_| DecodeError::new("consumer offset", "not a u64"))?);
+        s.consumers.insert((name, tid, queue), off);
         Ok(())
     })?;
     Ok(s)
+}
+
+/// Splits a key suffix `len(u16) group topic_id(u32) queue(u32) rest` (after its one-byte
+/// prefix), checking `rest` has `rest_len` bytes.
+fn parse_group_key(k: &[u8], rest_len: usize) -> Result<(String, u32, u32, &[u8])> {
+    let bad = || StorageError::from(DecodeError::new("consumer record", "bad key"));
+    let glen = u16::from_be_bytes(k.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(bad)?) as usize;
+    let name = k.get(2..2 + glen).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(bad)?;
+    let rest = k.get(2 + glen..).filter(|r| r.len() == 8 + rest_len).ok_or_else(bad)?;
+    Ok((
+        name.to_string(),
+        u32_of(&rest[..4], "consumer record")?,
+        u32_of(&rest[4..8], "consumer record")?,
+        &rest[8..],
+    ))
 }
 
 fn publish_all(notifier: &QueueNotifier, state: &BrokerState) {
@@ -336,6 +361,17 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                                 return Err(io::Error::from(e));
                             }
                         }
+                    }
+                    EntryPayload::Normal(Command::Pop(p)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        match st.apply_pop(&p, &mut sink) {
+                            Ok(popped) => Response::Popped(popped),
+                            Err(reason) => Response::Rejected(reason),
+                        }
+                    }
+                    EntryPayload::Normal(Command::Ack(a)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        Response::Acked(st.apply_ack(&a, &mut sink))
                     }
                     EntryPayload::Normal(Command::CommitOffsets(c)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());

@@ -131,6 +131,7 @@ impl MetaState {
                     mode: spec.mode,
                     fifo: spec.fifo,
                     max_delivery_attempts: spec.max_delivery_attempts,
+                    consume_from: spec.consume_from,
                     created_at_ms: *now_ms,
                 };
                 changes.push(Change::group(&group));

@@ -65,6 +65,23 @@ pub struct GroupSpec {
     pub fifo: bool,
     /// Delivery attempts before the DLQ.
     pub max_delivery_attempts: u32,
+    /// Where the group starts on a queue it never consumed.
+    #[serde(default)]
+    pub consume_from: super::model::ConsumeFrom,
+}
+
+impl GroupSpec {
+    /// A group with RocketMQ's defaults: clustering, not orderly, 17 delivery attempts, from the
+    /// last offset.
+    pub fn with_defaults(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            mode: super::model::ConsumeMode::Clustering,
+            fifo: false,
+            max_delivery_attempts: super::model::DEFAULT_MAX_DELIVERY_ATTEMPTS,
+            consume_from: super::model::ConsumeFrom::Last,
+        }
+    }
 }
 
 /// A change to the NameServer's metadata. Times are stamped by the leader before proposing, so

@@ -17,6 +17,7 @@ pub use command::MetaResponse;
 pub use command::TopicSpec;
 pub use command::TopicUpdate;
 pub use model::BrokerGroupInfo;
+pub use model::ConsumeFrom;
 pub use model::ConsumeMode;
 pub use model::ConsumerGroup;
 pub use model::DEFAULT_MAX_DELIVERY_ATTEMPTS;

@@ -183,6 +183,39 @@ impl ConsumeMode {
     }
 }
 
+/// Where a consumer group starts on a queue it never consumed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsumeFrom {
+    /// After the newest message (RocketMQ's default).
+    #[default]
+    Last,
+    /// The oldest stored message.
+    First,
+    /// The first message stored at or after this time, ms since the epoch.
+    Timestamp(i64),
+}
+
+impl ConsumeFrom {
+    /// Parses `last`, `first`, or a time in ms since the epoch.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "last" | "" => Some(Self::Last),
+            "first" => Some(Self::First),
+            other => other.parse::<i64>().ok().map(Self::Timestamp),
+        }
+    }
+
+    /// `LAST`, `FIRST` or the timestamp.
+    pub fn to_text(self) -> String {
+        match self {
+            Self::Last => "LAST".into(),
+            Self::First => "FIRST".into(),
+            Self::Timestamp(ms) => ms.to_string(),
+        }
+    }
+}
+
 /// A consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerGroup {
@@ -194,6 +227,9 @@ pub struct ConsumerGroup {
     pub fifo: bool,
     /// Delivery attempts before a message goes to the group's DLQ.
     pub max_delivery_attempts: u32,
+    /// Where the group starts on a queue it never consumed.
+    #[serde(default)]
+    pub consume_from: ConsumeFrom,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
 }

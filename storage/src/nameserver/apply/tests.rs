@@ -1,6 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
+use crate::nameserver::ConsumeFrom;
 use crate::nameserver::command::BrokerGroupSpec;
 use crate::nameserver::model::ConsumeMode;
 use crate::nameserver::model::Member;
@@ -128,6 +129,7 @@ fn groups_validate_names_and_attempts() {
             mode: ConsumeMode::Clustering,
             fifo: false,
             max_delivery_attempts: attempts,
+            consume_from: ConsumeFrom::Last,
         },
         now_ms: 1,
     };
