@@ -27,6 +27,9 @@
 //! tail_cache_mib = 64          # newest log entries kept in memory, per broker group
 //! retention_check_secs = 60
 //! compact_min_entries = 10000
+//! direct_io = true             # false on tmpfs
+//! invisible_ms_min = 10000     # shortest invisible time a consumer may ask for
+//! auto_create_groups = true    # consumer groups are created on first use
 //! ```
 
 use std::collections::BTreeSet;
@@ -98,6 +101,14 @@ pub struct BrokerSection {
     pub retention_check_secs: u64,
     /// Snapshot and purge a broker group's log once retention released this many entries.
     pub compact_min_entries: u64,
+    /// Write flushed memtables and compactions with direct I/O (skips a page-cache copy of every
+    /// message). Set false when the data directory is on a file system without `O_DIRECT`
+    /// (tmpfs).
+    pub direct_io: bool,
+    /// Shortest invisible time a consumer may ask for, ms (RocketMQ: 10 s).
+    pub invisible_ms_min: i64,
+    /// Create a consumer group the first time a consumer uses it.
+    pub auto_create_groups: bool,
 }
 
 impl Default for BrokerSection {
@@ -109,6 +120,9 @@ impl Default for BrokerSection {
             tail_cache_mib: 64,
             retention_check_secs: 60,
             compact_min_entries: 10_000,
+            direct_io: true,
+            invisible_ms_min: 10_000,
+            auto_create_groups: true,
         }
     }
 }
@@ -334,6 +348,12 @@ impl RawConfig {
         }
         if b.linger_us > 100_000 {
             return Err(format!("[broker] linger_us must be at most 100000 (0.1 s), got {}", b.linger_us));
+        }
+        if !(100..=3_600_000).contains(&b.invisible_ms_min) {
+            return Err(format!(
+                "[broker] invisible_ms_min must be 100-3600000 (1 h), got {}",
+                b.invisible_ms_min
+            ));
         }
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(format!("./data/node-{node_id}")));
         Ok(NodeConfig {

@@ -28,6 +28,22 @@ pub fn mark_forwarded<T>(req: &mut tonic::Request<T>, from: u64) {
     }
 }
 
+/// A request carrying `msg` on to another node: the client's RocketMQ headers (`x-mq-*`, so the
+/// next node knows the client) and trace context go along, marked forwarded by `from`.
+pub fn forwarded<T>(msg: T, original: &MetadataMap, from: u64, timeout: Duration) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    for kv in original.iter() {
+        if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = kv
+            && (k.as_str().starts_with("x-mq-") || k.as_str() == "traceparent" || k.as_str() == "tracestate")
+        {
+            req.metadata_mut().insert(k.clone(), v.clone());
+        }
+    }
+    req.set_timeout(timeout);
+    mark_forwarded(&mut req, from);
+    req
+}
+
 /// Channels to other nodes' client endpoints, by address, shared by every forwarded request.
 #[derive(Default)]
 pub struct ClientChannels {

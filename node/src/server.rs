@@ -22,6 +22,7 @@ use crate::broker::batcher::BatcherOptions;
 use crate::config::NodeConfig;
 use crate::forward::ClientChannels;
 use crate::grpc::context::CLIENT_MESSAGE_BYTES_MAX;
+use crate::grpc::context::ConsumerOptions;
 use crate::grpc::context::Context;
 use crate::grpc::messaging::MessagingServiceImpl;
 use crate::nameserver;
@@ -80,7 +81,8 @@ fn server_builder() -> Server {
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
     let node_id = config.node_id;
     let dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir, &StoreOptions::default()))
+    let store_opts = StoreOptions { direct_io: config.broker.direct_io, ..StoreOptions::default() };
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, &store_opts))
         .await
         .map_err(|e| NodeError::Storage {
             dir: config.data_dir.display().to_string(),
@@ -166,7 +168,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         ns.clone(),
         brokers.clone(),
         channels,
+        ConsumerOptions {
+            invisible_ms_min: config.broker.invisible_ms_min,
+            auto_create_groups: config.broker.auto_create_groups,
+        },
     ));
+    let renewals = tokio::spawn(crate::grpc::renew::run(ctx.clone(), stop_rx.clone()));
     let service_stats = ctx.stats.clone();
     let messaging = MessagingServiceServer::new(MessagingServiceImpl::new(ctx))
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
@@ -218,6 +225,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = balancer.await;
     let _ = stats.await;
     let _ = retention.await;
+    let _ = renewals.await;
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&pid_file);

@@ -120,6 +120,10 @@ pub enum GroupCommand {
         /// Delivery attempts before the dead-letter queue.
         #[arg(long, default_value_t = 17)]
         max_attempts: u32,
+        /// Where the group starts on a queue it never consumed: last, first, or a time in ms
+        /// since the epoch.
+        #[arg(long = "from", default_value = "last")]
+        consume_from: String,
     },
     /// Delete a consumer group.
     Delete {
@@ -201,16 +205,21 @@ async fn group(client: &AdminClient, cmd: GroupCommand, as_json: bool) -> anyhow
         let rows: Vec<Vec<String>> = gs
             .iter()
             .map(|g| {
-                vec![g.name.clone(), g.mode.clone(), g.fifo.to_string(), g.max_delivery_attempts.to_string()]
+                vec![
+                    g.name.clone(),
+                    g.mode.clone(),
+                    g.fifo.to_string(),
+                    g.max_delivery_attempts.to_string(),
+                    g.consume_from.clone(),
+                ]
             })
             .collect();
-        render(&["GROUP", "MODE", "FIFO", "MAX_ATTEMPTS"], &rows)
+        render(&["GROUP", "MODE", "FIFO", "MAX_ATTEMPTS", "FROM"], &rows)
     };
     Ok(match cmd {
-        GroupCommand::Create { name, mode, fifo, max_attempts } => {
-            let g = client
-                .create_group(GroupSpec { name, mode, fifo, max_delivery_attempts: max_attempts })
-                .await?;
+        GroupCommand::Create { name, mode, fifo, max_attempts, consume_from } => {
+            let spec = GroupSpec { name, mode, fifo, max_delivery_attempts: max_attempts, consume_from };
+            let g = client.create_group(spec).await?;
             if as_json { group_json(&g).to_string() } else { rows(&[g]) }
         }
         GroupCommand::Delete { name } => {
@@ -351,7 +360,7 @@ fn human_secs(s: u64) -> String {
 fn group_json(g: &pb::GroupInfo) -> Value {
     json!({
         "name": g.name, "mode": g.mode, "fifo": g.fifo, "max_delivery_attempts": g.max_delivery_attempts,
-        "created_at_ms": g.created_at_ms,
+        "created_at_ms": g.created_at_ms, "consume_from": g.consume_from,
     })
 }
 

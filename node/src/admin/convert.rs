@@ -45,6 +45,7 @@ pub fn group(g: &ConsumerGroup) -> pb::GroupInfo {
         fifo: g.fifo,
         max_delivery_attempts: g.max_delivery_attempts,
         created_at_ms: g.created_at_ms,
+        consume_from: g.consume_from.to_text(),
     }
 }
 

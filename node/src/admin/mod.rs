@@ -2,5 +2,6 @@
 
 pub mod cli;
 mod convert;
+pub mod members;
 pub mod service;
 mod table;

@@ -6,8 +6,6 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::SystemTime;
-use std::time::UNIX_EPOCH;
 
 use futures::future::join_all;
 use raftmq_proto::admin as pb;
@@ -17,6 +15,7 @@ use raftmq_raft::GroupStatus;
 use raftmq_raft::RaftError;
 use raftmq_raft::RaftHost;
 use raftmq_storage::GroupId;
+use raftmq_storage::nameserver::ConsumeFrom;
 use raftmq_storage::nameserver::ConsumeMode;
 use raftmq_storage::nameserver::DEFAULT_MAX_DELIVERY_ATTEMPTS;
 use raftmq_storage::nameserver::DEFAULT_QUEUE_COUNT;
@@ -29,13 +28,16 @@ use raftmq_storage::nameserver::MetaResponse;
 use raftmq_storage::nameserver::Permission;
 use raftmq_storage::nameserver::TopicSpec;
 use raftmq_storage::nameserver::TopicUpdate;
+use raftmq_storage::nameserver::names;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 use tonic::transport::Channel;
 
 use super::convert;
+use super::members::Members;
 use crate::broker::Brokers;
+use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::error::ok_status;
 use crate::forward::ClientChannels;
@@ -73,7 +75,8 @@ answer!(
     pb::ListGroupsResponse,
     pb::StatusResponse,
     pb::ClusterStatusResponse,
-    pb::QueryMessageResponse
+    pb::QueryMessageResponse,
+    pb::ConsumerHeartbeatResponse
 );
 
 /// The admin service of one node.
@@ -83,6 +86,7 @@ pub struct AdminServiceImpl {
     brokers: Brokers,
     host: Arc<RaftHost>,
     channels: Arc<ClientChannels>,
+    members: Members,
 }
 
 impl AdminServiceImpl {
@@ -94,7 +98,7 @@ impl AdminServiceImpl {
         host: Arc<RaftHost>,
         channels: Arc<ClientChannels>,
     ) -> Self {
-        Self { node_id, ns, brokers, host, channels }
+        Self { node_id, ns, brokers, host, channels, members: Members::default() }
     }
 
     /// Runs `local` if this node leads the NameServer, else forwards with `remote` (once).
@@ -223,10 +227,6 @@ fn group_view(
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 fn parse_or<T>(
     v: &str,
     default: T,
@@ -319,6 +319,13 @@ impl AdminServiceImpl {
             mode,
             fifo: r.fifo,
             max_delivery_attempts: or_default(r.max_delivery_attempts, DEFAULT_MAX_DELIVERY_ATTEMPTS),
+            consume_from: parse_or(
+                &r.consume_from,
+                ConsumeFrom::Last,
+                ConsumeFrom::parse,
+                "consume_from",
+                "LAST, FIRST, or a time in ms since the epoch",
+            )?,
         };
         tracing::info!(group = %spec.name, "create consumer group");
         match self.ns.propose(MetaCommand::CreateGroup { spec, now_ms: now_ms() }).await? {
@@ -421,6 +428,24 @@ impl AdminServiceImpl {
         let to = r.to;
         let res = group.wait_for(Duration::from_secs(10), "the new leader", |s| s.leader == Some(to)).await;
         answer(res.map(|_| ()).map_err(BrokerError::from))
+    }
+
+    async fn consumer_heartbeat_local(
+        &self,
+        r: pb::ConsumerHeartbeatRequest,
+    ) -> Result<pb::ConsumerHeartbeatResponse, BrokerError> {
+        names::check_syntax("consumer group", &r.group).map_err(|e| BrokerError::BadRequest {
+            code: raftmq_proto::rocketmq::Code::IllegalConsumerGroup,
+            message: e.to_string(),
+        })?;
+        if r.client_id.is_empty() || r.client_id.len() > 255 {
+            return Err(BrokerError::BadRequest {
+                code: raftmq_proto::rocketmq::Code::ClientIdRequired,
+                message: "client_id must be 1-255 characters".into(),
+            });
+        }
+        let members = self.members.beat(&r.group, &r.client_id, r.leaving, std::time::Instant::now());
+        Ok(pb::ConsumerHeartbeatResponse { status: Some(ok_status()), members })
     }
 
     async fn query_message_local(
@@ -557,6 +582,18 @@ impl AdminService for AdminServiceImpl {
             req,
             |r| self.describe_group_local(r),
             |mut c, r| async move { c.describe_group(r).await },
+        )
+        .await
+    }
+
+    async fn consumer_heartbeat(
+        &self,
+        req: Request<pb::ConsumerHeartbeatRequest>,
+    ) -> Result<Response<pb::ConsumerHeartbeatResponse>, Status> {
+        self.on_leader(
+            req,
+            |r| self.consumer_heartbeat_local(r),
+            |mut c, r| async move { c.consumer_heartbeat(r).await },
         )
         .await
     }

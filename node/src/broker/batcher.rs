@@ -11,8 +11,6 @@ use std::sync::atomic::AtomicI64;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use std::time::SystemTime;
-use std::time::UNIX_EPOCH;
 
 use raftmq_proto::rocketmq::Code;
 use raftmq_raft::Group;
@@ -26,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
+use crate::clock::now_ms;
 use crate::error::BrokerError;
 
 /// Tuning of a group's write path.
@@ -133,10 +132,6 @@ impl Batcher {
     pub fn stats(&self) -> &Arc<BatcherStats> {
         &self.stats
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 async fn run(

@@ -1,9 +1,11 @@
 //! The broker groups hosted by this node: for each, its Raft group, its data, its write batcher
 //! and its offset committer.
 
+pub mod acks;
 pub mod batcher;
 pub mod filter;
 pub mod offsets;
+pub mod pop;
 pub mod read;
 pub mod retention;
 
@@ -15,6 +17,7 @@ use raftmq_raft::RaftHost;
 use raftmq_storage::GroupId;
 use raftmq_storage::broker::SharedBroker;
 
+use self::acks::AckBatcher;
 use self::batcher::Batcher;
 use self::batcher::BatcherOptions;
 use self::offsets::OffsetCommitter;
@@ -29,6 +32,12 @@ pub struct BrokerGroup {
     pub batcher: Batcher,
     /// Its offset commits (used when this node leads).
     pub offsets: OffsetCommitter,
+    /// Its acks (used when this node leads).
+    pub acks: AckBatcher,
+    /// Receives of one (consumer group, topic) take turns on these.
+    pop_locks: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    /// Woken after acks and changes of invisible time (an orderly queue may be free again).
+    pop_changed: tokio::sync::Notify,
 }
 
 /// Every broker group on this node, by id.
@@ -52,7 +61,19 @@ impl Brokers {
             let (group, data) = host.start_broker(id, tail_cache_bytes).await?;
             let batcher = Batcher::start(group.clone(), store_host.to_string(), opts.clone());
             let offsets = OffsetCommitter::start(group.clone());
-            groups.insert(id, Arc::new(BrokerGroup { group, data, batcher, offsets }));
+            let acks = AckBatcher::start(group.clone());
+            groups.insert(
+                id,
+                Arc::new(BrokerGroup {
+                    group,
+                    data,
+                    batcher,
+                    offsets,
+                    acks,
+                    pop_locks: Default::default(),
+                    pop_changed: tokio::sync::Notify::new(),
+                }),
+            );
         }
         Ok(Brokers { groups: Arc::new(groups) })
     }

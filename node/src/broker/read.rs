@@ -50,7 +50,8 @@ pub struct OffsetOutOfRange {
     pub end: u64,
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs a storage read off the async workers.
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, raftmq_storage::StorageError> + Send + 'static,
 ) -> Result<T, BrokerError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| BrokerError::Internal(e.to_string()))?.map_err(|e| {

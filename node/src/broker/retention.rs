@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
-use std::time::SystemTime;
-use std::time::UNIX_EPOCH;
 
 use raftmq_storage::Command;
 use raftmq_storage::GroupId;
@@ -13,14 +11,11 @@ use raftmq_storage::Retain;
 use tokio::sync::watch;
 
 use super::Brokers;
+use crate::clock::now_ms;
 use crate::nameserver::NameServer;
 
 /// Longest wait for a snapshot before a purge.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// Runs retention every `every` until shutdown.
 pub async fn run(

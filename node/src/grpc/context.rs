@@ -15,11 +15,13 @@ use raftmq_storage::nameserver::Topic;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
+use super::renew::Renewals;
 use crate::broker::BrokerGroup;
 use crate::broker::Brokers;
 use crate::error::BrokerError;
 use crate::forward::ClientChannels;
 use crate::nameserver::NameServer;
+use crate::session::Sessions;
 
 /// Response header naming the leader that served (or should serve) a group's request:
 /// `<group> <node id> <term> <client address>`. Our SDK switches to that leader at once.
@@ -52,6 +54,21 @@ pub struct ServiceStats {
     pub send_micros: std::sync::atomic::AtomicU64,
 }
 
+/// Consumer settings of the MessagingService (from the `[broker]` config section).
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Shortest invisible time a receive or a change of invisible time may ask for, ms.
+    pub invisible_ms_min: i64,
+    /// Create a consumer group on first use (RocketMQ's `autoCreateSubscriptionGroup`).
+    pub auto_create_groups: bool,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self { invisible_ms_min: 10_000, auto_create_groups: true }
+    }
+}
+
 /// Shared state of the MessagingService handlers.
 pub struct Context {
     /// Counters.
@@ -66,6 +83,12 @@ pub struct Context {
     pub brokers: Brokers,
     /// Channels to other nodes' client ports.
     pub channels: Arc<ClientChannels>,
+    /// Clients connected to this node.
+    pub sessions: Arc<Sessions>,
+    /// Handed-out messages this node keeps invisible for their consumers (`auto_renew`).
+    pub renewals: Renewals,
+    /// Consumer settings.
+    pub consumer: ConsumerOptions,
     rr: AtomicUsize,
 }
 
@@ -77,8 +100,20 @@ impl Context {
         ns: NameServer,
         brokers: Brokers,
         channels: Arc<ClientChannels>,
+        consumer: ConsumerOptions,
     ) -> Self {
-        Self { stats: Arc::default(), node_id, advertise, ns, brokers, channels, rr: AtomicUsize::new(0) }
+        Self {
+            stats: Arc::default(),
+            node_id,
+            advertise,
+            ns,
+            brokers,
+            channels,
+            sessions: Arc::default(),
+            renewals: Renewals::default(),
+            consumer,
+            rr: AtomicUsize::new(0),
+        }
     }
 
     /// A round-robin counter.

@@ -4,10 +4,8 @@
 //! does; the official clients read them from there. Answers about a group carry the
 //! [`LEADER_HEADER`](super::context::LEADER_HEADER) so our SDK goes to the leader directly.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
 use raftmq_proto::rocketmq as pb;
 use raftmq_proto::rocketmq::messaging_service_server::MessagingService;
 use raftmq_storage::GroupId;
@@ -20,6 +18,9 @@ use tonic::metadata::MetadataValue;
 use super::context::Context;
 use super::context::LEADER_HEADER;
 use super::pull::PullStream;
+use super::receive::ReceiveStream;
+use super::telemetry::TelemetryStream;
+use crate::session::client_id;
 
 /// The MessagingService of one node.
 pub struct MessagingServiceImpl {
@@ -54,19 +55,23 @@ fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!("{what} is not implemented by this version of raftmq"))
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl MessagingService for MessagingServiceImpl {
-    type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
+    type ReceiveMessageStream = ReceiveStream;
     type PullMessageStream = PullStream;
-    type TelemetryStream = BoxStream<pb::TelemetryCommand>;
+    type TelemetryStream = TelemetryStream;
 
     #[tracing::instrument(level = "debug", skip_all, fields(topic = req.get_ref().topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default()))]
     async fn query_route(
         &self,
         req: Request<pb::QueryRouteRequest>,
     ) -> Result<Response<pb::QueryRouteResponse>, Status> {
+        if let Err(e) = client_id(req.metadata()) {
+            return Ok(Response::new(pb::QueryRouteResponse {
+                status: Some(e.status()),
+                message_queues: Vec::new(),
+            }));
+        }
         Ok(Response::new(self.ctx.query_route(req.into_inner())))
     }
 
@@ -76,6 +81,12 @@ impl MessagingService for MessagingServiceImpl {
         req: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let t0 = std::time::Instant::now();
+        if let Err(e) = client_id(req.metadata()) {
+            return Ok(Response::new(pb::SendMessageResponse {
+                status: Some(e.status()),
+                entries: Vec::new(),
+            }));
+        }
         let (resp, groups) = self.ctx.send(req).await;
         let r = Ok(self.with_leaders(resp, &groups));
         self.ctx.stats.sends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -92,6 +103,9 @@ impl MessagingService for MessagingServiceImpl {
         req: Request<pb::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, Status> {
         let groups = self.group_of(req.get_ref().message_queue.as_ref());
+        if let Err(e) = client_id(req.metadata()) {
+            return Ok(Response::new(super::pull::pull_status(e)));
+        }
         let stream = self.ctx.pull(req).await?;
         Ok(self.with_leaders(stream, &groups))
     }
@@ -102,6 +116,9 @@ impl MessagingService for MessagingServiceImpl {
         req: Request<pb::UpdateOffsetRequest>,
     ) -> Result<Response<pb::UpdateOffsetResponse>, Status> {
         let groups = self.group_of(req.get_ref().message_queue.as_ref());
+        if let Err(e) = client_id(req.metadata()) {
+            return Ok(Response::new(pb::UpdateOffsetResponse { status: Some(e.status()) }));
+        }
         Ok(self.with_leaders(self.ctx.update_offset(req).await, &groups))
     }
 
@@ -111,6 +128,9 @@ impl MessagingService for MessagingServiceImpl {
         req: Request<pb::GetOffsetRequest>,
     ) -> Result<Response<pb::GetOffsetResponse>, Status> {
         let groups = self.group_of(req.get_ref().message_queue.as_ref());
+        if let Err(e) = client_id(req.metadata()) {
+            return Ok(Response::new(pb::GetOffsetResponse { status: Some(e.status()), offset: 0 }));
+        }
         Ok(self.with_leaders(self.ctx.get_offset(req).await, &groups))
     }
 
@@ -120,35 +140,49 @@ impl MessagingService for MessagingServiceImpl {
         req: Request<pb::QueryOffsetRequest>,
     ) -> Result<Response<pb::QueryOffsetResponse>, Status> {
         let groups = self.group_of(req.get_ref().message_queue.as_ref());
+        if let Err(e) = client_id(req.metadata()) {
+            return Ok(Response::new(pb::QueryOffsetResponse { status: Some(e.status()), offset: 0 }));
+        }
         Ok(self.with_leaders(self.ctx.query_offset(req).await, &groups))
     }
 
     async fn heartbeat(
         &self,
-        _req: Request<pb::HeartbeatRequest>,
+        req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        Err(unimplemented("Heartbeat"))
+        Ok(Response::new(self.ctx.heartbeat(req)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = req.get_ref().topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default()))]
     async fn query_assignment(
         &self,
-        _req: Request<pb::QueryAssignmentRequest>,
+        req: Request<pb::QueryAssignmentRequest>,
     ) -> Result<Response<pb::QueryAssignmentResponse>, Status> {
-        Err(unimplemented("QueryAssignment"))
+        Ok(Response::new(self.ctx.query_assignment(req).await))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(group = req.get_ref().group.as_ref().map(|g| g.name.as_str()).unwrap_or_default()))]
     async fn receive_message(
         &self,
-        _req: Request<pb::ReceiveMessageRequest>,
+        req: Request<pb::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
-        Err(unimplemented("ReceiveMessage"))
+        let broker = req
+            .get_ref()
+            .message_queue
+            .as_ref()
+            .and_then(|q| q.broker.as_ref())
+            .and_then(|b| GroupId::parse(&b.name))
+            .filter(|g| g.is_broker());
+        let stream = self.ctx.receive(req).await;
+        Ok(self.with_leaders(stream, &broker.into_iter().collect::<Vec<_>>()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(n = req.get_ref().entries.len()))]
     async fn ack_message(
         &self,
-        _req: Request<pb::AckMessageRequest>,
+        req: Request<pb::AckMessageRequest>,
     ) -> Result<Response<pb::AckMessageResponse>, Status> {
-        Err(unimplemented("AckMessage"))
+        Ok(Response::new(self.ctx.ack(req).await))
     }
 
     async fn forward_message_to_dead_letter_queue(
@@ -167,23 +201,24 @@ impl MessagingService for MessagingServiceImpl {
 
     async fn telemetry(
         &self,
-        _req: Request<Streaming<pb::TelemetryCommand>>,
+        req: Request<Streaming<pb::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        Err(unimplemented("Telemetry"))
+        Ok(Response::new(self.ctx.clone().telemetry(req).await?))
     }
 
     async fn notify_client_termination(
         &self,
-        _req: Request<pb::NotifyClientTerminationRequest>,
+        req: Request<pb::NotifyClientTerminationRequest>,
     ) -> Result<Response<pb::NotifyClientTerminationResponse>, Status> {
-        Err(unimplemented("NotifyClientTermination"))
+        Ok(Response::new(self.ctx.notify_termination(req)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn change_invisible_duration(
         &self,
-        _req: Request<pb::ChangeInvisibleDurationRequest>,
+        req: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<pb::ChangeInvisibleDurationResponse>, Status> {
-        Err(unimplemented("ChangeInvisibleDuration"))
+        Ok(Response::new(self.ctx.change_invisible(req).await))
     }
 
     async fn recall_message(

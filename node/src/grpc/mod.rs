@@ -2,6 +2,11 @@
 
 pub mod context;
 pub mod convert;
+pub mod groups;
 pub mod messaging;
 pub mod pull;
+pub mod receipt;
+pub mod receive;
+pub mod renew;
 pub mod send;
+pub mod telemetry;

@@ -48,7 +48,8 @@ fn queue_of(q: Option<&pb::MessageQueue>) -> Result<(String, i32), BrokerError> 
     Ok((topic, q.id))
 }
 
-fn pull_status(e: BrokerError) -> PullStream {
+/// A pull answer carrying only an error status.
+pub fn pull_status(e: BrokerError) -> PullStream {
     Box::pin(futures::stream::iter([Ok(pb::PullMessageResponse {
         content: Some(pb::pull_message_response::Content::Status(e.status())),
     })]))

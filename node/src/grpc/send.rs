@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use std::time::SystemTime;
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -24,6 +22,7 @@ use super::context::BODY_BYTES_MAX;
 use super::context::Context;
 use super::context::PROPERTIES_BYTES_MAX;
 use super::context::deadline_left;
+use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::error::ok_status;
 use crate::forward::mark_forwarded;
@@ -40,10 +39,6 @@ fn group_hash(s: &str) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Checks one message and builds what is stored (without its queue).

@@ -1,0 +1,358 @@
+//! Receive with invisible time on the leader of a broker group (RocketMQ 5 "pop").
+//!
+//! A receive plans on the leader's state (which offsets are due again, which new offsets match
+//! the filter), proposes the plan as one `Pop` entry, and hands out what apply accepted. Apply
+//! rejects a plan made on state that moved meanwhile; the receive then plans again. Receives of
+//! one (consumer group, topic) take turns on a lock so they rarely collide. With nothing to hand
+//! out, a receive waits for a new message, the next invisible deadline, or an ack (FIFO groups),
+//! until its long-polling deadline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use raftmq_storage::Command;
+use raftmq_storage::Response;
+use raftmq_storage::broker::pop::AckOp;
+use raftmq_storage::broker::pop::AckResult;
+use raftmq_storage::broker::pop::Inflight;
+use raftmq_storage::broker::pop::PopCmd;
+use raftmq_storage::broker::pop::PopQueueCmd;
+use raftmq_storage::broker::reader;
+use raftmq_storage::broker::reader::StoredMessage;
+use raftmq_storage::broker::record::RecordView;
+use raftmq_storage::nameserver::ConsumeFrom;
+use tokio::time::Instant;
+
+use super::BrokerGroup;
+use super::filter::Filter;
+use crate::clock::now_ms;
+use crate::error::BrokerError;
+
+/// Most consume-queue units examined per queue per plan (bounds work when a filter skips most).
+const SCAN_UNITS_MAX: usize = 4096;
+/// Record bytes after which a receive stops taking more messages.
+const RECEIVE_BYTES_MAX: usize = 16 << 20;
+/// Plans rejected in a row before a receive gives up (each rejection means the state moved).
+const REPLANS_MAX: usize = 8;
+
+/// What a receive asks of one broker group.
+#[derive(Debug)]
+pub struct ReceiveRequest<'a> {
+    /// Consumer group.
+    pub group: &'a str,
+    /// Topic.
+    pub topic: &'a str,
+    /// Queues of the topic in this broker group to take from, in the order to try them.
+    pub queues: Vec<u32>,
+    /// Which messages.
+    pub filter: &'a Filter,
+    /// Most messages.
+    pub max: usize,
+    /// How long handed-out messages stay invisible, ms.
+    pub invisible_ms: i64,
+    /// Where a group that never received from a queue starts.
+    pub consume_from: ConsumeFrom,
+    /// Orderly group: a queue with a message in flight hands out nothing new.
+    pub fifo: bool,
+    /// When to stop waiting for messages.
+    pub deadline: Instant,
+}
+
+/// One message handed out.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Queue.
+    pub queue: u32,
+    /// The message.
+    pub message: StoredMessage,
+    /// Its in-flight record (deadline, attempt, epoch).
+    pub inflight: Inflight,
+}
+
+/// A plan for one receive, made on the leader's state.
+#[derive(Default)]
+struct Plan {
+    /// What to propose; empty when there is nothing to change.
+    queues: Vec<PopQueueCmd>,
+    /// The messages the plan hands out, by (queue, offset).
+    messages: HashMap<(u32, u64), StoredMessage>,
+    /// In-flight messages retention removed: ack them away.
+    gone: Vec<(u32, u64, u32)>,
+    /// The earliest deadline of a message in flight that is not due yet.
+    next_due_ms: Option<i64>,
+}
+
+/// State of one queue, copied out of the state machine for planning.
+struct QueueInput {
+    queue: u32,
+    min: u64,
+    end: u64,
+    cursor: Option<u64>,
+    /// In flight and due, `(offset, epoch)`, by offset.
+    due: Vec<(u64, u32)>,
+    /// Lowest offset in flight, due or not.
+    first_inflight: Option<u64>,
+    next_due_ms: Option<i64>,
+}
+
+impl BrokerGroup {
+    /// The lock receives of `(group, topic)` take turns on.
+    fn pop_lock(&self, group: &str, topic: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.pop_locks.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((group.to_string(), topic.to_string())).or_default().clone()
+    }
+
+    /// Hands out up to `req.max` messages, waiting until `req.deadline` for the first one. This
+    /// node must lead the group.
+    pub async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>, BrokerError> {
+        let mut replans = 0;
+        loop {
+            // Subscribe before planning so nothing that happens after the plan is missed.
+            let mut ends: Vec<_> =
+                req.queues.iter().map(|q| self.data.notifier().subscribe(req.topic, *q)).collect();
+            let acked = self.pop_changed.notified();
+            tokio::pin!(acked);
+            acked.as_mut().enable();
+            let next_due_ms = {
+                let lock = self.pop_lock(req.group, req.topic);
+                let _turn = lock.lock().await;
+                let plan = self.plan(req).await?;
+                if !plan.gone.is_empty() {
+                    self.settle(req.group, req.topic, AckOp::Ack, plan.gone.clone()).await?;
+                }
+                if !plan.queues.is_empty() {
+                    let cmd = PopCmd {
+                        group: req.group.to_string(),
+                        topic: req.topic.to_string(),
+                        now_ms: now_ms(),
+                        invisible_ms: req.invisible_ms,
+                        queues: plan.queues,
+                    };
+                    match self.group.write(Command::Pop(cmd)).await? {
+                        Response::Popped(popped) => {
+                            let mut messages = plan.messages;
+                            let out: Vec<Delivery> = popped
+                                .into_iter()
+                                .filter_map(|p| {
+                                    let message = messages.remove(&(p.queue, p.offset))?;
+                                    Some(Delivery { queue: p.queue, message, inflight: p.inflight })
+                                })
+                                .collect();
+                            if !out.is_empty() {
+                                return Ok(out);
+                            }
+                        }
+                        Response::Rejected(reason) => {
+                            replans += 1;
+                            tracing::debug!(group = %self.group.id(), reason = %reason, "receive plan was stale; planning again");
+                            if replans >= REPLANS_MAX {
+                                return Err(BrokerError::Unavailable(format!(
+                                    "the queues changed too often to hand out messages ({reason}); retry"
+                                )));
+                            }
+                            continue;
+                        }
+                        other => {
+                            return Err(BrokerError::Internal(format!("unexpected apply result {other:?}")));
+                        }
+                    }
+                }
+                plan.next_due_ms
+            };
+            let now = Instant::now();
+            if now >= req.deadline {
+                return Ok(Vec::new());
+            }
+            let wake = match next_due_ms {
+                Some(due) => req.deadline.min(now + Duration::from_millis((due - now_ms()).max(1) as u64)),
+                None => req.deadline,
+            };
+            let changed = futures::future::select_all(ends.iter_mut().map(|rx| rx.changed().boxed()));
+            tokio::select! {
+                _ = changed => {}
+                () = &mut acked => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Acks, changes invisible time or renews handed-out messages of `(group, topic)`: one
+    /// result per item. This node must lead the group.
+    pub async fn settle(
+        &self,
+        group: &str,
+        topic: &str,
+        op: AckOp,
+        items: Vec<(u32, u64, u32)>,
+    ) -> Result<Vec<AckResult>, BrokerError> {
+        let n = items.len();
+        let r = match op {
+            AckOp::Ack => self.acks.ack(group.to_string(), topic.to_string(), items).await?,
+            _ => {
+                let cmd = raftmq_storage::broker::pop::AckCmd {
+                    group: group.to_string(),
+                    topic: topic.to_string(),
+                    now_ms: now_ms(),
+                    op,
+                    items,
+                };
+                match self.group.write(Command::Ack(cmd)).await? {
+                    Response::Acked(r) => r,
+                    other => return Err(BrokerError::Internal(format!("unexpected apply result {other:?}"))),
+                }
+            }
+        };
+        if r.len() != n {
+            return Err(BrokerError::Internal(format!("{} results for {n} items", r.len())));
+        }
+        // A FIFO queue waits for its in-flight messages; wake receives to look again.
+        self.pop_changed.notify_waiters();
+        Ok(r)
+    }
+
+    /// Plans a receive on the current state.
+    async fn plan(&self, req: &ReceiveRequest<'_>) -> Result<Plan, BrokerError> {
+        let now = now_ms();
+        let inputs = self.data.read(|s| {
+            let tid = s.topic_id(req.topic)?;
+            let key_group = req.group.to_string();
+            Some((
+                tid,
+                req.queues
+                    .iter()
+                    .map(|&queue| {
+                        let qs = s.queues.get(&(tid, queue)).copied().unwrap_or_default();
+                        let pq = s.pops.queues.get(&(key_group.clone(), tid, queue));
+                        let mut due = Vec::new();
+                        let mut next_due_ms: Option<i64> = None;
+                        for (o, f) in pq.map(|p| &p.inflight).into_iter().flatten() {
+                            if f.deadline_ms <= now {
+                                if due.len() < req.max {
+                                    due.push((*o, f.epoch));
+                                }
+                            } else {
+                                next_due_ms =
+                                    Some(next_due_ms.map_or(f.deadline_ms, |d| d.min(f.deadline_ms)));
+                            }
+                        }
+                        QueueInput {
+                            queue,
+                            min: qs.min.min(qs.next),
+                            end: qs.next,
+                            cursor: pq.map(|p| p.cursor),
+                            due,
+                            first_inflight: pq.and_then(|p| p.inflight.keys().next().copied()),
+                            next_due_ms,
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        });
+        let Some((tid, inputs)) = inputs else {
+            // The topic never stored a message in this group. A new group still records where
+            // it starts (offset 0), so messages arriving from now on are not skipped.
+            return Ok(Plan {
+                queues: req
+                    .queues
+                    .iter()
+                    .map(|&queue| PopQueueCmd {
+                        queue,
+                        expect_cursor: 0,
+                        advance_to: 0,
+                        take: Vec::new(),
+                        redeliver: Vec::new(),
+                    })
+                    .collect(),
+                ..Plan::default()
+            });
+        };
+        let data = self.data.clone();
+        let (filter, max, fifo, from) = (req.filter.clone(), req.max, req.fifo, req.consume_from);
+        super::read::blocking(move || {
+            let (store, log, group) = (data.store(), data.log(), data.group());
+            let mut plan = Plan::default();
+            let mut left = max;
+            let mut bytes = 0usize;
+            for q in inputs {
+                plan.next_due_ms = match (plan.next_due_ms, q.next_due_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let cursor = match q.cursor {
+                    Some(c) => c,
+                    None => match from {
+                        ConsumeFrom::Last => q.end,
+                        ConsumeFrom::First => q.min,
+                        ConsumeFrom::Timestamp(ms) => {
+                            reader::offset_for_time(store, group, tid, q.queue, q.min, q.end, ms)?
+                        }
+                    },
+                };
+                let mut cmd = PopQueueCmd {
+                    queue: q.queue,
+                    expect_cursor: cursor,
+                    advance_to: cursor,
+                    take: Vec::new(),
+                    redeliver: Vec::new(),
+                };
+                // An orderly queue hands out nothing new while a message is in flight, and hands
+                // messages out again only from its first one in flight, in order.
+                let blocked = fifo && q.first_inflight.is_some();
+                let in_order = !fifo || q.due.first().map(|d| d.0) == q.first_inflight;
+                for (o, epoch) in &q.due {
+                    if left == 0 || bytes >= RECEIVE_BYTES_MAX || !in_order {
+                        break;
+                    }
+                    let units = reader::cq_units(store, group, tid, q.queue, *o, o + 1, 1)?;
+                    match reader::messages(store, log, group, &units)?.pop() {
+                        Some(m) if *o >= q.min => {
+                            bytes += m.record.len();
+                            plan.messages.insert((q.queue, *o), m);
+                            cmd.redeliver.push((*o, *epoch));
+                            left -= 1;
+                        }
+                        // Retention removed it: nothing to deliver any more.
+                        _ => plan.gone.push((q.queue, *o, *epoch)),
+                    }
+                }
+                if !blocked && left > 0 && bytes < RECEIVE_BYTES_MAX {
+                    let start = cursor.max(q.min);
+                    let units = reader::cq_units(store, group, tid, q.queue, start, q.end, SCAN_UNITS_MAX)?;
+                    cmd.advance_to = units.last().map_or(start, |(o, _)| o + 1);
+                    let wanted: Vec<_> =
+                        units.into_iter().filter(|(_, u)| filter.may_match(u.tag_hash)).collect();
+                    let found = reader::messages(store, log, group, &wanted)?;
+                    if let Some((missing, _)) = wanted.get(found.len()) {
+                        // Retention removed entries meanwhile: advance no further than what was read.
+                        cmd.advance_to = *missing;
+                    }
+                    for m in found {
+                        if !filter.matches(RecordView::parse(&m.record)?.tag) {
+                            continue;
+                        }
+                        if left == 0 || bytes >= RECEIVE_BYTES_MAX {
+                            // Stop here: the rest stays for the next receive.
+                            cmd.advance_to = m.offset;
+                            break;
+                        }
+                        bytes += m.record.len();
+                        cmd.take.push(m.offset);
+                        plan.messages.insert((q.queue, m.offset), m);
+                        left -= 1;
+                    }
+                }
+                let changes = q.cursor.is_none()
+                    || cmd.advance_to != cmd.expect_cursor
+                    || !cmd.take.is_empty()
+                    || !cmd.redeliver.is_empty();
+                if changes {
+                    plan.queues.push(cmd);
+                }
+            }
+            Ok(plan)
+        })
+        .await
+    }
+}

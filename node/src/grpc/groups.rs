@@ -1,0 +1,99 @@
+//! Consumer groups as the consuming RPCs see them: checked names, and creation on first use (what
+//! RocketMQ brokers do with `autoCreateSubscriptionGroup`, on by default), through the
+//! NameServer's Raft log like any other metadata change.
+
+use std::time::Duration;
+
+use raftmq_proto::admin as admin_pb;
+use raftmq_proto::admin::admin_service_client::AdminServiceClient;
+use raftmq_proto::rocketmq as pb;
+use raftmq_proto::rocketmq::Code;
+use raftmq_storage::nameserver::ConsumerGroup;
+use raftmq_storage::nameserver::GroupSpec;
+use raftmq_storage::nameserver::MetaCommand;
+use raftmq_storage::nameserver::MetaError;
+use raftmq_storage::nameserver::names;
+use tokio::time::Instant;
+
+use super::context::Context;
+use crate::clock::now_ms;
+use crate::error::BrokerError;
+
+/// How long a new group may take to reach this node's NameServer replica.
+const GROUP_VISIBLE_WAIT: Duration = Duration::from_secs(3);
+
+/// The consumer group name of a request, checked.
+pub fn group_name(g: Option<&pb::Resource>) -> Result<String, BrokerError> {
+    let name = g.map(|r| r.name.clone()).unwrap_or_default();
+    names::check_syntax("consumer group", &name)
+        .map_err(|e| BrokerError::BadRequest { code: Code::IllegalConsumerGroup, message: e.to_string() })?;
+    Ok(name)
+}
+
+impl Context {
+    /// The consumer group `name`; created with the defaults (clustering, 17 delivery attempts,
+    /// from the last offset) when it does not exist and auto-creation is on.
+    pub async fn consumer_group(&self, name: &str) -> Result<ConsumerGroup, BrokerError> {
+        if let Some(g) = self.ns.read_local(|s| s.groups.get(name).cloned()) {
+            return Ok(g);
+        }
+        if !self.consumer.auto_create_groups {
+            return Err(MetaError::GroupNotFound(name.to_string()).into());
+        }
+        let created = if self.ns.is_leader() {
+            let spec = GroupSpec::with_defaults(name);
+            self.ns.propose(MetaCommand::CreateGroup { spec, now_ms: now_ms() }).await.map(|_| ())
+        } else {
+            self.create_group_on_leader(name).await
+        };
+        match created {
+            Ok(()) => tracing::info!(group = %name, "created consumer group on first use"),
+            // Another node created it at the same moment.
+            Err(BrokerError::BadRequest { ref message, .. }) if message.contains("already exists") => {}
+            Err(e) => return Err(e),
+        }
+        let until = Instant::now() + GROUP_VISIBLE_WAIT;
+        loop {
+            if let Some(g) = self.ns.read_local(|s| s.groups.get(name).cloned()) {
+                return Ok(g);
+            }
+            if Instant::now() >= until {
+                return Err(BrokerError::Unavailable(format!(
+                    "consumer group {name:?} was created but has not reached this node yet; retry"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn create_group_on_leader(&self, name: &str) -> Result<(), BrokerError> {
+        let (leader, info) = self.ns.leader().ok_or_else(|| {
+            BrokerError::Unavailable("the NameServer has no leader right now; retry".into())
+        })?;
+        let ch = self.channels.get(&info.client_addr).map_err(BrokerError::Internal)?;
+        let mut req = tonic::Request::new(admin_pb::CreateGroupRequest {
+            name: name.to_string(),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_secs(5));
+        crate::forward::mark_forwarded(&mut req, self.node_id);
+        let resp = AdminServiceClient::new(ch)
+            .create_group(req)
+            .await
+            .map_err(|s| {
+                BrokerError::Unavailable(format!(
+                    "NameServer leader {leader} did not answer: {}",
+                    s.message()
+                ))
+            })?
+            .into_inner();
+        match resp.status {
+            Some(s) if s.code == Code::Ok as i32 => Ok(()),
+            Some(s) => Err(BrokerError::BadRequest {
+                code: Code::try_from(s.code).unwrap_or(Code::InternalError),
+                message: s.message,
+            }),
+            None => Err(BrokerError::Internal("NameServer leader answered without status".into())),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Client sessions: `Telemetry` (Settings in, merged Settings out, on the same stream),
+//! `Heartbeat` and `NotifyClientTermination`.
+//!
+//! The merged Settings are what the official clients configure themselves from: a producer's
+//! retry policy and body limit, a consumer's batch size, long-polling time, orderliness and the
+//! retry schedule (the push consumer waits `customized_backoff[attempt - 1]` before a failed
+//! message comes back).
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use futures::StreamExt;
+use raftmq_proto::prost_types;
+use raftmq_proto::rocketmq as pb;
+use raftmq_proto::rocketmq::Code;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+use tonic::Status;
+use tonic::Streaming;
+
+use super::context::BODY_BYTES_MAX;
+use super::context::Context;
+use super::groups::group_name;
+use crate::error::BrokerError;
+use crate::error::ok_status;
+use crate::session::client_id;
+
+/// The stream a `Telemetry` call answers with.
+pub type TelemetryStream = Pin<Box<dyn Stream<Item = Result<pb::TelemetryCommand, Status>> + Send>>;
+
+/// RocketMQ's retry schedule: the wait before delivery attempt 2, 3, ... 17 of a message whose
+/// consumption failed (10 s, 30 s, 1 min, 2 min, ... 10 min, 20 min, 30 min, 1 h, 2 h).
+pub const RETRY_SCHEDULE_SECS: [i64; 16] =
+    [10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200];
+/// Messages per receive the consumers are told to ask for.
+const RECEIVE_BATCH: i32 = 32;
+/// Long-polling time the consumers are told to use.
+const LONG_POLLING: Duration = Duration::from_secs(20);
+
+fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+impl Context {
+    /// The client's Settings completed with this server's: what the client should use.
+    pub fn merge_settings(&self, mut s: pb::Settings) -> Result<pb::Settings, BrokerError> {
+        match s.pub_sub.as_mut() {
+            Some(pb::settings::PubSub::Publishing(p)) => {
+                s.backoff_policy = Some(pb::RetryPolicy {
+                    max_attempts: 3,
+                    strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(pb::ExponentialBackoff {
+                        initial: Some(duration(Duration::from_millis(10))),
+                        max: Some(duration(Duration::from_secs(1))),
+                        multiplier: 2.0,
+                    })),
+                });
+                p.max_body_size = BODY_BYTES_MAX as i32;
+                p.validate_message_type = true;
+            }
+            Some(pb::settings::PubSub::Subscription(sub)) => {
+                let name = group_name(sub.group.as_ref())?;
+                let group = self.ns.read_local(|st| st.groups.get(&name).cloned());
+                sub.receive_batch_size = Some(RECEIVE_BATCH);
+                sub.long_polling_timeout = Some(duration(LONG_POLLING));
+                sub.fifo = Some(group.as_ref().is_some_and(|g| g.fifo));
+                let attempts =
+                    group.as_ref().map_or(raftmq_storage::nameserver::DEFAULT_MAX_DELIVERY_ATTEMPTS, |g| {
+                        g.max_delivery_attempts
+                    });
+                s.backoff_policy = Some(pb::RetryPolicy {
+                    max_attempts: attempts as i32,
+                    strategy: Some(pb::retry_policy::Strategy::CustomizedBackoff(pb::CustomizedBackoff {
+                        next: RETRY_SCHEDULE_SECS
+                            .iter()
+                            .map(|secs| prost_types::Duration { seconds: *secs, nanos: 0 })
+                            .collect(),
+                    })),
+                });
+            }
+            None => {
+                return Err(BrokerError::bad_request(
+                    "settings have neither publishing nor subscription: say whether this client produces or consumes",
+                ));
+            }
+        }
+        s.metric = Some(pb::Metric { on: false, endpoints: None });
+        Ok(s)
+    }
+
+    /// `Telemetry`: every Settings the client sends is stored under its id and answered on the
+    /// same stream with status OK and the merged Settings.
+    pub async fn telemetry(
+        self: std::sync::Arc<Self>,
+        req: Request<Streaming<pb::TelemetryCommand>>,
+    ) -> Result<TelemetryStream, Status> {
+        let client = client_id(req.metadata()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let sessions = self.sessions.clone();
+        let reply_tx = tx.clone();
+        let ctx = std::sync::Arc::downgrade(&self);
+        tokio::spawn(async move {
+            while let Some(cmd) = inbound.next().await {
+                let cmd = match cmd {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(client = %client, error = %e, "telemetry stream failed");
+                        break;
+                    }
+                };
+                match cmd.command {
+                    Some(pb::telemetry_command::Command::Settings(s)) => {
+                        let Some(ctx) = ctx.upgrade() else { break };
+                        // A consumer of a new group creates it (when auto-creation is on), as its
+                        // first receive would; then the merged Settings carry the group's values.
+                        if let Some(pb::settings::PubSub::Subscription(sub)) = &s.pub_sub
+                            && let Ok(name) = group_name(sub.group.as_ref())
+                            && let Err(e) = ctx.consumer_group(&name).await
+                        {
+                            tracing::warn!(client = %client, group = %name, error = %e, "consumer group not available");
+                        }
+                        match ctx.merge_settings(s) {
+                            Ok(merged) => {
+                                sessions.set_settings(&client, merged.clone(), reply_tx.clone());
+                                let reply = pb::TelemetryCommand {
+                                    status: Some(ok_status()),
+                                    command: Some(pb::telemetry_command::Command::Settings(merged)),
+                                };
+                                if reply_tx.send(Ok(reply)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = reply_tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+                                break;
+                            }
+                        }
+                    }
+                    Some(other) => {
+                        tracing::debug!(client = %client, command = ?std::mem::discriminant(&other), "telemetry command ignored");
+                        sessions.touch(&client);
+                    }
+                    None => {
+                        sessions.touch(&client);
+                    }
+                }
+            }
+            sessions.stream_closed(&client);
+        });
+        drop(tx);
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+
+    /// `Heartbeat`: the client is alive; UNRECOGNIZED_CLIENT_TYPE if it never sent Settings.
+    pub fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> pb::HeartbeatResponse {
+        let status = match client_id(req.metadata()) {
+            Err(e) => e.status(),
+            Ok(client) if self.sessions.touch(&client) => ok_status(),
+            Ok(client) => pb::Status {
+                code: Code::UnrecognizedClientType as i32,
+                message: format!(
+                    "client {client:?} sent no Settings to this node: open a Telemetry stream and send Settings first"
+                ),
+            },
+        };
+        pb::HeartbeatResponse { status: Some(status) }
+    }
+
+    /// `NotifyClientTermination`: forgets the client.
+    pub fn notify_termination(
+        &self,
+        req: Request<pb::NotifyClientTerminationRequest>,
+    ) -> pb::NotifyClientTerminationResponse {
+        let status = match client_id(req.metadata()) {
+            Err(e) => e.status(),
+            Ok(client) => {
+                self.sessions.remove(&client);
+                ok_status()
+            }
+        };
+        pb::NotifyClientTerminationResponse { status: Some(status) }
+    }
+}
