@@ -50,6 +50,9 @@ pub struct GroupSpec {
     pub fifo: bool,
     /// Delivery attempts before the DLQ (0: default 17).
     pub max_delivery_attempts: u32,
+    /// Where the group starts on a queue it never consumed: `LAST` (empty), `FIRST`, or a time
+    /// in ms since the epoch.
+    pub consume_from: String,
 }
 
 /// A connection to one node's admin service. Cheap to clone; share one per application.
@@ -147,6 +150,7 @@ impl AdminClient {
             mode: spec.mode,
             fifo: spec.fifo,
             max_delivery_attempts: spec.max_delivery_attempts,
+            consume_from: spec.consume_from,
         };
         let r = self.inner.clone().create_group(self.req(req)).await?.into_inner();
         check(r.status.as_ref())?;

@@ -10,9 +10,13 @@
 pub mod admin;
 pub mod consumer;
 pub mod error;
+mod lanes;
 pub mod message;
 pub mod producer;
+pub mod push;
 pub mod routes;
+pub mod simple;
+mod stop;
 
 pub use admin::AdminClient;
 pub use consumer::OffsetPolicy;
@@ -25,5 +29,12 @@ pub use message::MessageView;
 pub use producer::Producer;
 pub use producer::ProducerOptions;
 pub use producer::SendReceipt;
+pub use push::ConsumeResult;
+pub use push::PushConsumer;
+pub use push::PushConsumerOptions;
 /// The generated wire types, for callers that need fields the SDK does not wrap.
 pub use raftmq_proto as proto;
+pub use simple::Received;
+pub use simple::SimpleConsumer;
+pub use simple::SimpleConsumerOptions;
+pub use simple::Subscription;

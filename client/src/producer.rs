@@ -11,6 +11,7 @@ use raftmq_proto::rocketmq::Code;
 
 use crate::error::ClientError;
 use crate::error::check;
+use crate::lanes::Lanes;
 use crate::message::Message;
 use crate::message::new_message_id;
 use crate::routes::QueueRoute;
@@ -31,6 +32,9 @@ pub struct ProducerOptions {
     pub throttle_multiplier: f64,
     /// Longest backoff (120 s).
     pub throttle_max: Duration,
+    /// Random spread of each backoff, as a fraction of it (0.2: ±20 %), so throttled clients do
+    /// not retry in step.
+    pub throttle_jitter: f64,
 }
 
 impl ProducerOptions {
@@ -43,6 +47,7 @@ impl ProducerOptions {
             throttle_initial: Duration::from_secs(1),
             throttle_multiplier: 1.6,
             throttle_max: Duration::from_secs(120),
+            throttle_jitter: 0.2,
         }
     }
 }
@@ -60,6 +65,7 @@ pub struct SendReceipt {
 #[derive(Clone)]
 pub struct Producer {
     routes: Arc<Routes>,
+    lanes: Arc<Lanes>,
     opts: ProducerOptions,
     rr: Arc<AtomicUsize>,
     host: Arc<String>,
@@ -71,13 +77,95 @@ impl Producer {
         let client_id = format!("raftmq-producer@{}@{}", std::process::id(), new_message_id());
         let routes = Arc::new(Routes::new(&opts.endpoints, &client_id, opts.request_timeout)?);
         let host = hostname();
-        Ok(Self { routes, opts, rr: Arc::new(AtomicUsize::new(0)), host: Arc::new(host) })
+        Ok(Self {
+            routes,
+            lanes: Arc::default(),
+            opts,
+            rr: Arc::new(AtomicUsize::new(0)),
+            host: Arc::new(host),
+        })
     }
 
-    /// Sends one message and waits until a quorum stored it.
+    /// Sends one message and waits until a quorum stored it. Concurrent sends to the same node
+    /// travel together in one request (see `lanes`); a failed send is retried on another queue.
     pub async fn send(&self, msg: Message) -> Result<SendReceipt, ClientError> {
-        let mut r = self.send_batch(vec![msg]).await?;
-        r.pop().ok_or_else(|| ClientError::BadResponse("no send result".into()))
+        let wire = msg.to_wire(new_message_id(), &self.host);
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let mut throttle = self.opts.throttle_initial;
+        let mut last_err = ClientError::Transport("not sent".into());
+        for attempt in 0..self.opts.max_attempts.max(1) as usize {
+            let queues = self.routes.queues(&msg.topic).await?;
+            let writable: Vec<&QueueRoute> = queues.iter().filter(|q| q.writable).collect();
+            if writable.is_empty() {
+                return Err(ClientError::Status {
+                    code: Code::Forbidden,
+                    message: format!("topic {} has no writable queue", msg.topic),
+                });
+            }
+            let q = writable[(start + attempt) % writable.len()];
+            let addr = self.routes.addr_of(q);
+            match self.lanes.send(&self.routes, &addr, wire.clone()).await {
+                Ok(entry) => match check(entry.status.as_ref()) {
+                    Ok(()) => {
+                        return Ok(SendReceipt {
+                            message_id: entry.message_id,
+                            offset: entry.offset.max(0) as u64,
+                        });
+                    }
+                    Err(e) if e.is_retryable() => {
+                        if e.code() == Some(Code::TooManyRequests) {
+                            tokio::time::sleep(jittered(throttle, self.opts.throttle_jitter)).await;
+                            throttle =
+                                throttle.mul_f64(self.opts.throttle_multiplier).min(self.opts.throttle_max);
+                        }
+                        last_err = e;
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "send failed; retrying elsewhere");
+                    self.routes.forget_leader(&q.group);
+                    self.routes.invalidate(&msg.topic);
+                    last_err = e;
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Sends in the background and returns at once; await the handle for the receipt.
+    pub fn send_async(&self, msg: Message) -> tokio::task::JoinHandle<Result<SendReceipt, ClientError>> {
+        let p = self.clone();
+        tokio::spawn(async move { p.send(msg).await })
+    }
+
+    /// Sends in the background and calls `callback` with the outcome (on a runtime worker: keep
+    /// it short).
+    pub fn send_with_callback<F>(&self, msg: Message, callback: F)
+    where
+        F: FnOnce(Result<SendReceipt, ClientError>) + Send + 'static,
+    {
+        let p = self.clone();
+        tokio::spawn(async move { callback(p.send(msg).await) });
+    }
+
+    /// Sends without waiting for, or learning, the outcome: no retry, fastest, may lose the
+    /// message (RocketMQ's oneway send, for logs and metrics).
+    pub fn send_oneway(&self, msg: Message) {
+        let p = self.clone();
+        tokio::spawn(async move {
+            let wire = msg.to_wire(new_message_id(), &p.host);
+            let Ok(queues) = p.routes.queues(&msg.topic).await else { return };
+            let writable: Vec<&QueueRoute> = queues.iter().filter(|q| q.writable).collect();
+            if writable.is_empty() {
+                return;
+            }
+            let q = writable[p.rr.fetch_add(1, Ordering::Relaxed) % writable.len()];
+            let addr = p.routes.addr_of(q);
+            if let Err(e) = p.lanes.send(&p.routes, &addr, wire).await {
+                tracing::debug!(%addr, error = %e, "oneway send failed");
+            }
+        });
     }
 
     /// Sends messages of one topic in one request; returns one receipt per message, in order.
@@ -144,7 +232,7 @@ impl Producer {
                 break;
             }
             if last_err.code() == Some(Code::TooManyRequests) {
-                tokio::time::sleep(throttle).await;
+                tokio::time::sleep(jittered(throttle, self.opts.throttle_jitter)).await;
                 throttle = throttle.mul_f64(self.opts.throttle_multiplier).min(self.opts.throttle_max);
             }
         }
@@ -159,4 +247,35 @@ fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+/// `d` spread by up to ±`jitter` of itself.
+fn jittered(d: Duration, jitter: f64) -> Duration {
+    let jitter = jitter.clamp(0.0, 1.0);
+    // A cheap random number: the clock's nanoseconds mixed with a counter.
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let x = (u64::from(nanos) ^ (SEQ.fetch_add(1, Ordering::Relaxed) as u64).rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let unit = (x >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+    d.mul_f64(1.0 - jitter + 2.0 * jitter * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn jitter_stays_within_its_spread() {
+        let d = Duration::from_secs(1);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1000 {
+            let j = super::jittered(d, 0.2);
+            assert!(j >= Duration::from_millis(800) && j <= Duration::from_millis(1200), "{j:?}");
+            seen.insert(j.as_millis());
+        }
+        assert!(seen.len() > 50, "jitter is not random: {} distinct values", seen.len());
+        assert_eq!(super::jittered(d, 0.0), d);
+    }
 }
