@@ -143,6 +143,24 @@ impl AdminClient {
         Ok(r.topics)
     }
 
+    /// Tells the cluster `client_id` is alive in `group` (or, with `leaving`, that it left);
+    /// returns the group's live members, sorted.
+    pub async fn consumer_heartbeat(
+        &self,
+        group: &str,
+        client_id: &str,
+        leaving: bool,
+    ) -> Result<Vec<String>, ClientError> {
+        let req = pb::ConsumerHeartbeatRequest {
+            group: group.to_string(),
+            client_id: client_id.to_string(),
+            leaving,
+        };
+        let r = self.inner.clone().consumer_heartbeat(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r.members)
+    }
+
     /// Creates a consumer group.
     pub async fn create_group(&self, spec: GroupSpec) -> Result<pb::GroupInfo, ClientError> {
         let req = pb::CreateGroupRequest {

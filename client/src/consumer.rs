@@ -10,6 +10,9 @@ use crate::error::ClientError;
 use crate::error::check;
 use crate::message::MessageView;
 use crate::message::new_message_id;
+use crate::rebalance::Membership;
+use crate::rebalance::Strategy;
+use crate::rebalance::assign;
 use crate::routes::QueueRoute;
 use crate::routes::Routes;
 
@@ -56,6 +59,44 @@ impl PullConsumerOptions {
 pub struct PullConsumer {
     routes: Arc<Routes>,
     group: String,
+    client_id: Arc<String>,
+    endpoints: Arc<Vec<String>>,
+}
+
+/// The queues of one topic this consumer owns in its group, kept current by heartbeats: see
+/// [`crate::rebalance`]. Leaves the group when dropped.
+pub struct Assignment {
+    consumer: PullConsumer,
+    topic: String,
+    strategy: Strategy,
+    membership: Membership,
+    members: tokio::sync::watch::Receiver<Vec<String>>,
+}
+
+impl Assignment {
+    /// The queues this consumer owns now, sorted.
+    pub async fn queues(&self) -> Result<Vec<u32>, ClientError> {
+        let all = self.consumer.queues(&self.topic).await?;
+        let members = self.members.borrow().clone();
+        Ok(assign(self.strategy, &self.consumer.client_id, &members, &all))
+    }
+
+    /// The group's live members as last heard.
+    pub fn members(&self) -> Vec<String> {
+        self.members.borrow().clone()
+    }
+
+    /// Waits until the group's membership changes (then call [`Assignment::queues`] again).
+    pub async fn changed(&mut self) {
+        if self.members.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Leaves the group at once; the other members take over this consumer's queues.
+    pub async fn leave(self) {
+        self.membership.leave().await;
+    }
 }
 
 fn queue(topic: &str, q: &QueueRoute) -> pb::MessageQueue {
@@ -73,7 +114,36 @@ impl PullConsumer {
     pub fn new(opts: PullConsumerOptions) -> Result<Self, ClientError> {
         let client_id = format!("raftmq-pull@{}@{}", std::process::id(), new_message_id());
         let routes = Arc::new(Routes::new(&opts.endpoints, &client_id, opts.request_timeout)?);
-        Ok(Self { routes, group: opts.group })
+        let endpoints =
+            opts.endpoints.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        Ok(Self { routes, group: opts.group, client_id: Arc::new(client_id), endpoints: Arc::new(endpoints) })
+    }
+
+    /// This consumer's id in its group.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Joins the group to read `topic` with the queues `strategy` gives this consumer: they
+    /// change as members join and leave (watch [`Assignment::changed`]). Offsets are the
+    /// group's, so a queue taken over continues where its last owner committed.
+    pub async fn subscribe(&self, topic: &str, strategy: Strategy) -> Result<Assignment, ClientError> {
+        let membership = Membership::join(&self.endpoints, &self.group, &self.client_id).await?;
+        let members = membership.members();
+        Ok(Assignment { consumer: self.clone(), topic: topic.to_string(), strategy, membership, members })
+    }
+
+    /// Where to continue reading a queue: the group's committed offset, else `policy`.
+    pub async fn seek_committed(
+        &self,
+        topic: &str,
+        id: u32,
+        policy: OffsetPolicy,
+    ) -> Result<u64, ClientError> {
+        match self.committed(topic, id).await? {
+            Some(o) => Ok(o),
+            None => self.query_offset(topic, id, policy).await,
+        }
     }
 
     fn group(&self) -> Option<pb::Resource> {

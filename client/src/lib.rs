@@ -14,11 +14,13 @@ mod lanes;
 pub mod message;
 pub mod producer;
 pub mod push;
+pub mod rebalance;
 pub mod routes;
 pub mod simple;
 mod stop;
 
 pub use admin::AdminClient;
+pub use consumer::Assignment;
 pub use consumer::OffsetPolicy;
 pub use consumer::PullConsumer;
 pub use consumer::PullConsumerOptions;
@@ -34,6 +36,7 @@ pub use push::PushConsumer;
 pub use push::PushConsumerOptions;
 /// The generated wire types, for callers that need fields the SDK does not wrap.
 pub use raftmq_proto as proto;
+pub use rebalance::Strategy;
 pub use simple::Received;
 pub use simple::SimpleConsumer;
 pub use simple::SimpleConsumerOptions;

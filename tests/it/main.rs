@@ -1,6 +1,7 @@
 //! raftmq's integration tests: one binary, real node processes (see `raftmq_tests`).
 //!
-//! Files are numbered by area: `t00` project rules, `t10` NameServer and cluster basics.
+//! Files are numbered by area: `t00` project rules, `t10` NameServer and cluster basics,
+//! `t20` CommitLog, `t30` consumers, `t40` official-client compatibility.
 
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used)]
@@ -8,6 +9,8 @@
 mod t00_boundaries;
 mod t10_nameserver;
 mod t20_commitlog;
+mod t30_consumers;
+mod t40_python_compat;
 
 use std::path::Path;
 

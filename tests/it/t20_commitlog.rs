@@ -14,32 +14,13 @@ use raftmq_client::PullConsumerOptions;
 use raftmq_client::admin::TopicSpec;
 use raftmq_client::proto::rocketmq as pb;
 use raftmq_client::proto::rocketmq::Code;
+use raftmq_tests::START;
 use raftmq_tests::TestCluster;
+use raftmq_tests::cluster_with_topic;
+use raftmq_tests::endpoints;
 use raftmq_tests::eventually;
 
 use crate::node_bin;
-
-const START: Duration = Duration::from_secs(30);
-
-async fn cluster_with_topic(topic: &str, queues: u32) -> TestCluster {
-    let mut c = TestCluster::start(node_bin(), 3, 2).expect("start cluster");
-    for g in ["nameserver", "broker-a", "broker-b"] {
-        c.cluster.wait_leader(g, None, START).await.unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(1, 40)));
-    }
-    let admin = c.admin(1);
-    let spec = TopicSpec { name: topic.into(), queue_count: queues, ..Default::default() };
-    eventually(START, "topic created", || {
-        let (admin, spec) = (admin.clone(), spec.clone());
-        async move { admin.create_topic(spec).await.ok() }
-    })
-    .await
-    .unwrap();
-    c
-}
-
-fn endpoints(c: &TestCluster) -> String {
-    c.cluster.nodes.iter().map(|n| n.client_addr.clone()).collect::<Vec<_>>().join(",")
-}
 
 /// Every stored message of every queue of `topic`, by queue, from each queue's first offset.
 async fn read_all(consumer: &PullConsumer, topic: &str) -> BTreeMap<u32, Vec<(u64, String)>> {
@@ -72,7 +53,7 @@ fn assert_gapless(all: &BTreeMap<u32, Vec<(u64, String)>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_pull_batches_and_offsets() {
-    let c = cluster_with_topic("orders", 4).await;
+    let c = cluster_with_topic(node_bin(), "orders", 4).await;
     let producer = Producer::new(ProducerOptions::new(c.cluster.node(2).client_addr.clone())).unwrap();
     let before =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
@@ -155,7 +136,7 @@ async fn send_pull_batches_and_offsets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_under_load_loses_no_acknowledged_message() {
-    let mut c = cluster_with_topic("load", 8).await;
+    let mut c = cluster_with_topic(node_bin(), "load", 8).await;
     let eps = endpoints(&c);
     let consumer = PullConsumer::new(PullConsumerOptions::new(eps.clone(), "g1")).unwrap();
     // Commit an offset before the kill; it must survive.
@@ -212,7 +193,7 @@ async fn leader_kill_under_load_loses_no_acknowledged_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_restart_keeps_every_acknowledged_message() {
-    let mut c = cluster_with_topic("durable", 4).await;
+    let mut c = cluster_with_topic(node_bin(), "durable", 4).await;
     let producer = Producer::new(ProducerOptions::new(endpoints(&c))).unwrap();
     let mut acked = Vec::new();
     for i in 0..200 {
@@ -243,7 +224,7 @@ async fn full_restart_keeps_every_acknowledged_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_status_and_stores_nothing() {
-    let c = cluster_with_topic("strict", 2).await;
+    let c = cluster_with_topic(node_bin(), "strict", 2).await;
     let addr = c.cluster.node(1).client_addr.clone();
     let producer = Producer::new(ProducerOptions::new(addr.clone())).unwrap();
     let consumer = PullConsumer::new(PullConsumerOptions::new(addr.clone(), "g")).unwrap();

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use raftmq_client::AdminClient;
+use raftmq_client::admin::TopicSpec;
 use raftmq_node::config::RawConfig;
 use raftmq_node::local_cluster::LocalCluster;
 use raftmq_node::local_cluster::Output;
@@ -97,4 +98,44 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// How long a test cluster may take to start and elect its leaders.
+pub const START: Duration = Duration::from_secs(30);
+
+/// A 3-node cluster of `bin` with 2 broker groups, every leader elected, and a normal topic of
+/// `queues` queues; `tune` may change every node's config.
+pub async fn cluster_with_topic_tuned(
+    bin: &Path,
+    topic: &str,
+    queues: u32,
+    tune: &dyn Fn(&mut RawConfig),
+) -> TestCluster {
+    let mut c = TestCluster::start_with(bin, 3, 2, tune).expect("start cluster");
+    for g in ["nameserver", "broker-a", "broker-b"] {
+        if let Err(e) = c.cluster.wait_leader(g, None, START).await {
+            panic!("{e}\n{}", c.log_tail(1, 40));
+        }
+    }
+    let admin = c.admin(1);
+    let spec = TopicSpec { name: topic.into(), queue_count: queues, ..Default::default() };
+    if let Err(e) = eventually(START, "topic created", || {
+        let (admin, spec) = (admin.clone(), spec.clone());
+        async move { admin.create_topic(spec).await.ok() }
+    })
+    .await
+    {
+        panic!("{e}");
+    }
+    c
+}
+
+/// [`cluster_with_topic_tuned`] with default configs.
+pub async fn cluster_with_topic(bin: &Path, topic: &str, queues: u32) -> TestCluster {
+    cluster_with_topic_tuned(bin, topic, queues, &|_| {}).await
+}
+
+/// The client addresses of every node, comma-separated: the SDK's `endpoints`.
+pub fn endpoints(c: &TestCluster) -> String {
+    c.cluster.nodes.iter().map(|n| n.client_addr.clone()).collect::<Vec<_>>().join(",")
 }

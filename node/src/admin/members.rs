@@ -2,7 +2,7 @@
 //! the client (pull consumers, broadcasting push consumers).
 //!
 //! Kept in memory on the NameServer leader only: it is soft state that every member re-sends
-//! every 500 ms, so a new leader knows the whole group again one heartbeat after it is elected.
+//! every 400 ms, so a new leader knows the whole group again one heartbeat after it is elected.
 //! Nothing here is worth a Raft entry per heartbeat.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 /// A member that has not beaten for this long has left (three missed heartbeats).
-pub const MEMBER_TTL: Duration = Duration::from_millis(1500);
+pub const MEMBER_TTL: Duration = Duration::from_millis(1200);
 
 /// Live members per consumer group.
 #[derive(Default)]

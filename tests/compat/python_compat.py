@@ -1,0 +1,138 @@
+"""Compatibility check: the official RocketMQ 5 Python client against a raftmq cluster.
+
+Run by the integration test `t40_python_compat` (which starts the cluster and the virtualenv);
+by hand: python_compat.py ENDPOINTS TOPIC SIMPLE_GROUP PUSH_GROUP.
+
+Scenarios, each asserted:
+  1. Producer: sends normal messages with tag and keys; every send returns a message id.
+  2. SimpleConsumer: receives all of them; changes the invisible duration of one and leaves it
+     unacked, acks the rest; the unacked one comes back with delivery attempt 2 and is acked;
+     after that nothing more is delivered.
+  3. PushConsumer: a listener consumes every message (a second group, so all of them).
+Prints one line per scenario and exits non-zero on the first failure.
+"""
+
+import sys
+import threading
+import time
+
+from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExpression, Message,
+                      MessageListener, Producer, PushConsumer, SimpleConsumer)
+
+COUNT = 10
+
+
+def fail(what):
+    print(f"FAIL {what}", flush=True)
+    sys.exit(1)
+
+
+def produce(config, topic):
+    producer = Producer(config, (topic,))
+    producer.startup()
+    ids = []
+    try:
+        for i in range(COUNT):
+            msg = Message()
+            msg.topic = topic
+            msg.body = f"py-{i}".encode()
+            msg.tag = "py"
+            msg.keys = f"key-{i}"
+            receipt = producer.send(msg)
+            if not receipt.message_id:
+                fail(f"send {i}: no message id in the receipt")
+            ids.append(receipt.message_id)
+    finally:
+        producer.shutdown()
+    print(f"ok producer: {len(ids)} messages sent", flush=True)
+    return ids
+
+
+def simple(config, topic, group, ids):
+    consumer = SimpleConsumer(config, group, {topic: FilterExpression("*")}, await_duration=3)
+    consumer.startup()
+    try:
+        got = {}
+        deadline = time.time() + 60
+        while len(got) < len(ids) and time.time() < deadline:
+            for m in consumer.receive(16, 30):
+                if m.message_id in got:
+                    fail(f"simple: {m.message_id} delivered twice while invisible")
+                got[m.message_id] = m
+        if set(got) != set(ids):
+            fail(f"simple: received {len(got)} of {len(ids)} messages")
+        for m in got.values():
+            if m.delivery_attempt != 1 or m.tag != "py" or not m.receipt_handle:
+                fail(f"simple: first delivery of {m.message_id}: attempt {m.delivery_attempt}, tag {m.tag}")
+        # One message is postponed (2 s) and left unacked; the rest are acked.
+        postponed = got[ids[0]]
+        consumer.change_invisible_duration(postponed, 2)
+        for mid in ids[1:]:
+            consumer.ack(got[mid])
+        print("ok simple consumer: received all, changed invisible duration of one, acked the rest", flush=True)
+        again = None
+        deadline = time.time() + 30
+        while again is None and time.time() < deadline:
+            for m in consumer.receive(16, 30):
+                if m.message_id != postponed.message_id:
+                    fail(f"simple: acked message {m.message_id} delivered again")
+                again = m
+        if again is None:
+            fail("simple: the unacked message did not come back")
+        if again.delivery_attempt != 2:
+            fail(f"simple: redelivery has attempt {again.delivery_attempt}, expected 2")
+        consumer.ack(again)
+        print("ok simple consumer: unacked message came back with attempt 2 and was acked", flush=True)
+        extra = consumer.receive(16, 30)
+        if extra:
+            fail(f"simple: {len(extra)} messages delivered after every message was acked")
+        print("ok simple consumer: nothing delivered after all acks", flush=True)
+    finally:
+        consumer.shutdown()
+
+
+class Collect(MessageListener):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ids = set()
+
+    def consume(self, message):
+        with self.lock:
+            self.ids.add(message.message_id)
+        return ConsumeResult.SUCCESS
+
+
+def push(config, topic, group, ids):
+    listener = Collect()
+    consumer = PushConsumer(config, group, listener, {topic: FilterExpression("py")})
+    consumer.startup()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with listener.lock:
+                if listener.ids >= set(ids):
+                    break
+            time.sleep(0.1)
+        with listener.lock:
+            missing = set(ids) - listener.ids
+        if missing:
+            fail(f"push: {len(missing)} of {len(ids)} messages never reached the listener")
+        print(f"ok push consumer: listener consumed all {len(ids)} messages", flush=True)
+    finally:
+        consumer.shutdown()
+
+
+def main():
+    if len(sys.argv) != 5:
+        print(__doc__)
+        sys.exit(2)
+    endpoints, topic, simple_group, push_group = sys.argv[1:]
+    config = ClientConfiguration(endpoints, Credentials())
+    ids = produce(config, topic)
+    simple(config, topic, simple_group, ids)
+    push(config, topic, push_group, ids)
+    print("ok all scenarios", flush=True)
+
+
+if __name__ == "__main__":
+    main()

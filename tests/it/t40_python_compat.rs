@@ -1,0 +1,56 @@
+//! The official RocketMQ 5 Python client (`rocketmq-python-client` 5.1.2) against a 3-node
+//! cluster: producer, simple consumer (receive, change invisible duration, ack, redelivery with
+//! attempt 2) and push consumer. The scenarios are in `tests/compat/python_compat.py`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use raftmq_client::admin::GroupSpec;
+use raftmq_tests::START;
+use raftmq_tests::cluster_with_topic_tuned;
+use raftmq_tests::eventually;
+
+use crate::node_bin;
+
+fn compat_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("compat")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_client_produces_and_consumes() {
+    // The virtualenv with the official client (created once, then reused).
+    let setup = tokio::process::Command::new(compat_dir().join("setup.sh")).output().await.unwrap();
+    assert!(setup.status.success(), "python setup failed: {}", String::from_utf8_lossy(&setup.stderr));
+    let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
+
+    let c = cluster_with_topic_tuned(node_bin(), "py-topic", 4, &|c| c.broker.invisible_ms_min = 1000).await;
+    let admin = c.admin(1);
+    for g in ["py-simple", "py-push"] {
+        let spec = GroupSpec { name: g.into(), consume_from: "FIRST".into(), ..Default::default() };
+        eventually(START, "group created", || {
+            let (admin, spec) = (admin.clone(), spec.clone());
+            async move { admin.create_group(spec).await.ok() }
+        })
+        .await
+        .unwrap();
+    }
+    // The Python client separates access points with ';'.
+    let eps = c.cluster.nodes.iter().map(|n| n.client_addr.clone()).collect::<Vec<_>>().join(";");
+    let run = tokio::process::Command::new(&python)
+        .arg(compat_dir().join("python_compat.py"))
+        .args([eps.as_str(), "py-topic", "py-simple", "py-push"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out =
+        tokio::time::timeout(Duration::from_secs(240), run).await.expect("python client timed out").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: String =
+        stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    assert!(out.status.success(), "python compatibility failed:\n{stdout}\n--- stderr tail ---\n{tail}");
+    assert!(stdout.contains("ok all scenarios"), "{stdout}");
+    println!("{stdout}");
+}
