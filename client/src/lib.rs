@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod broadcast;
 pub mod consumer;
 pub mod error;
 mod lanes;
@@ -20,6 +21,8 @@ pub mod simple;
 mod stop;
 
 pub use admin::AdminClient;
+pub use broadcast::BroadcastConsumer;
+pub use broadcast::BroadcastConsumerOptions;
 pub use consumer::Assignment;
 pub use consumer::OffsetPolicy;
 pub use consumer::PullConsumer;

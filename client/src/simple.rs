@@ -30,6 +30,15 @@ pub enum Subscription {
 }
 
 impl Subscription {
+    /// Whether a message with `tag` passes (for filtering on the client).
+    pub fn matches(&self, tag: Option<&str>) -> bool {
+        match self {
+            Subscription::All => true,
+            Subscription::Tags(t) if t.trim() == "*" => true,
+            Subscription::Tags(t) => tag.is_some_and(|tag| t.split("||").any(|x| x.trim() == tag)),
+        }
+    }
+
     pub(crate) fn to_wire(&self) -> pb::FilterExpression {
         let expression = match self {
             Subscription::All => "*".to_string(),

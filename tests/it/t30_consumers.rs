@@ -334,3 +334,56 @@ async fn pull_consumers_rebalance_when_members_join_and_leave() {
         a.leave().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasting_consumers_each_get_every_message_and_resume_from_their_file() {
+    use raftmq_client::BroadcastConsumer;
+    use raftmq_client::BroadcastConsumerOptions;
+    use raftmq_client::OffsetPolicy;
+
+    let c = cluster("bc", &[]).await;
+    let first = send_n(&c, "bc", 20).await;
+    type Seen = Arc<Mutex<Vec<String>>>;
+    let start = |who: usize, seen: Seen| {
+        let mut o =
+            BroadcastConsumerOptions::new(endpoints(&c), "g-bc", c.dir().join(format!("bc-{who}.offsets")));
+        o.from = OffsetPolicy::Beginning;
+        let listener = Arc::new(move |m: &raftmq_client::MessageView| {
+            seen.lock().unwrap().push(m.message_id.clone());
+            ConsumeResult::Success
+        });
+        BroadcastConsumer::start(o, "bc", Subscription::Tags("T".into()), listener)
+    };
+    let seen: [Seen; 2] = [Arc::default(), Arc::default()];
+    let a = start(0, seen[0].clone()).await.unwrap();
+    let b = start(1, seen[1].clone()).await.unwrap();
+    for s in &seen {
+        eventually(Duration::from_secs(20), "every consumer got every message", || {
+            let s = s.clone();
+            let first = first.clone();
+            async move { (s.lock().unwrap().iter().cloned().collect::<BTreeSet<_>>() == first).then_some(()) }
+        })
+        .await
+        .unwrap();
+    }
+    // Consumer 1 stops; messages sent meanwhile reach it after its restart, and nothing
+    // it had consumed comes again (its offsets are in its file).
+    b.shutdown().await;
+    let second = send_n(&c, "bc", 10).await;
+    let b = start(1, seen[1].clone()).await.unwrap();
+    let all: BTreeSet<String> = first.union(&second).cloned().collect();
+    for s in &seen {
+        eventually(Duration::from_secs(20), "every consumer got the later messages", || {
+            let s = s.clone();
+            let all = all.clone();
+            async move { (s.lock().unwrap().iter().cloned().collect::<BTreeSet<_>>() == all).then_some(()) }
+        })
+        .await
+        .unwrap();
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    for s in &seen {
+        assert_eq!(s.lock().unwrap().len(), all.len(), "each message exactly once per consumer");
+    }
+}

@@ -22,6 +22,9 @@ use self::batcher::Batcher;
 use self::batcher::BatcherOptions;
 use self::offsets::OffsetCommitter;
 
+/// A turn lock per (consumer group, topic).
+type PopLocks = std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+
 /// One broker group on this node.
 pub struct BrokerGroup {
     /// The Raft group.
@@ -35,7 +38,7 @@ pub struct BrokerGroup {
     /// Its acks (used when this node leads).
     pub acks: AckBatcher,
     /// Receives of one (consumer group, topic) take turns on these.
-    pop_locks: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    pop_locks: std::sync::Mutex<PopLocks>,
     /// Woken after acks and changes of invisible time (an orderly queue may be free again).
     pop_changed: tokio::sync::Notify,
 }
