@@ -83,6 +83,19 @@ fn receive_items(status: pb::Status, messages: Vec<pb::Message>) -> ReceiveStrea
     Box::pin(futures::stream::iter(out))
 }
 
+/// A forwarded request the leader did not answer.
+fn leader_silent(node: u64, g: &impl std::fmt::Display, s: &Status) -> BrokerError {
+    BrokerError::Unavailable(format!("leader node {node} of {g} did not answer: {}", s.message()))
+}
+
+/// The leader's refusal of a forwarded request, passed on as it was.
+fn leader_refused(s: pb::Status) -> BrokerError {
+    BrokerError::BadRequest {
+        code: Code::try_from(s.code).unwrap_or(Code::InternalError),
+        message: s.message,
+    }
+}
+
 fn receive_error(e: BrokerError) -> ReceiveStream {
     receive_items(e.status(), Vec::new())
 }
@@ -439,20 +452,11 @@ impl Context {
             .client(&target.client_addr)?
             .ack_message(forwarded(sub, md, self.node_id, Duration::from_secs(10)))
             .await
-            .map_err(|s| {
-                BrokerError::Unavailable(format!(
-                    "leader node {} of {g} did not answer: {}",
-                    target.node,
-                    s.message()
-                ))
-            })?
+            .map_err(|s| leader_silent(target.node, &g, &s))?
             .into_inner();
         if resp.entries.len() != items.len() {
             return Err(match resp.status {
-                Some(s) => BrokerError::BadRequest {
-                    code: Code::try_from(s.code).unwrap_or(Code::InternalError),
-                    message: s.message,
-                },
+                Some(s) => leader_refused(s),
                 None => BrokerError::Internal("leader answered an ack without entries".into()),
             });
         }
@@ -544,20 +548,11 @@ impl Context {
             .client(&target.client_addr)?
             .change_invisible_duration(fwd)
             .await
-            .map_err(|s| {
-                BrokerError::Unavailable(format!(
-                    "leader node {} of {g} did not answer: {}",
-                    target.node,
-                    s.message()
-                ))
-            })?
+            .map_err(|s| leader_silent(target.node, &g, &s))?
             .into_inner();
         match resp.status {
             Some(s) if s.code == Code::Ok as i32 => ReceiptHandle::parse(&resp.receipt_handle),
-            Some(s) => Err(BrokerError::BadRequest {
-                code: Code::try_from(s.code).unwrap_or(Code::InternalError),
-                message: s.message,
-            }),
+            Some(s) => Err(leader_refused(s)),
             None => Err(BrokerError::Internal("leader answered without status".into())),
         }
     }
