@@ -263,7 +263,13 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() {
     )
     .await
     .unwrap();
-    let r = raw.send_message(pb::SendMessageRequest { messages: vec![] }).await.unwrap().into_inner();
+    let with_id = |msg| {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut().insert("x-mq-client-id", tonic::metadata::MetadataValue::from_static("raw-test"));
+        r
+    };
+    let r =
+        raw.send_message(with_id(pb::SendMessageRequest { messages: vec![] })).await.unwrap().into_inner();
     assert_eq!(r.status.unwrap().code, Code::BadRequest as i32);
     let msg = pb::Message {
         topic: Some(pb::Resource { resource_namespace: String::new(), name: "strict".into() }),
@@ -271,7 +277,8 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() {
         body: bytes::Bytes::from_static(b"x"),
         ..Default::default()
     };
-    let r = raw.send_message(pb::SendMessageRequest { messages: vec![msg] }).await.unwrap().into_inner();
+    let r =
+        raw.send_message(with_id(pb::SendMessageRequest { messages: vec![msg] })).await.unwrap().into_inner();
     assert_eq!(r.entries[0].status.as_ref().unwrap().code, Code::IllegalMessageId as i32);
     let e = raw.receive_message(pb::ReceiveMessageRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);

@@ -21,7 +21,7 @@ use crate::broker::filter::Filter;
 use crate::broker::read::PullRequest;
 use crate::error::BrokerError;
 use crate::error::ok_status;
-use crate::forward::mark_forwarded;
+use crate::forward::forwarded;
 
 /// The stream a `PullMessage` answers with.
 pub type PullStream = Pin<Box<dyn Stream<Item = Result<pb::PullMessageResponse, Status>> + Send>>;
@@ -203,9 +203,7 @@ impl Context {
             Ok(c) => c,
             Err(e) => return Ok(pull_status(e)),
         };
-        let mut fwd = Request::new(r);
-        fwd.set_timeout(deadline_left(md).unwrap_or(Duration::from_secs(35)));
-        mark_forwarded(&mut fwd, self.node_id);
+        let fwd = forwarded(r, md, self.node_id, deadline_left(md).unwrap_or(Duration::from_secs(35)));
         match client.pull_message(fwd).await {
             Ok(resp) => Ok(Box::pin(resp.into_inner().map(|item| item))),
             Err(s) => Ok(pull_status(BrokerError::Unavailable(format!(
@@ -227,8 +225,7 @@ impl Context {
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
                 let target = self.forward_target(g, &md)?;
-                let mut fwd = Request::new(r.clone());
-                mark_forwarded(&mut fwd, self.node_id);
+                let fwd = forwarded(r.clone(), &md, self.node_id, Duration::from_secs(10));
                 let resp = self
                     .client(&target.client_addr)?
                     .get_offset(fwd)
@@ -272,8 +269,7 @@ impl Context {
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
                 let target = self.forward_target(g, &md)?;
-                let mut fwd = Request::new(r.clone());
-                mark_forwarded(&mut fwd, self.node_id);
+                let fwd = forwarded(r.clone(), &md, self.node_id, Duration::from_secs(10));
                 let resp = self
                     .client(&target.client_addr)?
                     .update_offset(fwd)
@@ -315,8 +311,7 @@ impl Context {
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
                 let target = self.forward_target(g, &md)?;
-                let mut fwd = Request::new(r.clone());
-                mark_forwarded(&mut fwd, self.node_id);
+                let fwd = forwarded(r.clone(), &md, self.node_id, Duration::from_secs(10));
                 let resp = self
                     .client(&target.client_addr)?
                     .query_offset(fwd)
