@@ -29,7 +29,8 @@ pub fn mark_forwarded<T>(req: &mut tonic::Request<T>, from: u64) {
 }
 
 /// A request carrying `msg` on to another node: the client's RocketMQ headers (`x-mq-*`, so the
-/// next node knows the client) and trace context go along, marked forwarded by `from`.
+/// next node knows the client) and trace context go along, marked forwarded by `from`. Every
+/// request one node sends another's client port is built here.
 pub fn forwarded<T>(msg: T, original: &MetadataMap, from: u64, timeout: Duration) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     for kv in original.iter() {
@@ -38,6 +39,12 @@ pub fn forwarded<T>(msg: T, original: &MetadataMap, from: u64, timeout: Duration
         {
             req.metadata_mut().insert(k.clone(), v.clone());
         }
+    }
+    // A node's own requests (renewals of invisible time) have no client: they speak as the node.
+    if req.metadata().get(crate::session::CLIENT_ID_HEADER).is_none()
+        && let Ok(v) = format!("raftmq-node-{from}").parse()
+    {
+        req.metadata_mut().insert(crate::session::CLIENT_ID_HEADER, v);
     }
     req.set_timeout(timeout);
     mark_forwarded(&mut req, from);

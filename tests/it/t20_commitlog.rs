@@ -224,7 +224,7 @@ async fn full_restart_keeps_every_acknowledged_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_status_and_stores_nothing() {
-    let c = cluster_with_topic(node_bin(), "strict", 2).await;
+    let mut c = cluster_with_topic(node_bin(), "strict", 2).await;
     let addr = c.cluster.node(1).client_addr.clone();
     let producer = Producer::new(ProducerOptions::new(addr.clone())).unwrap();
     let consumer = PullConsumer::new(PullConsumerOptions::new(addr.clone(), "g")).unwrap();
@@ -280,8 +280,36 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() {
     let r =
         raw.send_message(with_id(pb::SendMessageRequest { messages: vec![msg] })).await.unwrap().into_inner();
     assert_eq!(r.entries[0].status.as_ref().unwrap().code, Code::IllegalMessageId as i32);
-    let e = raw.receive_message(pb::ReceiveMessageRequest::default()).await.unwrap_err();
+    // Without a client id, a clear status (not a transport error).
+    let r = raw.send_message(pb::SendMessageRequest { messages: vec![] }).await.unwrap().into_inner();
+    assert_eq!(r.status.unwrap().code, Code::ClientIdRequired as i32);
+    let e = raw.end_transaction(pb::EndTransactionRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
+
+    // A send to a node that leads no broker group is forwarded to a leader, client id and all.
+    let mut leaders = Vec::new();
+    for g in ["broker-a", "broker-b"] {
+        leaders.push(c.cluster.wait_leader(g, None, START).await.unwrap().0);
+    }
+    let idle = (1..=3).find(|n| !leaders.contains(n)).unwrap();
+    let mut raw = raftmq_client::proto::rocketmq::messaging_service_client::MessagingServiceClient::connect(
+        format!("http://{}", c.cluster.node(idle).client_addr),
+    )
+    .await
+    .unwrap();
+    let msg = pb::Message {
+        topic: Some(pb::Resource { resource_namespace: String::new(), name: "strict".into() }),
+        system_properties: Some(pb::SystemProperties {
+            message_id: raftmq_client::message::new_message_id(),
+            ..Default::default()
+        }),
+        body: bytes::Bytes::from_static(b"forwarded"),
+        ..Default::default()
+    };
+    let r =
+        raw.send_message(with_id(pb::SendMessageRequest { messages: vec![msg] })).await.unwrap().into_inner();
+    assert_eq!(r.entries.len(), 1, "{r:?}");
+    assert_eq!(r.entries[0].status.as_ref().unwrap().code, Code::Ok as i32, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -538,12 +538,6 @@ impl Context {
         if renew {
             fwd.metadata_mut().insert(RENEW_HEADER, tonic::metadata::MetadataValue::from_static("1"));
         }
-        if fwd.metadata().get(crate::session::CLIENT_ID_HEADER).is_none()
-            && let Ok(v) = format!("raftmq-node-{}", self.node_id).parse()
-        {
-            // Renewals are the node's own requests.
-            fwd.metadata_mut().insert(crate::session::CLIENT_ID_HEADER, v);
-        }
         let resp = self
             .client(&target.client_addr)?
             .change_invisible_duration(fwd)

@@ -25,7 +25,7 @@ use super::context::deadline_left;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::error::ok_status;
-use crate::forward::mark_forwarded;
+use crate::forward::forwarded;
 
 fn illegal(code: Code, message: impl Into<String>) -> BrokerError {
     BrokerError::BadRequest { code, message: message.into() }
@@ -281,9 +281,8 @@ impl Context {
             Err(e) => return fail_all(&msgs, &e),
         };
         let wire: Vec<pb::Message> = msgs.iter().map(|(_, m)| to_wire(m)).collect();
-        let mut fwd = Request::new(pb::SendMessageRequest { messages: wire });
-        fwd.set_timeout(deadline_left(md).unwrap_or(Duration::from_secs(5)));
-        mark_forwarded(&mut fwd, self.node_id);
+        let timeout = deadline_left(md).unwrap_or(Duration::from_secs(5));
+        let fwd = forwarded(pb::SendMessageRequest { messages: wire }, md, self.node_id, timeout);
         match client.send_message(fwd).await {
             Ok(r) => {
                 let r = r.into_inner();
