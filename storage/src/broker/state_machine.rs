@@ -303,6 +303,8 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
             while let Some(item) = entries.next().await {
                 let (entry, responder) = item?;
                 let log_id = entry.log_id;
+                // The last entry applied in full: what a mid-apply write records as applied.
+                let before = self.applied;
                 self.applied = Some(log_id);
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::Empty,
@@ -324,14 +326,24 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                         }
                     }
                     EntryPayload::Normal(Command::Retain(r)) => {
-                        // Planning reads the store: write what this apply has so far first.
-                        let pending = std::mem::take(sink.batch);
+                        // Planning reads the store: write what this apply has so far first,
+                        // with the applied id of the entries it holds, so the store never has
+                        // records ahead of its applied id (a snapshot may be built meanwhile).
+                        let mut pending = std::mem::take(sink.batch);
+                        pending.put_cf(
+                            cf,
+                            group_key(group, APPLIED_KEY),
+                            snapshot::encode_applied(before.as_ref(), &self.membership),
+                        );
                         store.sm_writer().write_no_wal(pending).await?;
                         let next_index = log_id.index + 1;
                         let plan = {
-                            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner()).clone();
+                            // Apply is the only writer of the state and waits for the plan, so
+                            // the planner reads it in place instead of copying it.
+                            let state = self.shared.state.clone();
                             let (store2, log) = (store.clone(), self.shared.log.clone());
                             tokio::task::spawn_blocking(move || {
+                                let state = state.read().unwrap_or_else(|e| e.into_inner());
                                 super::reader::plan_retain(&store2, &log, &state, &r.cuts, next_index)
                             })
                             .await
