@@ -1,11 +1,13 @@
 //! What every MessagingService handler needs: the NameServer view, the local broker groups, and
 //! how to reach other nodes; plus routing of a queue to its group and leader.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use raftmq_proto::rocketmq as pb;
 use raftmq_proto::rocketmq::Code;
 use raftmq_proto::rocketmq::messaging_service_client::MessagingServiceClient;
 use raftmq_storage::GroupId;
@@ -20,12 +22,38 @@ use crate::broker::BrokerGroup;
 use crate::broker::Brokers;
 use crate::error::BrokerError;
 use crate::forward::ClientChannels;
+use crate::forward::forwarded;
 use crate::nameserver::NameServer;
 use crate::session::Sessions;
 
 /// Response header naming the leader that served (or should serve) a group's request:
 /// `<group> <node id> <term> <client address>`. Our SDK switches to that leader at once.
 pub const LEADER_HEADER: &str = "x-raftmq-leader";
+
+/// Deadline of a unary request forwarded to a leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A forwarded request the leader of `g` (node `node`) did not answer.
+pub fn leader_silent(node: NodeId, g: &impl std::fmt::Display, s: &tonic::Status) -> BrokerError {
+    BrokerError::Unavailable(format!("leader node {node} of {g} did not answer: {}", s.message()))
+}
+
+/// The leader's refusal of a forwarded request, passed on as it was.
+pub fn leader_refused(s: pb::Status) -> BrokerError {
+    BrokerError::BadRequest {
+        code: Code::try_from(s.code).unwrap_or(Code::InternalError),
+        message: s.message,
+    }
+}
+
+/// The status of a leader's answer to a forwarded request, as a result.
+pub fn leader_ok(s: Option<pb::Status>) -> Result<(), BrokerError> {
+    match s {
+        Some(s) if s.code == Code::Ok as i32 => Ok(()),
+        Some(s) => Err(leader_refused(s)),
+        None => Err(BrokerError::Internal("leader answered without status".into())),
+    }
+}
 
 /// Largest message body accepted (RocketMQ's default `maxMessageSize`).
 pub const BODY_BYTES_MAX: usize = 4 << 20;
@@ -184,6 +212,27 @@ impl Context {
 
     /// Where to forward a request for group `id` that this node does not lead, or why it cannot.
     /// A request that was already forwarded is never forwarded again.
+    /// Sends the unary request `msg` on to the leader of `g` (once) with `call`; its answer, or
+    /// why the leader could not be asked.
+    pub async fn forward_unary<Q, A, F, Fut>(
+        &self,
+        g: GroupId,
+        md: &MetadataMap,
+        msg: Q,
+        call: F,
+    ) -> Result<A, BrokerError>
+    where
+        F: FnOnce(MessagingServiceClient<Channel>, tonic::Request<Q>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<A>, tonic::Status>>,
+    {
+        let target = self.forward_target(g, md)?;
+        let client = self.client(&target.client_addr)?;
+        call(client, forwarded(msg, md, self.node_id, FORWARD_TIMEOUT))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| leader_silent(target.node, &g, &s))
+    }
+
     pub fn forward_target(&self, id: GroupId, md: &MetadataMap) -> Result<LeaderInfo, BrokerError> {
         let leader = self.leader(id).filter(|l| l.node != self.node_id);
         match leader {

@@ -16,6 +16,7 @@ use raftmq_storage::nameserver::names;
 use tokio::time::Instant;
 
 use super::context::Context;
+use super::context::leader_ok;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 
@@ -87,13 +88,6 @@ impl Context {
                 ))
             })?
             .into_inner();
-        match resp.status {
-            Some(s) if s.code == Code::Ok as i32 => Ok(()),
-            Some(s) => Err(BrokerError::BadRequest {
-                code: Code::try_from(s.code).unwrap_or(Code::InternalError),
-                message: s.message,
-            }),
-            None => Err(BrokerError::Internal("NameServer leader answered without status".into())),
-        }
+        leader_ok(resp.status)
     }
 }

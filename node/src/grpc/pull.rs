@@ -4,12 +4,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use futures::StreamExt;
 use raftmq_proto::rocketmq as pb;
 use raftmq_proto::rocketmq::Code;
 use raftmq_storage::GroupId;
 use raftmq_storage::broker::record::RecordView;
-use raftmq_storage::nameserver::names;
 use tokio::time::Instant;
 use tonic::Request;
 use tonic::Status;
@@ -17,7 +15,10 @@ use tonic::metadata::MetadataMap;
 
 use super::context::Context;
 use super::context::deadline_left;
-use crate::broker::filter::Filter;
+use super::context::leader_ok;
+use super::context::leader_silent;
+use super::groups::group_name;
+use super::receive::filter_of;
 use crate::broker::read::PullRequest;
 use crate::error::BrokerError;
 use crate::error::ok_status;
@@ -34,13 +35,6 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
 const PULL_BATCH_MAX: i32 = 1024;
 /// Most body bytes one pull returns (after its first message).
 const PULL_BYTES_MAX: usize = 8 << 20;
-
-fn check_group(g: Option<&pb::Resource>) -> Result<String, BrokerError> {
-    let name = g.map(|r| r.name.clone()).unwrap_or_default();
-    names::check_syntax("consumer group", &name)
-        .map_err(|e| BrokerError::BadRequest { code: Code::IllegalConsumerGroup, message: e.to_string() })?;
-    Ok(name)
-}
 
 fn queue_of(q: Option<&pb::MessageQueue>) -> Result<(String, i32), BrokerError> {
     let q = q.ok_or_else(|| BrokerError::bad_request("message_queue is missing"))?;
@@ -92,7 +86,7 @@ impl Context {
         let md = req.metadata().clone();
         let r = req.into_inner();
         let parsed = (|| {
-            check_group(r.group.as_ref())?;
+            group_name(r.group.as_ref())?;
             let (topic, queue) = queue_of(r.message_queue.as_ref())?;
             let t = self.topic(&topic)?;
             let g = self.queue_group(&t, queue)?;
@@ -102,16 +96,7 @@ impl Context {
                     message: format!("offset {} is negative", r.offset),
                 });
             }
-            let filter = match &r.filter_expression {
-                Some(f) if f.r#type == pb::FilterType::Sql as i32 => {
-                    return Err(BrokerError::BadRequest {
-                        code: Code::Unsupported,
-                        message: "SQL92 filters are not supported by this version of raftmq yet".into(),
-                    });
-                }
-                Some(f) => Filter::tags(&f.expression)?,
-                None => Filter::All,
-            };
+            let filter = filter_of(r.filter_expression.as_ref())?;
             Ok((topic, queue, g, filter))
         })();
         let (topic, queue, g, filter) = match parsed {
@@ -205,12 +190,8 @@ impl Context {
         };
         let fwd = forwarded(r, md, self.node_id, deadline_left(md).unwrap_or(Duration::from_secs(35)));
         match client.pull_message(fwd).await {
-            Ok(resp) => Ok(Box::pin(resp.into_inner().map(|item| item))),
-            Err(s) => Ok(pull_status(BrokerError::Unavailable(format!(
-                "leader node {} of {g} did not answer: {}",
-                target.node,
-                s.message()
-            )))),
+            Ok(resp) => Ok(Box::pin(resp.into_inner())),
+            Err(s) => Ok(pull_status(leader_silent(target.node, &g, &s))),
         }
     }
 
@@ -219,27 +200,15 @@ impl Context {
         let md = req.metadata().clone();
         let r = req.into_inner();
         let res: Result<i64, BrokerError> = async {
-            let group = check_group(r.group.as_ref())?;
+            let group = group_name(r.group.as_ref())?;
             let (topic, queue) = queue_of(r.message_queue.as_ref())?;
             let t = self.topic(&topic)?;
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
-                let target = self.forward_target(g, &md)?;
-                let fwd = forwarded(r.clone(), &md, self.node_id, Duration::from_secs(10));
                 let resp = self
-                    .client(&target.client_addr)?
-                    .get_offset(fwd)
-                    .await
-                    .map_err(|s| BrokerError::Unavailable(s.message().to_string()))?
-                    .into_inner();
-                return match resp.status.as_ref().map(|s| s.code) {
-                    Some(c) if c == Code::Ok as i32 => Ok(resp.offset),
-                    _ => Err(BrokerError::NotFound {
-                        code: Code::try_from(resp.status.as_ref().map_or(0, |s| s.code))
-                            .unwrap_or(Code::InternalError),
-                        message: resp.status.map(|s| s.message).unwrap_or_default(),
-                    }),
-                };
+                    .forward_unary(g, &md, r.clone(), |mut c, q| async move { c.get_offset(q).await })
+                    .await?;
+                return leader_ok(resp.status).map(|()| resp.offset);
             };
             match b.committed(&group, &topic, queue as u32).await? {
                 Some(o) => Ok(o as i64),
@@ -263,27 +232,15 @@ impl Context {
         let md = req.metadata().clone();
         let r = req.into_inner();
         let res: Result<(), BrokerError> = async {
-            let group = check_group(r.group.as_ref())?;
+            let group = group_name(r.group.as_ref())?;
             let (topic, queue) = queue_of(r.message_queue.as_ref())?;
             let t = self.topic(&topic)?;
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
-                let target = self.forward_target(g, &md)?;
-                let fwd = forwarded(r.clone(), &md, self.node_id, Duration::from_secs(10));
                 let resp = self
-                    .client(&target.client_addr)?
-                    .update_offset(fwd)
-                    .await
-                    .map_err(|s| BrokerError::Unavailable(s.message().to_string()))?
-                    .into_inner();
-                return match resp.status {
-                    Some(s) if s.code == Code::Ok as i32 => Ok(()),
-                    Some(s) => Err(BrokerError::BadRequest {
-                        code: Code::try_from(s.code).unwrap_or(Code::InternalError),
-                        message: s.message,
-                    }),
-                    None => Err(BrokerError::Internal("leader answered without status".into())),
-                };
+                    .forward_unary(g, &md, r.clone(), |mut c, q| async move { c.update_offset(q).await })
+                    .await?;
+                return leader_ok(resp.status);
             };
             let (min, end) = b.bounds(&topic, queue as u32);
             if r.offset < min as i64 || r.offset > end as i64 {
@@ -310,22 +267,10 @@ impl Context {
             let t = self.topic(&topic)?;
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
-                let target = self.forward_target(g, &md)?;
-                let fwd = forwarded(r.clone(), &md, self.node_id, Duration::from_secs(10));
                 let resp = self
-                    .client(&target.client_addr)?
-                    .query_offset(fwd)
-                    .await
-                    .map_err(|s| BrokerError::Unavailable(s.message().to_string()))?
-                    .into_inner();
-                return match resp.status {
-                    Some(s) if s.code == Code::Ok as i32 => Ok(resp.offset),
-                    Some(s) => Err(BrokerError::BadRequest {
-                        code: Code::try_from(s.code).unwrap_or(Code::InternalError),
-                        message: s.message,
-                    }),
-                    None => Err(BrokerError::Internal("leader answered without status".into())),
-                };
+                    .forward_unary(g, &md, r.clone(), |mut c, q| async move { c.query_offset(q).await })
+                    .await?;
+                return leader_ok(resp.status).map(|()| resp.offset);
             };
             let (min, end) = b.bounds(&topic, queue as u32);
             match pb::QueryOffsetPolicy::try_from(r.query_offset_policy) {

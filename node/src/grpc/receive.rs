@@ -28,6 +28,9 @@ use tonic::metadata::MetadataMap;
 
 use super::context::Context;
 use super::context::deadline_left;
+use super::context::leader_ok;
+use super::context::leader_refused;
+use super::context::leader_silent;
 use super::convert;
 use super::groups::group_name;
 use super::receipt::ReceiptHandle;
@@ -81,19 +84,6 @@ fn receive_items(status: pb::Status, messages: Vec<pb::Message>) -> ReceiveStrea
         content: Some(Content::DeliveryTimestamp(convert::timestamp(now_ms()))),
     }));
     Box::pin(futures::stream::iter(out))
-}
-
-/// A forwarded request the leader did not answer.
-fn leader_silent(node: u64, g: &impl std::fmt::Display, s: &Status) -> BrokerError {
-    BrokerError::Unavailable(format!("leader node {node} of {g} did not answer: {}", s.message()))
-}
-
-/// The leader's refusal of a forwarded request, passed on as it was.
-fn leader_refused(s: pb::Status) -> BrokerError {
-    BrokerError::BadRequest {
-        code: Code::try_from(s.code).unwrap_or(Code::InternalError),
-        message: s.message,
-    }
 }
 
 fn receive_error(e: BrokerError) -> ReceiveStream {
@@ -328,13 +318,7 @@ impl Context {
         let target = self.forward_target(g, md)?;
         let mut client = self.client(&target.client_addr)?;
         let timeout = deadline_left(md).unwrap_or(wait + Duration::from_secs(5));
-        let unavailable = |s: Status| {
-            BrokerError::Unavailable(format!(
-                "leader node {} of {g} did not answer: {}",
-                target.node,
-                s.message()
-            ))
-        };
+        let unavailable = |s: Status| leader_silent(target.node, &g, &s);
         let mut stream = client
             .receive_message(forwarded(r, md, self.node_id, timeout))
             .await
@@ -347,10 +331,7 @@ impl Context {
                 Some(Content::Status(s))
                     if s.code != Code::Ok as i32 && s.code != Code::MessageNotFound as i32 =>
                 {
-                    return Err(BrokerError::BadRequest {
-                        code: Code::try_from(s.code).unwrap_or(Code::InternalError),
-                        message: s.message,
-                    });
+                    return Err(leader_refused(s));
                 }
                 Some(Content::Message(m)) => messages.push(m),
                 _ => {}
@@ -442,18 +423,12 @@ impl Context {
             let now = now_ms();
             return Ok(items.iter().zip(results).map(|((_, h), res)| ack_status(h, res, now)).collect());
         }
-        let target = self.forward_target(g, md)?;
         let sub = pb::AckMessageRequest {
             group: r.group.clone(),
             topic: r.topic.clone(),
             entries: items.iter().map(|(i, _)| r.entries[*i].clone()).collect(),
         };
-        let resp = self
-            .client(&target.client_addr)?
-            .ack_message(forwarded(sub, md, self.node_id, Duration::from_secs(10)))
-            .await
-            .map_err(|s| leader_silent(target.node, &g, &s))?
-            .into_inner();
+        let resp = self.forward_unary(g, md, sub, |mut c, q| async move { c.ack_message(q).await }).await?;
         if resp.entries.len() != items.len() {
             return Err(match resp.status {
                 Some(s) => leader_refused(s),
@@ -523,7 +498,6 @@ impl Context {
                 None => Err(BrokerError::Internal("no result".into())),
             };
         }
-        let target = self.forward_target(g, md)?;
         let req = pb::ChangeInvisibleDurationRequest {
             group: Some(pb::Resource { resource_namespace: String::new(), name: group.to_string() }),
             topic: Some(pb::Resource { resource_namespace: String::new(), name: topic.to_string() }),
@@ -534,21 +508,16 @@ impl Context {
             }),
             ..Default::default()
         };
-        let mut fwd = forwarded(req, md, self.node_id, Duration::from_secs(10));
-        if renew {
-            fwd.metadata_mut().insert(RENEW_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-        }
         let resp = self
-            .client(&target.client_addr)?
-            .change_invisible_duration(fwd)
-            .await
-            .map_err(|s| leader_silent(target.node, &g, &s))?
-            .into_inner();
-        match resp.status {
-            Some(s) if s.code == Code::Ok as i32 => ReceiptHandle::parse(&resp.receipt_handle),
-            Some(s) => Err(leader_refused(s)),
-            None => Err(BrokerError::Internal("leader answered without status".into())),
-        }
+            .forward_unary(g, md, req, |mut c, mut q| async move {
+                if renew {
+                    q.metadata_mut().insert(RENEW_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+                }
+                c.change_invisible_duration(q).await
+            })
+            .await?;
+        leader_ok(resp.status)?;
+        ReceiptHandle::parse(&resp.receipt_handle)
     }
 
     /// `QueryAssignment`: what a push consumer of the group receives from: one entry per broker

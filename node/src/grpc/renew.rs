@@ -52,16 +52,6 @@ impl Renewals {
         self.lock().remove(&(handle.group, handle.queue, handle.offset, group.to_string()));
     }
 
-    /// How many messages are held.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(GroupId, u32, u64, String), Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -22,6 +22,7 @@ use super::context::BODY_BYTES_MAX;
 use super::context::Context;
 use super::context::PROPERTIES_BYTES_MAX;
 use super::context::deadline_left;
+use super::context::leader_silent;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::error::ok_status;
@@ -299,11 +300,7 @@ impl Context {
             }
             Err(s) => {
                 tracing::warn!(group = %g, leader = target.node, error = %s, "forwarding send failed");
-                let e = BrokerError::Unavailable(format!(
-                    "leader node {} of {g} did not answer: {}",
-                    target.node,
-                    s.message()
-                ));
+                let e = leader_silent(target.node, &g, &s);
                 fail_all(&msgs, &e)
             }
         }

@@ -123,7 +123,7 @@ impl Context {
                         }
                         match ctx.merge_settings(s) {
                             Ok(merged) => {
-                                sessions.set_settings(&client, merged.clone(), reply_tx.clone());
+                                sessions.register(&client);
                                 let reply = pb::TelemetryCommand {
                                     status: Some(ok_status()),
                                     command: Some(pb::telemetry_command::Command::Settings(merged)),
@@ -147,7 +147,6 @@ impl Context {
                     }
                 }
             }
-            sessions.stream_closed(&client);
         });
         drop(tx);
         Ok(Box::pin(ReceiverStream::new(rx)))
