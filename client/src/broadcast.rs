@@ -71,7 +71,11 @@ impl BroadcastConsumer {
         sub: Subscription,
         listener: Listener,
     ) -> Result<Self, ClientError> {
-        let offsets = Arc::new(std::sync::Mutex::new(load(&opts.offset_file)?));
+        let file = opts.offset_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(&file))
+            .await
+            .map_err(|e| ClientError::InvalidArgument(format!("reading the offset file failed: {e}")))??;
+        let offsets = Arc::new(std::sync::Mutex::new(loaded));
         let pull = PullConsumer::new(PullConsumerOptions::new(opts.endpoints.clone(), opts.group.clone()))?;
         let stop = Stop::default();
         let mut tasks = Vec::new();

@@ -13,8 +13,10 @@ use crate::message::new_message_id;
 use crate::rebalance::Membership;
 use crate::rebalance::Strategy;
 use crate::rebalance::assign;
-use crate::routes::QueueRoute;
 use crate::routes::Routes;
+use crate::wire::duration;
+use crate::wire::queue;
+use crate::wire::resource;
 
 /// Where to start reading a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +62,6 @@ pub struct PullConsumer {
     routes: Arc<Routes>,
     group: String,
     client_id: Arc<String>,
-    endpoints: Arc<Vec<String>>,
 }
 
 /// The queues of one topic this consumer owns in its group, kept current by heartbeats: see
@@ -99,24 +100,12 @@ impl Assignment {
     }
 }
 
-fn queue(topic: &str, q: &QueueRoute) -> pb::MessageQueue {
-    pb::MessageQueue {
-        topic: Some(pb::Resource { resource_namespace: String::new(), name: topic.to_string() }),
-        id: q.id as i32,
-        permission: pb::Permission::ReadWrite as i32,
-        broker: Some(pb::Broker { name: q.group.clone(), id: 0, endpoints: None }),
-        accept_message_types: Vec::new(),
-    }
-}
-
 impl PullConsumer {
     /// A consumer; it connects lazily.
     pub fn new(opts: PullConsumerOptions) -> Result<Self, ClientError> {
         let client_id = format!("raftmq-pull@{}@{}", std::process::id(), new_message_id());
         let routes = Arc::new(Routes::new(&opts.endpoints, &client_id, opts.request_timeout)?);
-        let endpoints =
-            opts.endpoints.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        Ok(Self { routes, group: opts.group, client_id: Arc::new(client_id), endpoints: Arc::new(endpoints) })
+        Ok(Self { routes, group: opts.group, client_id: Arc::new(client_id) })
     }
 
     /// This consumer's id in its group.
@@ -128,7 +117,7 @@ impl PullConsumer {
     /// change as members join and leave (watch [`Assignment::changed`]). Offsets are the
     /// group's, so a queue taken over continues where its last owner committed.
     pub async fn subscribe(&self, topic: &str, strategy: Strategy) -> Result<Assignment, ClientError> {
-        let membership = Membership::join(&self.endpoints, &self.group, &self.client_id).await?;
+        let membership = Membership::join(self.routes.access(), &self.group, &self.client_id).await?;
         let members = membership.members();
         Ok(Assignment { consumer: self.clone(), topic: topic.to_string(), strategy, membership, members })
     }
@@ -147,7 +136,7 @@ impl PullConsumer {
     }
 
     fn group(&self) -> Option<pb::Resource> {
-        Some(pb::Resource { resource_namespace: String::new(), name: self.group.clone() })
+        resource(&self.group)
     }
 
     /// The readable queues of `topic`.
@@ -155,40 +144,22 @@ impl PullConsumer {
         Ok(self.routes.queues(topic).await?.iter().filter(|q| q.readable).map(|q| q.id).collect())
     }
 
-    async fn route(&self, topic: &str, id: u32) -> Result<QueueRoute, ClientError> {
-        self.routes
-            .queues(topic)
-            .await?
-            .iter()
-            .find(|q| q.id == id)
-            .cloned()
-            .ok_or_else(|| ClientError::InvalidArgument(format!("topic {topic} has no queue {id}")))
-    }
-
-    /// Runs `call` against the queue's leader; on a transport failure forgets the leader and
-    /// tries once more with a fresh route.
+    /// Runs `call` against the queue's leader (see [`Routes::call_leader`]: up to 3 tries).
     async fn on_queue<T, F, Fut>(&self, topic: &str, id: u32, mut call: F) -> Result<T, ClientError>
     where
         F: FnMut(crate::routes::Client, pb::MessageQueue) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut last = ClientError::Transport("not sent".into());
-        for _ in 0..3 {
-            let q = self.route(topic, id).await?;
-            let addr = self.routes.addr_of(&q);
-            match call(self.routes.client(&addr)?, queue(topic, &q)).await {
-                Ok(r) => {
-                    self.routes.learn(r.metadata());
-                    return Ok(r.into_inner());
-                }
-                Err(s) => {
-                    self.routes.forget_leader(&q.group);
-                    self.routes.invalidate(topic);
-                    last = s.into();
-                }
-            }
-        }
-        Err(last)
+        let missing = || ClientError::InvalidArgument(format!("topic {topic} has no queue {id}"));
+        self.routes
+            .call_leader(
+                topic,
+                3,
+                |q| q.id == id,
+                missing,
+                |c, q| call(c, queue(topic, q.id as i32, &q.group)),
+            )
+            .await
     }
 
     /// Pulls up to `max` messages from `offset`, waiting up to `wait` for the first.
@@ -210,10 +181,7 @@ impl PullConsumer {
                     offset: offset as i64,
                     batch_size: max as i32,
                     filter_expression: None,
-                    long_polling_timeout: Some(prost_types::Duration {
-                        seconds: wait.as_secs() as i64,
-                        nanos: wait.subsec_nanos() as i32,
-                    }),
+                    long_polling_timeout: Some(duration(wait)),
                 });
                 req.set_timeout(timeout);
                 async move { c.pull_message(req).await }

@@ -19,6 +19,7 @@ pub mod rebalance;
 pub mod routes;
 pub mod simple;
 mod stop;
+mod wire;
 
 pub use admin::AdminClient;
 pub use broadcast::BroadcastConsumer;

@@ -93,17 +93,9 @@ impl Producer {
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
         let mut throttle = self.opts.throttle_initial;
         let mut last_err = ClientError::Transport("not sent".into());
-        for attempt in 0..self.opts.max_attempts.max(1) as usize {
-            let queues = self.routes.queues(&msg.topic).await?;
-            let writable: Vec<&QueueRoute> = queues.iter().filter(|q| q.writable).collect();
-            if writable.is_empty() {
-                return Err(ClientError::Status {
-                    code: Code::Forbidden,
-                    message: format!("topic {} has no writable queue", msg.topic),
-                });
-            }
-            let q = writable[(start + attempt) % writable.len()];
-            let addr = self.routes.addr_of(q);
+        let attempts = self.opts.max_attempts.max(1) as usize;
+        for attempt in 0..attempts {
+            let (q, addr) = self.pick(&msg.topic, start + attempt).await?;
             match self.lanes.send(&self.routes, &addr, wire.clone()).await {
                 Ok(entry) => match check(entry.status.as_ref()) {
                     Ok(()) => {
@@ -113,10 +105,8 @@ impl Producer {
                         });
                     }
                     Err(e) if e.is_retryable() => {
-                        if e.code() == Some(Code::TooManyRequests) {
-                            tokio::time::sleep(jittered(throttle, self.opts.throttle_jitter)).await;
-                            throttle =
-                                throttle.mul_f64(self.opts.throttle_multiplier).min(self.opts.throttle_max);
+                        if e.code() == Some(Code::TooManyRequests) && attempt + 1 < attempts {
+                            throttle = self.throttled(throttle).await;
                         }
                         last_err = e;
                     }
@@ -155,17 +145,34 @@ impl Producer {
         let p = self.clone();
         tokio::spawn(async move {
             let wire = msg.to_wire(new_message_id(), &p.host);
-            let Ok(queues) = p.routes.queues(&msg.topic).await else { return };
-            let writable: Vec<&QueueRoute> = queues.iter().filter(|q| q.writable).collect();
-            if writable.is_empty() {
+            let Ok((_, addr)) = p.pick(&msg.topic, p.rr.fetch_add(1, Ordering::Relaxed)).await else {
                 return;
-            }
-            let q = writable[p.rr.fetch_add(1, Ordering::Relaxed) % writable.len()];
-            let addr = p.routes.addr_of(q);
+            };
             if let Err(e) = p.lanes.send(&p.routes, &addr, wire).await {
                 tracing::debug!(%addr, error = %e, "oneway send failed");
             }
         });
+    }
+
+    /// The writable queue for turn `turn` of `topic` (round robin) and where to send to it.
+    async fn pick(&self, topic: &str, turn: usize) -> Result<(QueueRoute, String), ClientError> {
+        let queues = self.routes.queues(topic).await?;
+        let writable: Vec<&QueueRoute> = queues.iter().filter(|q| q.writable).collect();
+        if writable.is_empty() {
+            return Err(ClientError::Status {
+                code: Code::Forbidden,
+                message: format!("topic {topic} has no writable queue"),
+            });
+        }
+        let q = writable[turn % writable.len()].clone();
+        let addr = self.routes.addr_of(&q);
+        Ok((q, addr))
+    }
+
+    /// Waits out a TOO_MANY_REQUESTS backoff of `throttle` (jittered); returns the next one.
+    async fn throttled(&self, throttle: Duration) -> Duration {
+        tokio::time::sleep(jittered(throttle, self.opts.throttle_jitter)).await;
+        throttle.mul_f64(self.opts.throttle_multiplier).min(self.opts.throttle_max)
     }
 
     /// Sends messages of one topic in one request; returns one receipt per message, in order.
@@ -181,17 +188,9 @@ impl Producer {
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
         let mut throttle = self.opts.throttle_initial;
         let mut last_err = ClientError::Transport("not sent".into());
-        for attempt in 0..self.opts.max_attempts.max(1) as usize {
-            let queues = self.routes.queues(&topic).await?;
-            let writable: Vec<&QueueRoute> = queues.iter().filter(|q| q.writable).collect();
-            if writable.is_empty() {
-                return Err(ClientError::Status {
-                    code: Code::Forbidden,
-                    message: format!("topic {topic} has no writable queue"),
-                });
-            }
-            let q = writable[(start + attempt) % writable.len()];
-            let addr = self.routes.addr_of(q);
+        let attempts = self.opts.max_attempts.max(1) as usize;
+        for attempt in 0..attempts {
+            let (q, addr) = self.pick(&topic, start + attempt).await?;
             let req = pb::SendMessageRequest { messages: pending.iter().map(|i| wire[*i].clone()).collect() };
             let resp = match self.routes.client(&addr)?.send_message(self.routes.request(req)).await {
                 Ok(r) => r,
@@ -231,9 +230,8 @@ impl Producer {
             if pending.is_empty() {
                 break;
             }
-            if last_err.code() == Some(Code::TooManyRequests) {
-                tokio::time::sleep(jittered(throttle, self.opts.throttle_jitter)).await;
-                throttle = throttle.mul_f64(self.opts.throttle_multiplier).min(self.opts.throttle_max);
+            if last_err.code() == Some(Code::TooManyRequests) && attempt + 1 < attempts {
+                throttle = self.throttled(throttle).await;
             }
         }
         if !pending.is_empty() {
@@ -243,10 +241,15 @@ impl Producer {
     }
 }
 
+/// This host's name (read once per process: producers are created on async code).
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    })
+    .clone()
 }
 
 /// `d` spread by up to ±`jitter` of itself.

@@ -147,7 +147,7 @@ impl PushConsumer {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(settle(consumer.clone(), opts.clone(), buffer.clone(), done_rx)));
         for (topic, sub) in subscriptions {
-            let brokers = brokers_of(&consumer, &topic).await?;
+            let brokers = consumer.routes().readable_brokers(&topic).await?;
             for broker in brokers {
                 let r = Receiver {
                     consumer: consumer.clone(),
@@ -190,14 +190,6 @@ impl Drop for PushConsumer {
             t.abort();
         }
     }
-}
-
-async fn brokers_of(consumer: &SimpleConsumer, topic: &str) -> Result<Vec<String>, ClientError> {
-    let queues = consumer.routes().queues(topic).await?;
-    let mut brokers: Vec<String> = queues.iter().filter(|q| q.readable).map(|q| q.group.clone()).collect();
-    brokers.sort_unstable();
-    brokers.dedup();
-    Ok(brokers)
 }
 
 /// Long-polls one broker group for one topic.

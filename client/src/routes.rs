@@ -150,7 +150,7 @@ impl Routes {
         let mut last = ClientError::Transport("no access point answered".into());
         for addr in &self.access {
             let req = pb::QueryRouteRequest {
-                topic: Some(pb::Resource { resource_namespace: String::new(), name: topic.to_string() }),
+                topic: crate::wire::resource(topic),
                 endpoints: Some(pb::Endpoints::default()),
             };
             let resp = match self.client(addr)?.query_route(self.request(req)).await {
@@ -186,6 +186,57 @@ impl Routes {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(topic.to_string(), TopicRoute { queues: queues.clone(), fetched: Instant::now() });
             return Ok(queues);
+        }
+        Err(last)
+    }
+
+    /// The access points this client was given.
+    pub fn access(&self) -> &[String] {
+        &self.access
+    }
+
+    /// The broker groups holding readable queues of `topic`, sorted.
+    pub async fn readable_brokers(&self, topic: &str) -> Result<Vec<String>, ClientError> {
+        let queues = self.queues(topic).await?;
+        let mut brokers: Vec<String> =
+            queues.iter().filter(|q| q.readable).map(|q| q.group.clone()).collect();
+        brokers.sort_unstable();
+        brokers.dedup();
+        Ok(brokers)
+    }
+
+    /// Runs `call` on the leader of the queue of `topic` that `pick` chooses (`missing` when
+    /// none), learning leaders from the answer. On a transport failure it forgets that leader
+    /// and the route and tries again with a fresh one, up to `tries` times in all.
+    pub(crate) async fn call_leader<T, P, M, F, Fut>(
+        &self,
+        topic: &str,
+        tries: usize,
+        pick: P,
+        missing: M,
+        mut call: F,
+    ) -> Result<T, ClientError>
+    where
+        P: Fn(&QueueRoute) -> bool,
+        M: Fn() -> ClientError,
+        F: FnMut(Client, &QueueRoute) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut last = ClientError::Transport("not sent".into());
+        for _ in 0..tries.max(1) {
+            let queues = self.queues(topic).await?;
+            let Some(q) = queues.iter().find(|q| pick(q)) else { return Err(missing()) };
+            match call(self.client(&self.addr_of(q))?, q).await {
+                Ok(r) => {
+                    self.learn(r.metadata());
+                    return Ok(r.into_inner());
+                }
+                Err(s) => {
+                    self.forget_leader(&q.group);
+                    self.invalidate(topic);
+                    last = s.into();
+                }
+            }
         }
         Err(last)
     }

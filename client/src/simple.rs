@@ -19,6 +19,8 @@ use crate::error::check;
 use crate::message::MessageView;
 use crate::message::new_message_id;
 use crate::routes::Routes;
+use crate::wire::duration;
+use crate::wire::resource;
 
 /// What a consumer subscribes to on one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,14 +95,6 @@ pub struct SimpleConsumer {
     rr: Arc<AtomicUsize>,
 }
 
-fn resource(name: &str) -> Option<pb::Resource> {
-    Some(pb::Resource { resource_namespace: String::new(), name: name.to_string() })
-}
-
-pub(crate) fn wire_duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
-}
-
 impl SimpleConsumer {
     /// A consumer; it connects lazily.
     pub fn new(opts: SimpleConsumerOptions) -> Result<Self, ClientError> {
@@ -138,17 +132,14 @@ impl SimpleConsumer {
         }
         let turn = self.rr.fetch_add(1, Ordering::Relaxed);
         let (topic, sub) = &subs[turn % subs.len()];
-        let queues = self.routes.queues(topic).await?;
-        let mut brokers: Vec<&str> = queues.iter().filter(|q| q.readable).map(|q| q.group.as_str()).collect();
-        brokers.sort_unstable();
-        brokers.dedup();
+        let brokers = self.routes.readable_brokers(topic).await?;
         if brokers.is_empty() {
             return Err(ClientError::Status {
                 code: Code::Forbidden,
                 message: format!("topic {topic} has no readable queue"),
             });
         }
-        let broker = brokers[(turn / subs.len()) % brokers.len()].to_string();
+        let broker = brokers[(turn / subs.len()) % brokers.len()].clone();
         self.receive_from_broker(topic, &broker, sub, max, invisible).await
     }
 
@@ -229,7 +220,7 @@ impl SimpleConsumer {
             group: resource(&self.opts.group),
             topic: resource(&r.message.topic),
             receipt_handle: r.receipt_handle.clone(),
-            invisible_duration: Some(wire_duration(invisible)),
+            invisible_duration: Some(duration(invisible)),
             message_id: r.message.message_id.clone(),
             ..Default::default()
         };
@@ -243,34 +234,15 @@ impl SimpleConsumer {
         Ok(Received { receipt_handle: resp.receipt_handle, ..r.clone() })
     }
 
-    /// Runs `call` on `broker`'s leader; on a transport failure forgets it and tries a fresh route.
+    /// Runs `call` on `broker`'s leader (see [`Routes::call_leader`]: up to 3 tries).
     async fn on_broker<T, F, Fut>(&self, broker: &str, topic: &str, mut call: F) -> Result<T, ClientError>
     where
         F: FnMut(crate::routes::Client) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut last = ClientError::Transport("not sent".into());
-        for _ in 0..3 {
-            let queues = self.routes.queues(topic).await?;
-            let Some(q) = queues.iter().find(|q| q.group == broker) else {
-                return Err(ClientError::InvalidArgument(format!(
-                    "topic {topic} has no queue on broker {broker}"
-                )));
-            };
-            let addr = self.routes.addr_of(q);
-            match call(self.routes.client(&addr)?).await {
-                Ok(r) => {
-                    self.routes.learn(r.metadata());
-                    return Ok(r.into_inner());
-                }
-                Err(s) => {
-                    self.routes.forget_leader(broker);
-                    self.routes.invalidate(topic);
-                    last = s.into();
-                }
-            }
-        }
-        Err(last)
+        let missing =
+            || ClientError::InvalidArgument(format!("topic {topic} has no queue on broker {broker}"));
+        self.routes.call_leader(topic, 3, |q| q.group == broker, missing, |c, _| call(c)).await
     }
 }
 
@@ -291,18 +263,12 @@ pub(crate) async fn receive_from(
 ) -> Result<Vec<Received>, ClientError> {
     let mut req = tonic::Request::new(pb::ReceiveMessageRequest {
         group: resource(group),
-        message_queue: Some(pb::MessageQueue {
-            topic: resource(topic),
-            id: queue,
-            permission: pb::Permission::ReadWrite as i32,
-            broker: Some(pb::Broker { name: broker.to_string(), id: 0, endpoints: None }),
-            accept_message_types: Vec::new(),
-        }),
+        message_queue: Some(crate::wire::queue(topic, queue, broker)),
         filter_expression: Some(sub.to_wire()),
         batch_size: max.clamp(1, 1024) as i32,
-        invisible_duration: Some(wire_duration(invisible)),
+        invisible_duration: Some(duration(invisible)),
         auto_renew: false,
-        long_polling_timeout: Some(wire_duration(wait)),
+        long_polling_timeout: Some(duration(wait)),
         attempt_id: None,
     });
     req.set_timeout(routes.timeout + wait);
