@@ -17,11 +17,16 @@ const CAUGHT_UP_LAG_MAX: u64 = 64;
 
 /// The node group `group` prefers as leader.
 pub fn preferred(group: &Group) -> Option<u64> {
-    let st = group.status();
-    let mut voters = st.voters.clone();
+    preferred_of(group.id().0, &group.status().voters)
+}
+
+/// The node the group with id `group_id` and these voters prefers as leader: broker groups
+/// take the voters in turn, so leaders spread over the nodes.
+pub fn preferred_of(group_id: u32, voters: &[u64]) -> Option<u64> {
+    let mut voters = voters.to_vec();
     voters.sort_unstable();
     let n = voters.len();
-    (n > 0).then(|| voters[(group.id().0 as usize).saturating_sub(1) % n])
+    (n > 0).then(|| voters[(group_id as usize).saturating_sub(1) % n])
 }
 
 /// Hands leadership of `group` to its preferred node if this node leads it, the preferred node

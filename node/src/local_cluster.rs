@@ -309,6 +309,26 @@ impl LocalCluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Waits until every broker group is led by its preferred node (see
+    /// [`crate::balance::preferred_of`]): after that, the leader balancer moves nothing.
+    pub async fn wait_balanced(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(s) = self.status().await
+                && s.groups
+                    .iter()
+                    .filter(|g| g.id != 0)
+                    .all(|g| g.leader.is_some() && g.leader == crate::balance::preferred_of(g.id, &g.voters))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("broker group leaders not on their preferred nodes within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for LocalCluster {

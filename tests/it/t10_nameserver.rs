@@ -137,6 +137,9 @@ async fn node_behind_the_purge_point_catches_up_by_snapshot() {
     let mut c = started_with(&|c| c.raft.nameserver_snapshot_logs = 20).await;
     let (leader, _) = c.cluster.wait_leader(NS, None, START).await.unwrap();
     let victim = if leader == 3 { 2 } else { 3 };
+    let s = c.cluster.status().await.unwrap();
+    let g = s.groups.iter().find(|g| g.name == NS).unwrap();
+    let victim_last = g.replicas.iter().find(|r| r.node_id == victim).unwrap().last_log_index.unwrap_or(0);
     c.cluster.kill(victim).await.unwrap();
     for i in 0..60 {
         c.admin(leader).create_topic(topic(&format!("snap-{i}"), 1)).await.unwrap();
@@ -146,6 +149,22 @@ async fn node_behind_the_purge_point_catches_up_by_snapshot() {
     let leader_replica = g.replicas.iter().find(|r| r.node_id == leader).unwrap();
     assert!(leader_replica.applied.unwrap() > 60, "{leader_replica:?}");
 
+    // Purging follows the snapshot in the background: wait until the leader has dropped the
+    // entries the victim lacks, so only a snapshot can bring it back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = c.cluster.status().await.unwrap();
+        let g = s.groups.iter().find(|g| g.name == NS).unwrap();
+        let purged = g.replicas.iter().find(|r| r.node_id == leader).and_then(|r| r.purged).unwrap_or(0);
+        if purged > victim_last {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leader purged only to {purged}, victim has {victim_last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.cluster.start(victim).unwrap();
     caught_up(&c, victim).await;
     let names = topic_names(&c, victim).await;

@@ -18,11 +18,11 @@ use raftmq_client::Received;
 use raftmq_client::SimpleConsumer;
 use raftmq_client::SimpleConsumerOptions;
 use raftmq_client::Subscription;
-use raftmq_client::admin::GroupSpec;
 use raftmq_client::proto::rocketmq::Code;
 use raftmq_tests::START;
 use raftmq_tests::TestCluster;
 use raftmq_tests::cluster_with_topic_tuned;
+use raftmq_tests::create_groups;
 use raftmq_tests::endpoints;
 use raftmq_tests::eventually;
 
@@ -32,16 +32,7 @@ use crate::node_bin;
 /// `groups` (clustering, from the first offset).
 async fn cluster(topic: &str, groups: &[&str]) -> TestCluster {
     let c = cluster_with_topic_tuned(node_bin(), topic, 4, &|c| c.broker.invisible_ms_min = 500).await;
-    let admin = c.admin(1);
-    for g in groups {
-        let spec = GroupSpec { name: g.to_string(), consume_from: "FIRST".into(), ..Default::default() };
-        eventually(START, "group created", || {
-            let (admin, spec) = (admin.clone(), spec.clone());
-            async move { admin.create_group(spec).await.ok() }
-        })
-        .await
-        .unwrap();
-    }
+    create_groups(&c, groups).await;
     c
 }
 

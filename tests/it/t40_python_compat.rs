@@ -6,10 +6,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use raftmq_client::admin::GroupSpec;
-use raftmq_tests::START;
 use raftmq_tests::cluster_with_topic_tuned;
-use raftmq_tests::eventually;
+use raftmq_tests::create_groups;
 
 use crate::node_bin;
 
@@ -25,16 +23,7 @@ async fn official_python_client_produces_and_consumes() {
     let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
 
     let c = cluster_with_topic_tuned(node_bin(), "py-topic", 4, &|c| c.broker.invisible_ms_min = 1000).await;
-    let admin = c.admin(1);
-    for g in ["py-simple", "py-push"] {
-        let spec = GroupSpec { name: g.into(), consume_from: "FIRST".into(), ..Default::default() };
-        eventually(START, "group created", || {
-            let (admin, spec) = (admin.clone(), spec.clone());
-            async move { admin.create_group(spec).await.ok() }
-        })
-        .await
-        .unwrap();
-    }
+    create_groups(&c, &["py-simple", "py-push"]).await;
     // One access point: given several, the Python client sends them all, comma-joined, as the
     // HTTP/2 `:authority`, which the Rust HTTP/2 server refuses (RST_STREAM PROTOCOL_ERROR). Any
     // node works as the access point: routes name each queue's leader, and nodes forward.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use raftmq_client::AdminClient;
+use raftmq_client::admin::GroupSpec;
 use raftmq_client::admin::TopicSpec;
 use raftmq_node::config::RawConfig;
 use raftmq_node::local_cluster::LocalCluster;
@@ -117,6 +118,11 @@ pub async fn cluster_with_topic_tuned(
             panic!("{e}\n{}", c.log_tail(1, 40));
         }
     }
+    // The leader balancer moves broker leaders to their preferred nodes once; wait for that, so
+    // tests do not race a leadership transfer they did not ask for.
+    if let Err(e) = c.cluster.wait_balanced(START).await {
+        panic!("{e}\n{}", c.log_tail(1, 40));
+    }
     let admin = c.admin(1);
     let spec = TopicSpec { name: topic.into(), queue_count: queues, ..Default::default() };
     if let Err(e) = eventually(START, "topic created", || {
@@ -128,6 +134,22 @@ pub async fn cluster_with_topic_tuned(
         panic!("{e}");
     }
     c
+}
+
+/// Creates clustering consumer groups that start from each queue's first offset.
+pub async fn create_groups(c: &TestCluster, groups: &[&str]) {
+    let admin = c.admin(1);
+    for g in groups {
+        let spec = GroupSpec { name: g.to_string(), consume_from: "FIRST".into(), ..Default::default() };
+        if let Err(e) = eventually(START, "group created", || {
+            let (admin, spec) = (admin.clone(), spec.clone());
+            async move { admin.create_group(spec).await.ok() }
+        })
+        .await
+        {
+            panic!("{e}");
+        }
+    }
 }
 
 /// [`cluster_with_topic_tuned`] with default configs.
