@@ -152,13 +152,15 @@ impl BrokerState {
     }
 
     /// Stores a batch appended at `log_index`: assigns each message the next offset of its queue,
-    /// in batch order, and indexes it. Returns the offsets, one per message.
+    /// in batch order, and indexes it. Returns the offsets, one per message; adds each queue it
+    /// appended to (topic name, queue) to `touched` once, for waking long polls.
     pub fn apply_append(
         &mut self,
         log_index: u64,
         store_ms: i64,
         batch: &[u8],
         sink: &mut impl Sink,
+        touched_names: &mut Vec<(String, u32)>,
     ) -> Result<Vec<u64>, DecodeError> {
         let positions = record_positions(batch)?;
         // Parse everything before changing anything: a corrupt batch changes nothing.
@@ -175,6 +177,9 @@ impl BrokerState {
             q.next += 1;
             if !touched.contains(&(tid, v.queue_id)) {
                 touched.push((tid, v.queue_id));
+                if !touched_names.iter().any(|(t, q)| t == v.topic && *q == v.queue_id) {
+                    touched_names.push((v.topic.to_string(), v.queue_id));
+                }
             }
             let unit =
                 CqUnit { log_index, pos: p.pos, len: p.len, store_ms, tag_hash: keys::tag_hash(v.tag) };
@@ -305,10 +310,17 @@ mod tests {
     fn offsets_are_gapless_per_queue_in_log_order() {
         let mut s = BrokerState::new(GroupId(1));
         let mut sink = Vec::new();
-        let o1 =
-            s.apply_append(5, 100, &batch(&[("a", 0), ("a", 1), ("a", 0), ("b", 0)]), &mut sink).unwrap();
+        let o1 = s
+            .apply_append(
+                5,
+                100,
+                &batch(&[("a", 0), ("a", 1), ("a", 0), ("b", 0)]),
+                &mut sink,
+                &mut Vec::new(),
+            )
+            .unwrap();
         assert_eq!(o1, vec![0, 0, 1, 0]);
-        let o2 = s.apply_append(6, 101, &batch(&[("a", 0), ("b", 0)]), &mut sink).unwrap();
+        let o2 = s.apply_append(6, 101, &batch(&[("a", 0), ("b", 0)]), &mut sink, &mut Vec::new()).unwrap();
         assert_eq!(o2, vec![2, 1]);
         assert_eq!(s.queue("a", 0), QueueState { next: 3, min: 0 });
         assert_eq!(s.topics.len(), 2);
@@ -322,7 +334,7 @@ mod tests {
         let n = bad.len();
         bad[n - 2] ^= 0xff;
         bad.truncate(n - 1);
-        assert!(s.apply_append(1, 0, &bad, &mut sink).is_err());
+        assert!(s.apply_append(1, 0, &bad, &mut sink, &mut Vec::new()).is_err());
         assert!(sink.is_empty());
         assert_eq!(s, BrokerState::new(GroupId(1)));
     }
@@ -331,7 +343,7 @@ mod tests {
     fn retention_only_moves_forward() {
         let mut s = BrokerState::new(GroupId(1));
         let mut sink = Vec::new();
-        s.apply_append(1, 0, &batch(&[("a", 0), ("a", 0), ("a", 0)]), &mut sink).unwrap();
+        s.apply_append(1, 0, &batch(&[("a", 0), ("a", 0), ("a", 0)]), &mut sink, &mut Vec::new()).unwrap();
         let tid = s.topic_id("a").unwrap();
         let plan = |min, floor| RetainPlan {
             expiries: vec![QueueExpiry {
@@ -360,7 +372,7 @@ mod tests {
     fn commits_clamp_to_the_queue_end() {
         let mut s = BrokerState::new(GroupId(1));
         let mut sink = Vec::new();
-        s.apply_append(1, 0, &batch(&[("a", 0), ("a", 0)]), &mut sink).unwrap();
+        s.apply_append(1, 0, &batch(&[("a", 0), ("a", 0)]), &mut sink, &mut Vec::new()).unwrap();
         s.apply_commit_offsets("g", &[("a".into(), 0, 99), ("unknown".into(), 0, 5)], &mut sink);
         assert_eq!(s.committed("g", "a", 0), Some(2));
         assert_eq!(s.committed("g", "unknown", 0), None);

@@ -298,6 +298,8 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
         let mut touched: Vec<(String, u32)> = Vec::new();
+        // Only retention raises the floor; the log learns it after this apply is written.
+        let mut new_floor = None;
         {
             let mut sink = BatchSink { batch: &mut batch, cf };
             while let Some(item) = entries.next().await {
@@ -314,11 +316,8 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                     }
                     EntryPayload::Normal(Command::Append(a)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-                        match st.apply_append(log_id.index, a.store_ms, &a.batch, &mut sink) {
-                            Ok(offsets) => {
-                                note_touched(&a.batch, &mut touched);
-                                Response::Appended(offsets)
-                            }
+                        match st.apply_append(log_id.index, a.store_ms, &a.batch, &mut sink, &mut touched) {
+                            Ok(offsets) => Response::Appended(offsets),
                             Err(e) => {
                                 tracing::error!(index = log_id.index, error = %e, "append entry does not decode; skipped");
                                 Response::Rejected(e.to_string())
@@ -357,6 +356,7 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                                     .write()
                                     .unwrap_or_else(|e| e.into_inner())
                                     .apply_retain(&plan, &mut sink);
+                                new_floor = Some(self.shared.floor());
                                 if removed > 0 {
                                     tracing::info!(
                                         index = log_id.index,
@@ -420,7 +420,9 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
         for ((t, q), end) in ends {
             self.shared.notifier.publish(&t, q, end);
         }
-        self.shared.log.set_retention_floor(self.shared.floor());
+        if let Some(floor) = new_floor {
+            self.shared.log.set_retention_floor(floor);
+        }
         self.shared.applied.send_replace(self.applied.map_or(0, |l| l.index));
         for (r, response) in replies {
             r.send(response);
@@ -479,17 +481,5 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
             .await
             .map_err(io::Error::other)??;
         Ok(latest.map(|(meta, file)| openraft::storage::Snapshot { meta, snapshot: file }))
-    }
-}
-
-/// Adds the queues a (valid) batch wrote to `touched`, once each.
-fn note_touched(batch: &[u8], touched: &mut Vec<(String, u32)>) {
-    let Ok(positions) = super::record::record_positions(batch) else { return };
-    for p in positions {
-        if let Ok(v) = super::record::RecordView::parse(&batch[p.pos as usize..(p.pos + p.len) as usize])
-            && !touched.iter().any(|(t, q)| t == v.topic && *q == v.queue_id)
-        {
-            touched.push((v.topic.to_string(), v.queue_id));
-        }
     }
 }
