@@ -337,3 +337,49 @@ pub fn prune(dir: &Path, keep: &Path) {
 pub fn incoming_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("incoming-{seq}.part"))
 }
+
+/// Installs a snapshot file `received` for `group` (off the runtime): keeps it as the group's
+/// current snapshot first (so a crash midway finds it and installs it again), writes its records
+/// and entries, reads the state back with `load`, and drops older files. Fails if the file is
+/// not at the log id openraft is installing (`meta`).
+pub async fn install_received<S: Send + 'static>(
+    store: Arc<Store>,
+    group: GroupId,
+    meta: &SnapshotMeta,
+    received: SnapshotFile,
+    load: fn(&Store, GroupId) -> Result<S>,
+) -> io::Result<S> {
+    let (installed, state) = tokio::task::spawn_blocking(move || {
+        let dir = store.snapshot_dir(group);
+        let verified = verify(&received.path, group)?;
+        std::fs::create_dir_all(&dir)?;
+        let kept = dir.join(file_name(verified.last_log_id.as_ref()));
+        if received.path != kept {
+            std::fs::rename(&received.path, &kept)?;
+        }
+        let installed = install(&store, group, &kept)?;
+        let state = load(&store, group)?;
+        prune(&dir, &kept);
+        Ok::<_, crate::error::StorageError>((installed, state))
+    })
+    .await
+    .map_err(io::Error::other)??;
+    if installed.last_log_id != meta.last_log_id {
+        return Err(io::Error::other(format!(
+            "snapshot file is at {:?} but openraft installs {:?}",
+            installed.last_log_id, meta.last_log_id
+        )));
+    }
+    Ok(state)
+}
+
+/// The newest snapshot of `group` as openraft wants it (read off the runtime).
+pub async fn current(
+    store: &Store,
+    group: GroupId,
+) -> io::Result<Option<openraft::type_config::alias::SnapshotOf<crate::types::TypeConfig, SnapshotFile>>> {
+    let dir = store.snapshot_dir(group);
+    let latest =
+        tokio::task::spawn_blocking(move || latest(&dir, group)).await.map_err(io::Error::other)??;
+    Ok(latest.map(|(meta, file)| openraft::storage::Snapshot { meta, snapshot: file }))
+}

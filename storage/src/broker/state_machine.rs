@@ -440,29 +440,14 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
 
     #[tracing::instrument(level = "info", skip_all, fields(group = %self.shared.group, last = ?meta.last_log_id))]
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
-        let store = self.shared.store.clone();
-        let group = self.shared.group;
-        let (installed, state) = tokio::task::spawn_blocking(move || {
-            let dir = store.snapshot_dir(group);
-            let verified = snapshot::verify(&snapshot.path, group)?;
-            std::fs::create_dir_all(&dir)?;
-            let kept = dir.join(snapshot::file_name(verified.last_log_id.as_ref()));
-            if snapshot.path != kept {
-                std::fs::rename(&snapshot.path, &kept)?;
-            }
-            let installed = snapshot::install(&store, group, &kept)?;
-            let state = load_state(&store, group)?;
-            snapshot::prune(&dir, &kept);
-            Ok::<_, StorageError>((installed, state))
-        })
-        .await
-        .map_err(io::Error::other)??;
-        if installed.last_log_id != meta.last_log_id {
-            return Err(io::Error::other(format!(
-                "snapshot file is at {:?} but openraft installs {:?}",
-                installed.last_log_id, meta.last_log_id
-            )));
-        }
+        let state = snapshot::install_received(
+            self.shared.store.clone(),
+            self.shared.group,
+            meta,
+            snapshot,
+            load_state,
+        )
+        .await?;
         publish_all(&self.shared.notifier, &state);
         self.shared.log.set_retention_floor(state.floor);
         *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = state;
@@ -475,11 +460,6 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
     async fn get_current_snapshot(
         &mut self,
     ) -> io::Result<Option<openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>>> {
-        let dir = self.shared.store.snapshot_dir(self.shared.group);
-        let group = self.shared.group;
-        let latest = tokio::task::spawn_blocking(move || snapshot::latest(&dir, group))
-            .await
-            .map_err(io::Error::other)??;
-        Ok(latest.map(|(meta, file)| openraft::storage::Snapshot { meta, snapshot: file }))
+        snapshot::current(&self.shared.store, self.shared.group).await
     }
 }

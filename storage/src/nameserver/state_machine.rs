@@ -108,10 +108,6 @@ impl NameServerSm {
     pub fn shared(&self) -> SharedMeta {
         self.shared.clone()
     }
-
-    fn snapshot_dir(&self) -> std::path::PathBuf {
-        self.store.snapshot_dir(self.group)
-    }
 }
 
 /// Builds NameServer snapshots from a consistent RocksDB view.
@@ -215,31 +211,8 @@ impl RaftStateMachine<TypeConfig> for NameServerSm {
 
     #[tracing::instrument(level = "info", skip_all, fields(group = %self.group, last = ?meta.last_log_id))]
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
-        let store = self.store.clone();
-        let group = self.group;
-        let dir = self.snapshot_dir();
-        let (installed, state) = tokio::task::spawn_blocking(move || {
-            // Keep the file as the current snapshot before installing it: if we crash midway,
-            // it is there to install again.
-            let verified = snapshot::verify(&snapshot.path, group)?;
-            std::fs::create_dir_all(&dir)?;
-            let kept = dir.join(snapshot::file_name(verified.last_log_id.as_ref()));
-            if snapshot.path != kept {
-                std::fs::rename(&snapshot.path, &kept)?;
-            }
-            let installed = snapshot::install(&store, group, &kept)?;
-            let state = load_state(&store, group)?;
-            snapshot::prune(&dir, &kept);
-            Ok::<_, StorageError>((installed, state))
-        })
-        .await
-        .map_err(io::Error::other)??;
-        if installed.last_log_id != meta.last_log_id {
-            return Err(io::Error::other(format!(
-                "snapshot file is at {:?} but openraft installs {:?}",
-                installed.last_log_id, meta.last_log_id
-            )));
-        }
+        let state =
+            snapshot::install_received(self.store.clone(), self.group, meta, snapshot, load_state).await?;
         self.shared.replace(state);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -250,11 +223,6 @@ impl RaftStateMachine<TypeConfig> for NameServerSm {
     async fn get_current_snapshot(
         &mut self,
     ) -> io::Result<Option<openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>>> {
-        let dir = self.snapshot_dir();
-        let group = self.group;
-        let latest = tokio::task::spawn_blocking(move || snapshot::latest(&dir, group))
-            .await
-            .map_err(io::Error::other)??;
-        Ok(latest.map(|(meta, file)| openraft::storage::Snapshot { meta, snapshot: file }))
+        snapshot::current(&self.store, self.group).await
     }
 }
