@@ -181,6 +181,13 @@ impl Context {
             return fail(illegal(Code::Forbidden, format!("topic {topic_name:?} is read-only")));
         }
         let forwarded = crate::forward::is_forwarded(&md);
+        // Queues of groups this node leads: a send there needs no extra hop.
+        let local: Vec<u32> = topic
+            .queues
+            .iter()
+            .filter(|q| self.local_leader(GroupId(q.group)).is_some())
+            .map(|q| q.queue_id)
+            .collect();
         let mut results: Vec<Option<pb::SendResultEntry>> = vec![None; req.messages.len()];
         // Messages by target group: (index in request, message, queue).
         let mut by_group: BTreeMap<GroupId, Vec<(usize, NewMessage)>> = BTreeMap::new();
@@ -188,7 +195,7 @@ impl Context {
             let id = m.system_properties.as_ref().map(|s| s.message_id.as_str()).unwrap_or_default();
             match to_new_message(&topic, m) {
                 Ok(mut nm) => {
-                    let queue = self.pick_queue(&topic, &nm, m, forwarded);
+                    let queue = self.pick_queue(&topic, &local, &nm, m, forwarded);
                     nm.queue_id = queue;
                     let g = GroupId(topic.queues[queue as usize].group);
                     by_group.entry(g).or_default().push((i, nm));
@@ -218,8 +225,15 @@ impl Context {
 
     /// FIFO messages go to the queue their message group hashes to; a forwarded message keeps the
     /// queue the first node chose; others go round-robin to queues of groups this node leads
-    /// (no extra hop), or of any group when it leads none.
-    fn pick_queue(&self, topic: &Topic, nm: &NewMessage, m: &pb::Message, forwarded: bool) -> u32 {
+    /// (no extra hop, `local`), or of any group when it leads none.
+    fn pick_queue(
+        &self,
+        topic: &Topic,
+        local: &[u32],
+        nm: &NewMessage,
+        m: &pb::Message,
+        forwarded: bool,
+    ) -> u32 {
         let n = topic.queues.len() as u32;
         if let Some(g) = &nm.message_group {
             return (group_hash(g) % u64::from(n)) as u32;
@@ -229,12 +243,6 @@ impl Context {
         {
             return q as u32;
         }
-        let local: Vec<u32> = topic
-            .queues
-            .iter()
-            .filter(|q| self.local_leader(GroupId(q.group)).is_some())
-            .map(|q| q.queue_id)
-            .collect();
         let rr = self.next_rr();
         if local.is_empty() { (rr as u32) % n } else { local[rr % local.len()] }
     }
