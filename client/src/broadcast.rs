@@ -100,7 +100,7 @@ impl BroadcastConsumer {
                 let mut offset = start;
                 loop {
                     let pulled = tokio::select! {
-                        p = pull.pull(&topic, q, offset, batch, Duration::from_secs(5)) => p,
+                        p = pull.pull_filtered(&topic, q, offset, batch, Duration::from_secs(5), &sub) => p,
                         () = stop.stopped() => return,
                     };
                     let pulled = match pulled {
@@ -114,9 +114,9 @@ impl BroadcastConsumer {
                         }
                     };
                     let (msgs, next) = (pulled.messages, pulled.next_offset);
-                    let (l, s) = (listener.clone(), sub.clone());
+                    let l = listener.clone();
                     let consumed = tokio::task::spawn_blocking(move || {
-                        for m in msgs.iter().filter(|m| s.matches(m.tag.as_deref())) {
+                        for m in &msgs {
                             if l(m) == ConsumeResult::Failure {
                                 tracing::warn!(message_id = %m.message_id, "broadcast message failed; not retried");
                             }

@@ -14,6 +14,7 @@ use crate::rebalance::Membership;
 use crate::rebalance::Strategy;
 use crate::rebalance::assign;
 use crate::routes::Routes;
+use crate::simple::Subscription;
 use crate::wire::duration;
 use crate::wire::queue;
 use crate::wire::resource;
@@ -171,6 +172,21 @@ impl PullConsumer {
         max: u32,
         wait: Duration,
     ) -> Result<Pulled, ClientError> {
+        self.pull_filtered(topic, id, offset, max, wait, &Subscription::All).await
+    }
+
+    /// Pulls like [`pull`](Self::pull), only messages that pass `filter` (the broker filters;
+    /// `next_offset` moves past the skipped ones).
+    pub async fn pull_filtered(
+        &self,
+        topic: &str,
+        id: u32,
+        offset: u64,
+        max: u32,
+        wait: Duration,
+        filter: &Subscription,
+    ) -> Result<Pulled, ClientError> {
+        let filter = filter.to_wire();
         let timeout = self.routes.timeout + wait;
         let group = self.group();
         let mut stream = self
@@ -180,7 +196,7 @@ impl PullConsumer {
                     message_queue: Some(q),
                     offset: offset as i64,
                     batch_size: max as i32,
-                    filter_expression: None,
+                    filter_expression: Some(filter.clone()),
                     long_polling_timeout: Some(duration(wait)),
                 });
                 req.set_timeout(timeout);

@@ -22,31 +22,28 @@ use crate::routes::Routes;
 use crate::wire::duration;
 use crate::wire::resource;
 
-/// What a consumer subscribes to on one topic.
+/// What a consumer subscribes to on one topic. The broker filters, so only matching messages
+/// cross the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subscription {
     /// Every message.
     All,
     /// Messages whose tag is one of `a||b||c` (`*` for all).
     Tags(String),
+    /// Messages whose properties satisfy an SQL92 expression, e.g.
+    /// `region = 'Hangzhou' AND price > 30` (`TAGS` is the tag). A bad expression is refused by
+    /// the broker with ILLEGAL_FILTER_EXPRESSION and a message pointing at the error.
+    Sql(String),
 }
 
 impl Subscription {
-    /// Whether a message with `tag` passes (for filtering on the client).
-    pub fn matches(&self, tag: Option<&str>) -> bool {
-        match self {
-            Subscription::All => true,
-            Subscription::Tags(t) if t.trim() == "*" => true,
-            Subscription::Tags(t) => tag.is_some_and(|tag| t.split("||").any(|x| x.trim() == tag)),
-        }
-    }
-
     pub(crate) fn to_wire(&self) -> pb::FilterExpression {
-        let expression = match self {
-            Subscription::All => "*".to_string(),
-            Subscription::Tags(t) => t.clone(),
+        let (r#type, expression) = match self {
+            Subscription::All => (pb::FilterType::Tag, "*".to_string()),
+            Subscription::Tags(t) => (pb::FilterType::Tag, t.clone()),
+            Subscription::Sql(e) => (pb::FilterType::Sql, e.clone()),
         };
-        pb::FilterExpression { r#type: pb::FilterType::Tag as i32, expression }
+        pb::FilterExpression { r#type: r#type as i32, expression }
     }
 }
 

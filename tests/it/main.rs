@@ -1,7 +1,7 @@
 //! raftmq's integration tests: one binary, real node processes (see `raftmq_tests`).
 //!
 //! Files are numbered by area: `t00` project rules, `t10` NameServer and cluster basics,
-//! `t20` CommitLog, `t30` consumers, `t40` official-client compatibility.
+//! `t20` CommitLog, `t30` consumers, `t40` official-client compatibility, `t50` message semantics.
 
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used)]
@@ -11,6 +11,7 @@ mod t10_nameserver;
 mod t20_commitlog;
 mod t30_consumers;
 mod t40_python_compat;
+mod t50_filters;
 
 use std::path::Path;
 

@@ -329,7 +329,7 @@ impl BrokerGroup {
                         cmd.advance_to = *missing;
                     }
                     for m in found {
-                        if !filter.matches(RecordView::parse(&m.record)?.tag) {
+                        if !filter.matches(&RecordView::parse(&m.record)?) {
                             continue;
                         }
                         if left == 0 || bytes >= RECEIVE_BYTES_MAX {

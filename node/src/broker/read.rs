@@ -127,7 +127,7 @@ impl BrokerGroup {
             let mut next = scanned_to;
             for m in reader::messages(data.store(), data.log(), group, &wanted)? {
                 let view = RecordView::parse(&m.record)?;
-                if !filter.matches(view.tag) {
+                if !filter.matches(&view) {
                     continue;
                 }
                 if out.len() >= max || (!out.is_empty() && bytes + m.record.len() > bytes_max) {

@@ -97,10 +97,7 @@ fn millis_of(d: &raftmq_proto::prost_types::Duration) -> i64 {
 /// The filter of a subscription expression.
 pub fn filter_of(f: Option<&pb::FilterExpression>) -> Result<Filter, BrokerError> {
     match f {
-        Some(f) if f.r#type == pb::FilterType::Sql as i32 => Err(BrokerError::BadRequest {
-            code: Code::Unsupported,
-            message: "SQL92 filters are not supported by this version of raftmq yet; filter by tag".into(),
-        }),
+        Some(f) if f.r#type == pb::FilterType::Sql as i32 => Filter::sql(&f.expression),
         Some(f) => Filter::tags(&f.expression),
         None => Ok(Filter::All),
     }

@@ -23,6 +23,7 @@ use tonic::Streaming;
 use super::context::BODY_BYTES_MAX;
 use super::context::Context;
 use super::groups::group_name;
+use super::receive::filter_of;
 use crate::error::BrokerError;
 use crate::error::ok_status;
 use crate::session::client_id;
@@ -61,6 +62,10 @@ impl Context {
             }
             Some(pb::settings::PubSub::Subscription(sub)) => {
                 let name = group_name(sub.group.as_ref())?;
+                // A bad filter is refused at subscribe, not at the first receive.
+                for entry in &sub.subscriptions {
+                    filter_of(entry.expression.as_ref())?;
+                }
                 let group = self.ns.read_local(|st| st.groups.get(&name).cloned());
                 sub.receive_batch_size = Some(RECEIVE_BATCH);
                 sub.long_polling_timeout = Some(duration(LONG_POLLING));
@@ -133,8 +138,13 @@ impl Context {
                                 }
                             }
                             Err(e) => {
-                                let _ = reply_tx.send(Err(Status::invalid_argument(e.to_string()))).await;
-                                break;
+                                // The RocketMQ code (e.g. ILLEGAL_FILTER_EXPRESSION) travels in
+                                // the command's status; the client may correct and resend.
+                                tracing::info!(client = %client, error = %e, "settings refused");
+                                let reply = pb::TelemetryCommand { status: Some(e.status()), command: None };
+                                if reply_tx.send(Ok(reply)).await.is_err() {
+                                    break;
+                                }
                             }
                         }
                     }
