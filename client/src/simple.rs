@@ -205,6 +205,28 @@ impl SimpleConsumer {
         }
     }
 
+    /// Gives up on a received message: it moves to the group's dead-letter topic
+    /// (`%DLQ%<group>`) now, with its original topic and retry count in its properties, and is
+    /// never delivered to the group again. The broker also does this by itself when a message
+    /// comes due after its last allowed delivery.
+    pub async fn dead_letter(&self, r: &Received) -> Result<(), ClientError> {
+        let req = pb::ForwardMessageToDeadLetterQueueRequest {
+            group: resource(&self.opts.group),
+            topic: resource(&r.message.topic),
+            receipt_handle: r.receipt_handle.clone(),
+            message_id: r.message.message_id.clone(),
+            delivery_attempt: r.message.delivery_attempt as i32,
+            ..Default::default()
+        };
+        let resp = self
+            .on_broker(&r.broker, &r.message.topic, |mut c| {
+                let req = self.routes.request(req.clone());
+                async move { c.forward_message_to_dead_letter_queue(req).await }
+            })
+            .await?;
+        check(resp.status.as_ref())
+    }
+
     /// Makes a received message invisible for `invisible` from now (shorter to have it
     /// redelivered sooner, longer to keep working on it). Returns the message with its new
     /// receipt handle; the old one no longer acks it.

@@ -54,6 +54,8 @@ pub enum Command {
     Pop(crate::broker::pop::PopCmd),
     /// Ack handed-out messages, or change their invisible time.
     Ack(crate::broker::pop::AckCmd),
+    /// Move handed-out messages to their group's dead-letter topic.
+    DeadLetter(crate::broker::dead_letter::DeadLetterCmd),
 }
 
 /// Tags of [`Command`] variants in the entry encoding. Never reuse a retired tag.
@@ -64,6 +66,7 @@ mod tag {
     pub(super) const RETAIN: u8 = 4;
     pub(super) const POP: u8 = 5;
     pub(super) const ACK: u8 = 6;
+    pub(super) const DEAD_LETTER: u8 = 7;
 }
 
 impl Command {
@@ -97,6 +100,10 @@ impl Command {
             Command::Ack(a) => {
                 w.u8(tag::ACK);
                 crate::broker::pop::encode_ack(w, a);
+            }
+            Command::DeadLetter(d) => {
+                w.u8(tag::DEAD_LETTER);
+                d.encode(w);
             }
         }
     }
@@ -142,6 +149,9 @@ impl Command {
             }
             tag::POP => Ok(Command::Pop(crate::broker::pop::decode_pop(r)?)),
             tag::ACK => Ok(Command::Ack(crate::broker::pop::decode_ack(r)?)),
+            tag::DEAD_LETTER => {
+                Ok(Command::DeadLetter(crate::broker::dead_letter::DeadLetterCmd::decode(r, whole)?))
+            }
             t => Err(DecodeError::new("command", format!("unknown command tag {t}"))),
         }
     }
@@ -156,6 +166,9 @@ impl fmt::Display for Command {
             Command::Retain(r) => write!(f, "retain:{} topics", r.cuts.len()),
             Command::Pop(p) => write!(f, "pop:{}:{}:{} queues", p.group, p.topic, p.queues.len()),
             Command::Ack(a) => write!(f, "ack:{}:{}:{} items", a.group, a.topic, a.items.len()),
+            Command::DeadLetter(d) => {
+                write!(f, "dead-letter:{}:{}:{} items", d.ack.group, d.ack.topic, d.ack.items.len())
+            }
         }
     }
 }

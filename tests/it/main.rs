@@ -12,6 +12,7 @@ mod t20_commitlog;
 mod t30_consumers;
 mod t40_python_compat;
 mod t50_filters;
+mod t55_dead_letters;
 
 use std::path::Path;
 

@@ -44,6 +44,9 @@ pub enum AdminCommand {
     /// Consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Dead letters of a consumer group (`%DLQ%<group>`).
+    #[command(subcommand)]
+    Dlq(super::dlq::DlqCommand),
 }
 
 /// Cluster commands.
@@ -152,6 +155,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Topic(cmd) => topic(&client, cmd, args.json).await?,
         AdminCommand::Group(cmd) => group(&client, cmd, args.json).await?,
+        AdminCommand::Dlq(cmd) => super::dlq::run(&args.server, cmd, args.json).await?,
     };
     print!("{out}");
     if !out.ends_with('\n') {

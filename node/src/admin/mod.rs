@@ -2,6 +2,7 @@
 
 pub mod cli;
 mod convert;
+pub mod dlq;
 pub mod members;
 pub mod service;
 mod table;

@@ -3,6 +3,7 @@
 
 pub mod acks;
 pub mod batcher;
+pub mod dead_letter;
 pub mod filter;
 pub mod offsets;
 pub mod pop;
@@ -41,6 +42,8 @@ pub struct BrokerGroup {
     pop_locks: std::sync::Mutex<PopLocks>,
     /// Woken after acks and changes of invisible time (an orderly queue may be free again).
     pop_changed: tokio::sync::Notify,
+    /// This node's client address, the store host of what it appends.
+    store_host: String,
 }
 
 /// Every broker group on this node, by id.
@@ -75,6 +78,7 @@ impl Brokers {
                     acks,
                     pop_locks: Default::default(),
                     pop_changed: tokio::sync::Notify::new(),
+                    store_host: store_host.to_string(),
                 }),
             );
         }

@@ -26,6 +26,8 @@ use raftmq_storage::nameserver::ConsumeFrom;
 use tokio::time::Instant;
 
 use super::BrokerGroup;
+use super::dead_letter::DeadLetterQueue;
+use super::dead_letter::Dying;
 use super::filter::Filter;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
@@ -56,6 +58,11 @@ pub struct ReceiveRequest<'a> {
     pub consume_from: ConsumeFrom,
     /// Orderly group: a queue with a message in flight hands out nothing new.
     pub fifo: bool,
+    /// Deliveries a message gets; a due message that had them all goes to `dlq` instead.
+    pub max_attempts: u32,
+    /// The group's dead-letter queue on this broker group (`None`: the group has no DLQ topic,
+    /// so messages are delivered again, never dropped).
+    pub dlq: Option<DeadLetterQueue>,
     /// When to stop waiting for messages.
     pub deadline: Instant,
 }
@@ -80,6 +87,8 @@ struct Plan {
     messages: HashMap<(u32, u64), StoredMessage>,
     /// In-flight messages retention removed: ack them away.
     gone: Vec<(u32, u64, u32)>,
+    /// Due messages that used up their deliveries: to the dead-letter queue.
+    dead: Vec<Dying>,
     /// The earliest deadline of a message in flight that is not due yet.
     next_due_ms: Option<i64>,
 }
@@ -90,8 +99,8 @@ struct QueueInput {
     min: u64,
     end: u64,
     cursor: Option<u64>,
-    /// In flight and due, `(offset, epoch)`, by offset.
-    due: Vec<(u64, u32)>,
+    /// In flight and due, `(offset, epoch, attempt)`, by offset.
+    due: Vec<(u64, u32, u32)>,
     /// Lowest offset in flight, due or not.
     first_inflight: Option<u64>,
     next_due_ms: Option<i64>,
@@ -121,6 +130,18 @@ impl BrokerGroup {
                 let plan = self.plan(req).await?;
                 if !plan.gone.is_empty() {
                     self.settle(req.group, req.topic, AckOp::Ack, plan.gone.clone()).await?;
+                }
+                if let (false, Some(dlq)) = (plan.dead.is_empty(), &req.dlq) {
+                    // Dead letters first, then plan again on the state without them.
+                    if !self.dead_letter(req.group, req.topic, dlq, &plan.dead).await? {
+                        replans += 1;
+                        if replans >= REPLANS_MAX {
+                            return Err(BrokerError::Unavailable(
+                                "the queues changed too often to move dead letters; retry".into(),
+                            ));
+                        }
+                    }
+                    continue;
                 }
                 if !plan.queues.is_empty() {
                     let cmd = PopCmd {
@@ -230,7 +251,7 @@ impl BrokerGroup {
                         for (o, f) in pq.map(|p| &p.inflight).into_iter().flatten() {
                             if f.deadline_ms <= now {
                                 if due.len() < req.max {
-                                    due.push((*o, f.epoch));
+                                    due.push((*o, f.epoch, f.attempt));
                                 }
                             } else {
                                 next_due_ms =
@@ -270,6 +291,8 @@ impl BrokerGroup {
         };
         let data = self.data.clone();
         let (filter, max, fifo, from) = (req.filter.clone(), req.max, req.fifo, req.consume_from);
+        let (has_dlq, max_attempts) = (req.dlq.is_some(), req.max_attempts);
+        let dies = move |attempt: u32| has_dlq && attempt >= max_attempts;
         super::read::blocking(move || {
             let (store, log, group) = (data.store(), data.log(), data.group());
             let mut plan = Plan::default();
@@ -301,20 +324,23 @@ impl BrokerGroup {
                 // messages out again only from its first one in flight, in order.
                 let blocked = fifo && q.first_inflight.is_some();
                 let in_order = !fifo || q.due.first().map(|d| d.0) == q.first_inflight;
-                for (o, epoch) in &q.due {
+                for &(o, epoch, attempt) in &q.due {
                     if left == 0 || bytes >= RECEIVE_BYTES_MAX || !in_order {
                         break;
                     }
-                    let units = reader::cq_units(store, group, tid, q.queue, *o, o + 1, 1)?;
+                    let units = reader::cq_units(store, group, tid, q.queue, o, o + 1, 1)?;
                     match reader::messages(store, log, group, &units)?.pop() {
-                        Some(m) if *o >= q.min => {
+                        Some(message) if o >= q.min && dies(attempt) => {
+                            plan.dead.push(Dying { queue: q.queue, message, epoch, attempt });
+                        }
+                        Some(m) if o >= q.min => {
                             bytes += m.record.len();
-                            plan.messages.insert((q.queue, *o), m);
-                            cmd.redeliver.push((*o, *epoch));
+                            plan.messages.insert((q.queue, o), m);
+                            cmd.redeliver.push((o, epoch));
                             left -= 1;
                         }
                         // Retention removed it: nothing to deliver any more.
-                        _ => plan.gone.push((q.queue, *o, *epoch)),
+                        _ => plan.gone.push((q.queue, o, epoch)),
                     }
                 }
                 if !blocked && left > 0 && bytes < RECEIVE_BYTES_MAX {

@@ -61,6 +61,23 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl BrokerGroup {
+    /// The message at `offset` of a queue, if it is still stored.
+    pub async fn message_at(
+        &self,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+    ) -> Result<Option<StoredMessage>, BrokerError> {
+        let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(None) };
+        let data = self.data.clone();
+        blocking(move || {
+            let (store, group) = (data.store(), data.group());
+            let units = reader::cq_units(store, group, tid, queue, offset, offset + 1, 1)?;
+            Ok(reader::messages(store, data.log(), group, &units)?.pop())
+        })
+        .await
+    }
+
     /// `(min, end)` offsets of a queue: readable offsets are `min..end`.
     pub fn bounds(&self, topic: &str, queue: u32) -> (u64, u64) {
         let end = self.data.notifier().end(topic, queue);

@@ -185,11 +185,12 @@ impl MessagingService for MessagingServiceImpl {
         Ok(Response::new(self.ctx.ack(req).await))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn forward_message_to_dead_letter_queue(
         &self,
-        _req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+        req: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<pb::ForwardMessageToDeadLetterQueueResponse>, Status> {
-        Err(unimplemented("ForwardMessageToDeadLetterQueue"))
+        Ok(Response::new(self.ctx.forward_to_dead_letter_queue(req).await))
     }
 
     async fn end_transaction(

@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod convert;
+pub mod dead_letter;
 pub mod groups;
 pub mod messaging;
 pub mod pull;

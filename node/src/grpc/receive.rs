@@ -21,6 +21,7 @@ use raftmq_storage::nameserver::ConsumeMode;
 use raftmq_storage::nameserver::ConsumerGroup;
 use raftmq_storage::nameserver::Permission;
 use raftmq_storage::nameserver::Topic;
+use raftmq_storage::nameserver::names;
 use tokio::time::Instant;
 use tonic::Request;
 use tonic::Status;
@@ -35,6 +36,7 @@ use super::convert;
 use super::groups::group_name;
 use super::receipt::ReceiptHandle;
 use super::renew::AUTO_RENEW_INVISIBLE_MS;
+use crate::broker::dead_letter::DeadLetterQueue;
 use crate::broker::filter::Filter;
 use crate::broker::pop::ReceiveRequest;
 use crate::clock::now_ms;
@@ -103,7 +105,7 @@ pub fn filter_of(f: Option<&pb::FilterExpression>) -> Result<Filter, BrokerError
     }
 }
 
-fn topic_name(r: Option<&pb::Resource>) -> String {
+pub(super) fn topic_name(r: Option<&pb::Resource>) -> String {
     r.map(|t| t.name.clone()).unwrap_or_default()
 }
 
@@ -118,6 +120,16 @@ fn readable(topic: &Topic) -> Result<(), BrokerError> {
 }
 
 impl Context {
+    /// The dead-letter queue of consumer group `group` on broker group `broker`, if the group
+    /// has its `%DLQ%` topic (created with the group).
+    pub fn dead_letter_queue(&self, group: &str, broker: GroupId) -> Option<DeadLetterQueue> {
+        let topic = names::dlq_topic(group);
+        let queue = self.ns.read_local(|s| {
+            s.topics.get(&topic)?.queues.iter().find(|q| GroupId(q.group) == broker).map(|q| q.queue_id)
+        })?;
+        Some(DeadLetterQueue { topic, queue })
+    }
+
     /// Checks an invisible time against the allowed range.
     fn check_invisible(&self, ms: i64) -> Result<i64, BrokerError> {
         let min = self.consumer.invisible_ms_min;
@@ -254,6 +266,8 @@ impl Context {
                     invisible_ms: rc.invisible_ms,
                     consume_from: rc.group.consume_from,
                     fifo: rc.group.fifo,
+                    max_attempts: rc.group.max_delivery_attempts,
+                    dlq: self.dead_letter_queue(&rc.group.name, rc.broker),
                     deadline: Instant::now() + rc.wait,
                 };
                 match b.receive(&req).await {

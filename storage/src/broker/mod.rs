@@ -1,6 +1,7 @@
 //! Broker groups: a Raft group whose log is the CommitLog (message bytes stored once, in the
 //! entries) and whose state machine builds consume queues, indexes and consumer offsets.
 
+pub mod dead_letter;
 pub mod keys;
 mod notify;
 pub mod pop;

@@ -93,6 +93,9 @@ pub fn append_entry(
     };
     match entry.payload {
         EntryPayload::Normal(Command::Append(a)) => Ok(Some((a.store_ms, a.store_host, a.batch))),
+        EntryPayload::Normal(Command::DeadLetter(d)) => {
+            Ok(Some((d.append.store_ms, d.append.store_host, d.append.batch)))
+        }
         _ => Err(corrupt("consume queue", format!("entry {log_index} is not an append"))),
     }
 }

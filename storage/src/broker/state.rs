@@ -255,6 +255,36 @@ impl BrokerState {
         }
     }
 
+    /// Applies a move to the dead-letter topic (see [`super::dead_letter`]): if every item is
+    /// still in flight under its epoch and the copies decode, removes the items from flight and
+    /// appends the copies; otherwise changes nothing. Returns the copies' queue offsets.
+    pub fn apply_dead_letter(
+        &mut self,
+        log_index: u64,
+        cmd: &super::dead_letter::DeadLetterCmd,
+        sink: &mut impl Sink,
+        touched_names: &mut Vec<(String, u32)>,
+    ) -> Result<Vec<u64>, String> {
+        let ack = &cmd.ack;
+        let tid =
+            self.topic_id(&ack.topic).ok_or_else(|| format!("topic {:?} has no messages here", ack.topic))?;
+        for (queue, offset, epoch) in &ack.items {
+            let inflight =
+                self.pops.queues.get(&(ack.group.clone(), tid, *queue)).and_then(|p| p.inflight.get(offset));
+            if inflight.is_none_or(|f| f.epoch != *epoch) {
+                return Err(format!(
+                    "queue {queue} offset {offset} is no longer in flight under epoch {epoch}"
+                ));
+            }
+        }
+        // Decoding fails before any change, so a corrupt batch leaves everything as it was.
+        let offsets = self
+            .apply_append(log_index, cmd.append.store_ms, &cmd.append.batch, sink, touched_names)
+            .map_err(|e| e.to_string())?;
+        self.pops.apply_ack(self.group, tid, ack, sink);
+        Ok(offsets)
+    }
+
     /// Records committed consumer offsets. An offset past the queue's end is clamped to it, and a
     /// queue that never stored a message keeps offset 0: the same on every replica.
     pub fn apply_commit_offsets(
@@ -366,6 +396,60 @@ mod tests {
         assert!(sink.is_empty());
         s.apply_retain(&plan(99, 8), &mut Vec::new());
         assert_eq!(s.queue("a", 0).min, 3, "never past the end");
+    }
+
+    #[test]
+    fn dead_letter_moves_in_flight_messages_once() {
+        use crate::broker::dead_letter::DeadLetterCmd;
+        use crate::broker::pop::AckCmd;
+        use crate::broker::pop::AckOp;
+        use crate::broker::pop::PopCmd;
+        use crate::broker::pop::PopQueueCmd;
+        use crate::command::AppendBatch;
+
+        let mut s = BrokerState::new(GroupId(1));
+        let mut sink = Vec::new();
+        s.apply_append(1, 0, &batch(&[("a", 0), ("a", 0)]), &mut sink, &mut Vec::new()).unwrap();
+        let take =
+            PopQueueCmd { queue: 0, expect_cursor: 0, advance_to: 2, take: vec![0, 1], redeliver: vec![] };
+        let pop =
+            PopCmd { group: "g".into(), topic: "a".into(), now_ms: 0, invisible_ms: 10, queues: vec![take] };
+        s.apply_pop(&pop, &mut sink).unwrap();
+        let cmd = |epoch: u32, batch: Bytes| DeadLetterCmd {
+            ack: AckCmd {
+                group: "g".into(),
+                topic: "a".into(),
+                now_ms: 20,
+                op: AckOp::Ack,
+                items: vec![(0, 0, epoch)],
+            },
+            append: AppendBatch { store_ms: 20, store_host: "n1".into(), batch },
+        };
+        // A stale epoch: rejected, nothing changes.
+        let before = s.clone();
+        let mut sink = Vec::new();
+        assert!(
+            s.apply_dead_letter(2, &cmd(9, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).is_err()
+        );
+        assert_eq!((&s, sink.len()), (&before, 0));
+        // A corrupt copy: rejected, nothing changes.
+        let mut bad = batch(&[("%DLQ%g", 0)]).to_vec();
+        bad.truncate(bad.len() - 1);
+        assert!(s.apply_dead_letter(2, &cmd(1, Bytes::from(bad)), &mut sink, &mut Vec::new()).is_err());
+        assert_eq!((&s, sink.len()), (&before, 0));
+        // The real move: out of flight, into the dead-letter queue; offset 1 stays in flight.
+        let offsets =
+            s.apply_dead_letter(2, &cmd(1, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).unwrap();
+        assert_eq!(offsets, vec![0]);
+        assert_eq!(s.queue("%DLQ%g", 0).next, 1);
+        let tid = s.topic_id("a").unwrap();
+        let inflight: Vec<u64> = s.pops.queues[&("g".to_string(), tid, 0)].inflight.keys().copied().collect();
+        assert_eq!(inflight, vec![1]);
+        // Twice: rejected, so a retried move never makes a second copy.
+        assert!(
+            s.apply_dead_letter(3, &cmd(1, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).is_err()
+        );
+        assert_eq!(s.queue("%DLQ%g", 0).next, 1);
     }
 
     #[test]

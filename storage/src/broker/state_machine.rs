@@ -385,6 +385,13 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
                         Response::Acked(st.apply_ack(&a, &mut sink))
                     }
+                    EntryPayload::Normal(Command::DeadLetter(d)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        match st.apply_dead_letter(log_id.index, &d, &mut sink, &mut touched) {
+                            Ok(offsets) => Response::Appended(offsets),
+                            Err(reason) => Response::Rejected(reason),
+                        }
+                    }
                     EntryPayload::Normal(Command::CommitOffsets(c)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
                         st.apply_commit_offsets(&c.group, &c.offsets, &mut sink);

@@ -8,8 +8,11 @@ use super::command::TopicSpec;
 use super::command::TopicUpdate;
 use super::model::BrokerGroupInfo;
 use super::model::ConsumerGroup;
+use super::model::DEFAULT_RETENTION_SECS;
 use super::model::MAX_QUEUE_COUNT;
+use super::model::MessageType;
 use super::model::MetaState;
+use super::model::Permission;
 use super::model::QueueRoute;
 use super::model::Topic;
 use super::names;
@@ -78,19 +81,7 @@ impl MetaState {
                 MetaResponse::Done
             }
             MetaCommand::CreateTopic { spec, now_ms } => {
-                let group_ids: Vec<u32> = self.broker_groups.keys().copied().collect();
-                let queues = (0..spec.queue_count)
-                    .map(|q| QueueRoute { queue_id: q, group: group_ids[q as usize % group_ids.len()] })
-                    .collect();
-                let topic = Topic {
-                    name: spec.name.clone(),
-                    message_type: spec.message_type,
-                    permission: spec.permission,
-                    retention_secs: spec.retention_secs,
-                    queues,
-                    created_at_ms: *now_ms,
-                    updated_at_ms: *now_ms,
-                };
+                let topic = self.new_topic(spec, *now_ms);
                 changes.push(Change::topic(&topic));
                 self.topics.insert(topic.name.clone(), topic.clone());
                 MetaResponse::Topic(topic)
@@ -136,6 +127,22 @@ impl MetaState {
                 };
                 changes.push(Change::group(&group));
                 self.groups.insert(group.name.clone(), group.clone());
+                // The group's dead-letter topic comes with it (one queue per broker group, so
+                // each broker group keeps its own dead letters); it outlives the group.
+                let dlq = names::dlq_topic(&spec.name);
+                if !self.topics.contains_key(&dlq) && !self.broker_groups.is_empty() {
+                    let spec = TopicSpec {
+                        name: dlq,
+                        queue_count: self.broker_groups.len() as u32,
+                        message_type: MessageType::Mixed,
+                        permission: Permission::Read,
+                        retention_secs: DEFAULT_RETENTION_SECS,
+                        system: true,
+                    };
+                    let topic = self.new_topic(&spec, *now_ms);
+                    changes.push(Change::topic(&topic));
+                    self.topics.insert(topic.name.clone(), topic);
+                }
                 MetaResponse::Group(group)
             }
             MetaCommand::DeleteGroup { name } => {
@@ -156,6 +163,24 @@ impl MetaState {
             }
         };
         (response, changes)
+    }
+
+    /// A topic as `spec` describes it, its queues spread over the broker groups in id order
+    /// (queue `q` on the `q mod n`-th group). The caller checked there is a broker group.
+    fn new_topic(&self, spec: &TopicSpec, now_ms: i64) -> Topic {
+        let group_ids: Vec<u32> = self.broker_groups.keys().copied().collect();
+        let queues = (0..spec.queue_count)
+            .map(|q| QueueRoute { queue_id: q, group: group_ids[q as usize % group_ids.len()] })
+            .collect();
+        Topic {
+            name: spec.name.clone(),
+            message_type: spec.message_type,
+            permission: spec.permission,
+            retention_secs: spec.retention_secs,
+            queues,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
     }
 
     fn check_create_topic(&self, spec: &TopicSpec) -> Result<(), MetaError> {

@@ -51,6 +51,11 @@ pub enum NameError {
     },
 }
 
+/// The dead-letter topic of consumer group `group`.
+pub fn dlq_topic(group: &str) -> String {
+    format!("%DLQ%{group}")
+}
+
 /// Checks `name` against `^[%|a-zA-Z0-9_-]+$` and the length limit, without the reserved check.
 pub fn check_syntax(kind: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {

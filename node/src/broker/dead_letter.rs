@@ -1,0 +1,133 @@
+//! Moving messages to a consumer group's dead-letter topic on the leader of a broker group:
+//! when a receive finds a due message that used up its delivery attempts, and on
+//! `ForwardMessageToDeadLetterQueue`.
+
+use raftmq_storage::Command;
+use raftmq_storage::Response;
+use raftmq_storage::broker::dead_letter::DeadLetterCmd;
+use raftmq_storage::broker::pop::AckCmd;
+use raftmq_storage::broker::pop::AckOp;
+use raftmq_storage::broker::reader::StoredMessage;
+use raftmq_storage::broker::record::BatchBuilder;
+use raftmq_storage::broker::record::NewMessage;
+use raftmq_storage::broker::record::RecordView;
+use raftmq_storage::broker::record::StoredType;
+use raftmq_storage::command::AppendBatch;
+
+use super::BrokerGroup;
+use crate::clock::now_ms;
+use crate::error::BrokerError;
+
+/// Property: the topic a dead letter came from (as RocketMQ names it).
+pub const ORIGIN_TOPIC: &str = "DLQ_ORIGIN_TOPIC";
+/// Property: the message id of the original (the copy keeps it too).
+pub const ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
+/// Property: how many times delivery was retried before the message died.
+pub const RECONSUME_TIMES: &str = "RECONSUME_TIME";
+
+/// Where a consumer group's dead letters of this broker group go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterQueue {
+    /// `%DLQ%<group>`.
+    pub topic: String,
+    /// Its queue on this broker group.
+    pub queue: u32,
+}
+
+/// One in-flight message to move.
+#[derive(Debug, Clone)]
+pub struct Dying {
+    /// Queue of the original.
+    pub queue: u32,
+    /// The message as stored.
+    pub message: StoredMessage,
+    /// The epoch of its delivery (the move is refused if it was delivered again since).
+    pub epoch: u32,
+    /// Deliveries so far.
+    pub attempt: u32,
+}
+
+impl BrokerGroup {
+    /// Moves `dying` messages of `(group, topic)` to `dlq` in one Raft entry: out of flight and
+    /// into the dead-letter queue together. Returns false if one of them was acked or delivered
+    /// again meanwhile (then nothing moved). This node must lead the group.
+    pub async fn dead_letter(
+        &self,
+        group: &str,
+        topic: &str,
+        dlq: &DeadLetterQueue,
+        dying: &[Dying],
+    ) -> Result<bool, BrokerError> {
+        let mut batch = BatchBuilder::new();
+        let mut items = Vec::with_capacity(dying.len());
+        for d in dying {
+            let v = RecordView::parse(&d.message.record).map_err(|e| BrokerError::Internal(e.to_string()))?;
+            batch.push(&copy(&v, dlq, d.attempt));
+            items.push((d.queue, d.message.offset, d.epoch));
+        }
+        let now = now_ms();
+        let cmd = DeadLetterCmd {
+            ack: AckCmd {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                now_ms: now,
+                op: AckOp::Ack,
+                items,
+            },
+            append: AppendBatch { store_ms: now, store_host: self.store_host.clone(), batch: batch.finish() },
+        };
+        match self.group.write(Command::DeadLetter(cmd)).await? {
+            Response::Appended(offsets) => {
+                tracing::info!(
+                    broker = %self.group.id(), consumer_group = %group, %topic, count = offsets.len(),
+                    dlq = %dlq.topic, "moved messages out of delivery attempts to the dead-letter queue"
+                );
+                self.pop_changed.notify_waiters();
+                Ok(true)
+            }
+            Response::Rejected(reason) => {
+                tracing::debug!(consumer_group = %group, %topic, reason = %reason, "dead-letter move was stale");
+                Ok(false)
+            }
+            other => Err(BrokerError::Internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+}
+
+/// The dead-letter copy of a stored message: same id, body, tag, keys and properties, plus where
+/// it came from and how often it was retried. Deliverable at once.
+fn copy(v: &RecordView<'_>, dlq: &DeadLetterQueue, attempt: u32) -> NewMessage {
+    let mut properties: Vec<(String, String)> = v
+        .properties
+        .iter()
+        .filter(|(k, _)| ![ORIGIN_TOPIC, ORIGIN_MESSAGE_ID, RECONSUME_TIMES].contains(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    properties.push((ORIGIN_TOPIC.to_string(), v.topic.to_string()));
+    properties.push((ORIGIN_MESSAGE_ID.to_string(), v.message_id.to_string()));
+    properties.push((RECONSUME_TIMES.to_string(), attempt.saturating_sub(1).to_string()));
+    let mut body_md5 = [0u8; 16];
+    if v.body_md5.len() == 16 {
+        body_md5.copy_from_slice(v.body_md5);
+    }
+    NewMessage {
+        topic: dlq.topic.clone(),
+        queue_id: dlq.queue,
+        message_id: v.message_id.to_string(),
+        message_type: match v.message_type {
+            StoredType::Delay => StoredType::Normal,
+            t => t,
+        },
+        body_encoding: v.body_encoding,
+        tag: v.tag.map(str::to_string),
+        keys: v.keys.iter().map(|k| k.to_string()).collect(),
+        message_group: v.message_group.map(str::to_string),
+        born_ms: v.born_ms,
+        born_host: v.born_host.to_string(),
+        delivery_ms: None,
+        trace_context: v.trace_context.map(str::to_string),
+        properties,
+        body_md5,
+        body: bytes::Bytes::copy_from_slice(v.body),
+    }
+}
