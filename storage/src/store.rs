@@ -69,7 +69,32 @@ pub struct Store {
     log_writer: Writer,
     sm_writer: Writer,
     /// The writer threads; they end when the last `Writer` handle (held here) is dropped.
-    _threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Longest a dropped store waits for its writer threads to finish.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Drop for Store {
+    /// Closes the writer queues and waits for the threads, so the database closes here and not in
+    /// a thread still running when the process exits (RocksDB aborts with "pthread lock: Invalid
+    /// argument" when its statics are torn down under a live database).
+    fn drop(&mut self) {
+        self.log_writer.close();
+        self.sm_writer.close();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let until = std::time::Instant::now() + CLOSE_WAIT;
+        for t in threads {
+            while !t.is_finished() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!("storage writer thread still running at close; not waiting longer");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -134,7 +159,7 @@ impl Store {
             dir: dir.to_path_buf(),
             log_writer,
             sm_writer,
-            _threads: Mutex::new(threads),
+            threads: Mutex::new(threads),
         }))
     }
 

@@ -136,6 +136,13 @@ impl Writer {
         Ok((Writer { tx, stats }, vec![writer, syncer]))
     }
 
+    /// Closes this writer's queue (the threads finish what is queued, then end) and returns its
+    /// stand-in: a writer whose every submit fails with `Closed`.
+    pub(crate) fn close(&mut self) {
+        let (tx, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.tx, tx));
+    }
+
     /// Queues `op`; waits (asynchronously) while the queue is full, which is the backpressure.
     pub(crate) async fn submit(&self, op: WriteOp) -> Result<(), StorageError> {
         self.tx.send(op).await.map_err(|_| StorageError::Closed)
