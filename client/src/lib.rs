@@ -30,6 +30,7 @@ pub use consumer::PullConsumer;
 pub use consumer::PullConsumerOptions;
 pub use consumer::Pulled;
 pub use error::ClientError;
+pub use message::DELAY_LEVELS;
 pub use message::Message;
 pub use message::MessageView;
 pub use producer::Producer;

@@ -25,7 +25,14 @@ pub struct Message {
     pub message_group: Option<String>,
     /// User properties.
     pub properties: HashMap<String, String>,
+    /// Deliver no earlier than this, ms since the epoch (delay and scheduled messages).
+    pub delivery_ms: Option<i64>,
 }
+
+/// RocketMQ's 18 delay levels: level `n` (1-based) waits `DELAY_LEVELS[n - 1]` seconds
+/// (1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h).
+pub const DELAY_LEVELS: [u64; 18] =
+    [1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200];
 
 impl Message {
     /// A message for `topic` with `body`.
@@ -37,7 +44,28 @@ impl Message {
             keys: Vec::new(),
             message_group: None,
             properties: HashMap::new(),
+            delivery_ms: None,
         }
+    }
+
+    /// Delivers the message at `ms` since the epoch (a scheduled message). The broker refuses
+    /// times further ahead than its limit (3 days by default) with ILLEGAL_DELIVERY_TIME.
+    pub fn with_delivery_time(mut self, ms: i64) -> Self {
+        self.delivery_ms = Some(ms);
+        self
+    }
+
+    /// Delivers the message `delay` from now.
+    pub fn with_delay(self, delay: std::time::Duration) -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.with_delivery_time((now + delay).as_millis() as i64)
+    }
+
+    /// Delivers the message after RocketMQ delay level `level` (1-18, see [`DELAY_LEVELS`]);
+    /// `None` for a level outside 1-18.
+    pub fn with_delay_level(self, level: usize) -> Option<Self> {
+        let secs = *DELAY_LEVELS.get(level.checked_sub(1)?)?;
+        Some(self.with_delay(std::time::Duration::from_secs(secs)))
     }
 
     /// Sets the tag.
@@ -66,8 +94,11 @@ impl Message {
 
     pub(crate) fn to_wire(&self, message_id: String, born_host: &str) -> pb::Message {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let message_type =
-            if self.message_group.is_some() { pb::MessageType::Fifo } else { pb::MessageType::Normal };
+        let message_type = match (&self.message_group, self.delivery_ms) {
+            (_, Some(_)) => pb::MessageType::Delay,
+            (Some(_), None) => pb::MessageType::Fifo,
+            (None, None) => pb::MessageType::Normal,
+        };
         pb::Message {
             topic: Some(pb::Resource { resource_namespace: String::new(), name: self.topic.clone() }),
             user_properties: self.properties.clone(),
@@ -83,6 +114,10 @@ impl Message {
                 }),
                 born_host: born_host.to_string(),
                 message_group: self.message_group.clone(),
+                delivery_timestamp: self.delivery_ms.map(|ms| prost_types::Timestamp {
+                    seconds: ms.div_euclid(1000),
+                    nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+                }),
                 ..Default::default()
             }),
             body: self.body.clone(),

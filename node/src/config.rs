@@ -30,6 +30,7 @@
 //! direct_io = true             # false on tmpfs
 //! invisible_ms_min = 10000     # shortest invisible time a consumer may ask for
 //! auto_create_groups = true    # consumer groups are created on first use
+//! delay_max_secs = 259200      # furthest delivery time a delayed message may ask for (3 days)
 //! ```
 
 use std::collections::BTreeSet;
@@ -109,6 +110,8 @@ pub struct BrokerSection {
     pub invisible_ms_min: i64,
     /// Create a consumer group the first time a consumer uses it.
     pub auto_create_groups: bool,
+    /// Furthest a delayed message's delivery time may lie ahead, seconds (RocketMQ: 3 days).
+    pub delay_max_secs: u64,
 }
 
 impl Default for BrokerSection {
@@ -123,6 +126,7 @@ impl Default for BrokerSection {
             direct_io: true,
             invisible_ms_min: 10_000,
             auto_create_groups: true,
+            delay_max_secs: 3 * 24 * 3600,
         }
     }
 }
@@ -353,6 +357,12 @@ impl RawConfig {
             return Err(format!(
                 "[broker] invisible_ms_min must be 100-3600000 (1 h), got {}",
                 b.invisible_ms_min
+            ));
+        }
+        if !(1..=365 * 24 * 3600).contains(&b.delay_max_secs) {
+            return Err(format!(
+                "[broker] delay_max_secs must be 1-31536000 (a year), got {}",
+                b.delay_max_secs
             ));
         }
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(format!("./data/node-{node_id}")));

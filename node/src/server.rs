@@ -171,6 +171,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         ConsumerOptions {
             invisible_ms_min: config.broker.invisible_ms_min,
             auto_create_groups: config.broker.auto_create_groups,
+            delay_max_ms: (config.broker.delay_max_secs as i64).saturating_mul(1000),
         },
     ));
     let renewals = tokio::spawn(crate::grpc::renew::run(ctx.clone(), stop_rx.clone()));
@@ -207,6 +208,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         config.broker.compact_min_entries,
         stop_rx.clone(),
     ));
+    let timers = tokio::spawn(crate::broker::timers::run(brokers.clone(), stop_rx.clone()));
     tracing::info!(
         node = node_id,
         raft = %config.raft_listen,
@@ -225,6 +227,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = balancer.await;
     let _ = stats.await;
     let _ = retention.await;
+    let _ = timers.await;
     let _ = renewals.await;
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}

@@ -56,6 +56,8 @@ pub enum Command {
     Ack(crate::broker::pop::AckCmd),
     /// Move handed-out messages to their group's dead-letter topic.
     DeadLetter(crate::broker::dead_letter::DeadLetterCmd),
+    /// Deliver delayed messages whose time came.
+    Deliver(crate::broker::timers::DeliverCmd),
 }
 
 /// Tags of [`Command`] variants in the entry encoding. Never reuse a retired tag.
@@ -67,6 +69,7 @@ mod tag {
     pub(super) const POP: u8 = 5;
     pub(super) const ACK: u8 = 6;
     pub(super) const DEAD_LETTER: u8 = 7;
+    pub(super) const DELIVER: u8 = 8;
 }
 
 impl Command {
@@ -103,6 +106,10 @@ impl Command {
             }
             Command::DeadLetter(d) => {
                 w.u8(tag::DEAD_LETTER);
+                d.encode(w);
+            }
+            Command::Deliver(d) => {
+                w.u8(tag::DELIVER);
                 d.encode(w);
             }
         }
@@ -149,6 +156,7 @@ impl Command {
             }
             tag::POP => Ok(Command::Pop(crate::broker::pop::decode_pop(r)?)),
             tag::ACK => Ok(Command::Ack(crate::broker::pop::decode_ack(r)?)),
+            tag::DELIVER => Ok(Command::Deliver(crate::broker::timers::DeliverCmd::decode(r, whole)?)),
             tag::DEAD_LETTER => {
                 Ok(Command::DeadLetter(crate::broker::dead_letter::DeadLetterCmd::decode(r, whole)?))
             }
@@ -169,6 +177,7 @@ impl fmt::Display for Command {
             Command::DeadLetter(d) => {
                 write!(f, "dead-letter:{}:{}:{} items", d.ack.group, d.ack.topic, d.ack.items.len())
             }
+            Command::Deliver(d) => write!(f, "deliver:{} timers", d.timers.len()),
         }
     }
 }

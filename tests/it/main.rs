@@ -13,6 +13,7 @@ mod t30_consumers;
 mod t40_python_compat;
 mod t50_filters;
 mod t55_dead_letters;
+mod t60_delay;
 
 use std::path::Path;
 

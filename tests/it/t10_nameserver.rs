@@ -137,9 +137,19 @@ async fn node_behind_the_purge_point_catches_up_by_snapshot() {
     let mut c = started_with(&|c| c.raft.nameserver_snapshot_logs = 20).await;
     let (leader, _) = c.cluster.wait_leader(NS, None, START).await.unwrap();
     let victim = if leader == 3 { 2 } else { 3 };
-    let s = c.cluster.status().await.unwrap();
-    let g = s.groups.iter().find(|g| g.name == NS).unwrap();
-    let victim_last = g.replicas.iter().find(|r| r.node_id == victim).unwrap().last_log_index.unwrap_or(0);
+    // The status lists every replica once the leader heard from it.
+    let until = Instant::now() + START;
+    let victim_last = loop {
+        let s = c.cluster.status().await.ok();
+        let g = s.and_then(|s| s.groups.into_iter().find(|g| g.name == NS));
+        if let Some(last) =
+            g.and_then(|g| g.replicas.into_iter().find(|r| r.node_id == victim)?.last_log_index)
+        {
+            break last;
+        }
+        assert!(Instant::now() < until, "the status never listed node {victim}'s replica");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     c.cluster.kill(victim).await.unwrap();
     for i in 0..60 {
         c.admin(leader).create_topic(topic(&format!("snap-{i}"), 1)).await.unwrap();

@@ -97,37 +97,16 @@ impl BrokerGroup {
 /// The dead-letter copy of a stored message: same id, body, tag, keys and properties, plus where
 /// it came from and how often it was retried. Deliverable at once.
 fn copy(v: &RecordView<'_>, dlq: &DeadLetterQueue, attempt: u32) -> NewMessage {
-    let mut properties: Vec<(String, String)> = v
-        .properties
-        .iter()
-        .filter(|(k, _)| ![ORIGIN_TOPIC, ORIGIN_MESSAGE_ID, RECONSUME_TIMES].contains(k))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    properties.push((ORIGIN_TOPIC.to_string(), v.topic.to_string()));
-    properties.push((ORIGIN_MESSAGE_ID.to_string(), v.message_id.to_string()));
-    properties.push((RECONSUME_TIMES.to_string(), attempt.saturating_sub(1).to_string()));
-    let mut body_md5 = [0u8; 16];
-    if v.body_md5.len() == 16 {
-        body_md5.copy_from_slice(v.body_md5);
+    let mut m = v.to_new();
+    m.properties.retain(|(k, _)| ![ORIGIN_TOPIC, ORIGIN_MESSAGE_ID, RECONSUME_TIMES].contains(&k.as_str()));
+    m.properties.push((ORIGIN_TOPIC.to_string(), v.topic.to_string()));
+    m.properties.push((ORIGIN_MESSAGE_ID.to_string(), v.message_id.to_string()));
+    m.properties.push((RECONSUME_TIMES.to_string(), attempt.saturating_sub(1).to_string()));
+    m.topic = dlq.topic.clone();
+    m.queue_id = dlq.queue;
+    if m.message_type == StoredType::Delay {
+        m.message_type = StoredType::Normal;
     }
-    NewMessage {
-        topic: dlq.topic.clone(),
-        queue_id: dlq.queue,
-        message_id: v.message_id.to_string(),
-        message_type: match v.message_type {
-            StoredType::Delay => StoredType::Normal,
-            t => t,
-        },
-        body_encoding: v.body_encoding,
-        tag: v.tag.map(str::to_string),
-        keys: v.keys.iter().map(|k| k.to_string()).collect(),
-        message_group: v.message_group.map(str::to_string),
-        born_ms: v.born_ms,
-        born_host: v.born_host.to_string(),
-        delivery_ms: None,
-        trace_context: v.trace_context.map(str::to_string),
-        properties,
-        body_md5,
-        body: bytes::Bytes::copy_from_slice(v.body),
-    }
+    m.delivery_ms = None;
+    m
 }

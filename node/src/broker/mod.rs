@@ -9,6 +9,7 @@ pub mod offsets;
 pub mod pop;
 pub mod read;
 pub mod retention;
+pub mod timers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

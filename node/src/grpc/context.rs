@@ -89,11 +89,13 @@ pub struct ConsumerOptions {
     pub invisible_ms_min: i64,
     /// Create a consumer group on first use (RocketMQ's `autoCreateSubscriptionGroup`).
     pub auto_create_groups: bool,
+    /// Furthest a delayed message's delivery time may lie ahead, ms.
+    pub delay_max_ms: i64,
 }
 
 impl Default for ConsumerOptions {
     fn default() -> Self {
-        Self { invisible_ms_min: 10_000, auto_create_groups: true }
+        Self { invisible_ms_min: 10_000, auto_create_groups: true, delay_max_ms: 3 * 24 * 3600 * 1000 }
     }
 }
 

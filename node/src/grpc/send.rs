@@ -43,7 +43,7 @@ fn group_hash(s: &str) -> u64 {
 }
 
 /// Checks one message and builds what is stored (without its queue).
-fn to_new_message(topic: &Topic, m: &pb::Message) -> Result<NewMessage, BrokerError> {
+fn to_new_message(topic: &Topic, m: &pb::Message, delay_max_ms: i64) -> Result<NewMessage, BrokerError> {
     let sys = m
         .system_properties
         .as_ref()
@@ -112,7 +112,21 @@ fn to_new_message(topic: &Topic, m: &pb::Message) -> Result<NewMessage, BrokerEr
             ),
         ));
     }
-    if matches!(stored_type, StoredType::Delay | StoredType::Transaction) {
+    let delivery_ms = sys.delivery_timestamp.as_ref().map(super::convert::millis);
+    if let Some(at) = delivery_ms {
+        let ahead = at.saturating_sub(now_ms());
+        if at <= 0 || ahead > delay_max_ms {
+            return Err(illegal(
+                Code::IllegalDeliveryTime,
+                format!(
+                    "delivery time {at} is {} s ahead; it must be after 1970 and at most {} s ahead",
+                    ahead / 1000,
+                    delay_max_ms / 1000
+                ),
+            ));
+        }
+    }
+    if stored_type == StoredType::Transaction {
         return Err(BrokerError::BadRequest {
             code: Code::Unsupported,
             message: format!("{stored_type:?} messages are not supported by this version of raftmq yet"),
@@ -133,7 +147,7 @@ fn to_new_message(topic: &Topic, m: &pb::Message) -> Result<NewMessage, BrokerEr
         message_group: group.cloned(),
         born_ms: sys.born_timestamp.as_ref().map_or_else(now_ms, super::convert::millis),
         born_host: sys.born_host.clone(),
-        delivery_ms: sys.delivery_timestamp.as_ref().map(super::convert::millis),
+        delivery_ms,
         trace_context: sys.trace_context.clone(),
         properties: m.user_properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         body_md5: md5::Md5::digest(&m.body).into(),
@@ -193,7 +207,7 @@ impl Context {
         let mut by_group: BTreeMap<GroupId, Vec<(usize, NewMessage)>> = BTreeMap::new();
         for (i, m) in req.messages.iter().enumerate() {
             let id = m.system_properties.as_ref().map(|s| s.message_id.as_str()).unwrap_or_default();
-            match to_new_message(&topic, m) {
+            match to_new_message(&topic, m, self.consumer.delay_max_ms) {
                 Ok(mut nm) => {
                     let queue = self.pick_queue(&topic, &local, &nm, m, forwarded);
                     nm.queue_id = queue;

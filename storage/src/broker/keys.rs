@@ -12,6 +12,7 @@
 //! | `F` | retention floor: lowest log index a stored message may live at (u64) |
 //! | `P` group length (u16), group, topic id, queue | pop cursor: next offset never handed out |
 //! | `R` group length (u16), group, topic id, queue, offset | in-flight message: deadline, attempt, epoch |
+//! | `D` delivery time, log index, position | pending timer: topic id, queue, record length |
 
 use crate::keys::group_key;
 use crate::types::GroupId;
@@ -25,6 +26,12 @@ pub(crate) const CONSUMER: u8 = b'C';
 pub(crate) const FLOOR: u8 = b'F';
 pub(crate) const POP_CURSOR: u8 = b'P';
 pub(crate) const POP_INFLIGHT: u8 = b'R';
+pub(crate) const TIMER: u8 = b'D';
+
+/// `D` pending timer.
+pub(crate) fn timer(g: GroupId, k: &super::timers::TimerKey) -> Vec<u8> {
+    group_key(g, &[&[TIMER][..], &super::timers::key_suffix(k)].concat())
+}
 
 /// `F` retention floor.
 pub(crate) fn floor(g: GroupId) -> Vec<u8> {

@@ -9,6 +9,7 @@ pub mod reader;
 pub mod record;
 pub mod state;
 mod state_machine;
+pub mod timers;
 
 pub use notify::QueueNotifier;
 pub use state::BrokerState;

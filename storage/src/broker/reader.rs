@@ -96,6 +96,9 @@ pub fn append_entry(
         EntryPayload::Normal(Command::DeadLetter(d)) => {
             Ok(Some((d.append.store_ms, d.append.store_host, d.append.batch)))
         }
+        EntryPayload::Normal(Command::Deliver(d)) => {
+            Ok(Some((d.append.store_ms, d.append.store_host, d.append.batch)))
+        }
         _ => Err(corrupt("consume queue", format!("entry {log_index} is not an append"))),
     }
 }
@@ -265,6 +268,10 @@ pub fn plan_retain(
         if let Some((_, u)) = cq_units(store, group, *tid, *queue, min, min + 1, 1)?.first() {
             floor = floor.min(u.log_index);
         }
+    }
+    // A delayed message waiting for its time lives in its original entry.
+    if let Some(log_index) = state.timers.keys().map(|k| k.1).min() {
+        floor = floor.min(log_index);
     }
     plan.floor = floor.max(state.floor);
     Ok(plan)

@@ -256,6 +256,31 @@ pub struct RecordView<'a> {
 const LIST_MAX: u32 = 1 << 16;
 
 impl<'a> RecordView<'a> {
+    /// An owned copy, to store again (a delivered delayed message, a dead letter).
+    pub fn to_new(&self) -> NewMessage {
+        let mut body_md5 = [0u8; 16];
+        if self.body_md5.len() == 16 {
+            body_md5.copy_from_slice(self.body_md5);
+        }
+        NewMessage {
+            topic: self.topic.to_string(),
+            queue_id: self.queue_id,
+            message_id: self.message_id.to_string(),
+            message_type: self.message_type,
+            body_encoding: self.body_encoding,
+            tag: self.tag.map(str::to_string),
+            keys: self.keys.iter().map(|k| k.to_string()).collect(),
+            message_group: self.message_group.map(str::to_string),
+            born_ms: self.born_ms,
+            born_host: self.born_host.to_string(),
+            delivery_ms: self.delivery_ms,
+            trace_context: self.trace_context.map(str::to_string),
+            properties: self.properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body_md5,
+            body: Bytes::copy_from_slice(self.body),
+        }
+    }
+
     /// Parses a record.
     pub fn parse(b: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(b, "message record");

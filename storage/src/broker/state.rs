@@ -64,6 +64,10 @@ pub struct RetainPlan {
     pub floor: u64,
 }
 
+/// The offset reported for a message that got none yet (a delayed message waiting for its
+/// delivery time).
+pub const NOT_YET: u64 = u64::MAX;
+
 /// Offsets of one queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueState {
@@ -105,6 +109,8 @@ pub struct BrokerState {
     pub floor: u64,
     /// Receive/ack state of consumer groups.
     pub pops: super::pop::PopTable,
+    /// Delayed messages waiting for their delivery time.
+    pub timers: super::timers::TimerTable,
 }
 
 impl BrokerState {
@@ -117,6 +123,7 @@ impl BrokerState {
             consumers: HashMap::new(),
             floor: 0,
             pops: super::pop::PopTable::default(),
+            timers: Default::default(),
         }
     }
 
@@ -172,6 +179,15 @@ impl BrokerState {
         let mut touched: Vec<(u32, u32)> = Vec::new();
         for (p, v) in positions.iter().zip(&views) {
             let tid = self.topic_id_or_assign(v.topic, sink);
+            if let Some(at) = v.delivery_ms.filter(|d| *d > store_ms) {
+                // Not yet: it waits in the timer table, with no offset until delivered.
+                let key = (at, log_index, p.pos);
+                let timer = super::timers::Timer { topic_id: tid, queue: v.queue_id, len: p.len };
+                sink.put(&keys::timer(self.group, &key), &timer.encode());
+                self.timers.insert(key, timer);
+                offsets.push(NOT_YET);
+                continue;
+            }
             let q = self.queues.entry((tid, v.queue_id)).or_default();
             let offset = q.next;
             q.next += 1;
@@ -282,6 +298,30 @@ impl BrokerState {
             .apply_append(log_index, cmd.append.store_ms, &cmd.append.batch, sink, touched_names)
             .map_err(|e| e.to_string())?;
         self.pops.apply_ack(self.group, tid, ack, sink);
+        Ok(offsets)
+    }
+
+    /// Applies a delivery of due timers (see [`super::timers`]): if every timer is pending and
+    /// due by the command's store time and the copies decode, appends the copies and removes
+    /// the timers; otherwise changes nothing. Returns the copies' queue offsets.
+    pub fn apply_deliver(
+        &mut self,
+        log_index: u64,
+        cmd: &super::timers::DeliverCmd,
+        sink: &mut impl Sink,
+        touched_names: &mut Vec<(String, u32)>,
+    ) -> Result<Vec<u64>, String> {
+        let now = cmd.append.store_ms;
+        if let Some(k) = cmd.timers.iter().find(|k| k.0 > now || !self.timers.contains_key(k)) {
+            return Err(format!("timer {k:?} is not pending or not due at {now}"));
+        }
+        let offsets = self
+            .apply_append(log_index, now, &cmd.append.batch, sink, touched_names)
+            .map_err(|e| e.to_string())?;
+        for k in &cmd.timers {
+            self.timers.remove(k);
+            sink.delete(&keys::timer(self.group, k));
+        }
         Ok(offsets)
     }
 

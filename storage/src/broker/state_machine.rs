@@ -185,6 +185,10 @@ fn load_state(store: &Store, group: GroupId) -> Result<BrokerState> {
         s.pops.queues.entry((name, tid, queue)).or_default().inflight.insert(offset, f);
         Ok(())
     })?;
+    scan(store, group, keys::TIMER, |k, v| {
+        s.timers.insert(super::timers::parse_key_suffix(k)?, super::timers::Timer::decode(v)?);
+        Ok(())
+    })?;
     scan(store, group, keys::CONSUMER, |k, v| {
         let (name, tid, queue, _) = parse_group_key(k, 0)?;
         let off =
@@ -384,6 +388,13 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                     EntryPayload::Normal(Command::Ack(a)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
                         Response::Acked(st.apply_ack(&a, &mut sink))
+                    }
+                    EntryPayload::Normal(Command::Deliver(d)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        match st.apply_deliver(log_id.index, &d, &mut sink, &mut touched) {
+                            Ok(offsets) => Response::Appended(offsets),
+                            Err(reason) => Response::Rejected(reason),
+                        }
                     }
                     EntryPayload::Normal(Command::DeadLetter(d)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
