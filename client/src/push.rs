@@ -7,8 +7,10 @@
 //! with `delivery_attempt + 1`.
 //!
 //! Orderly consumption (a FIFO consumer group): the broker hands out a queue's next message only
-//! after the previous one is acked, and this consumer runs one receive batch of a queue on one
-//! thread in order. A failed message and everything after it are redelivered together.
+//! after the previous one is settled, and this consumer runs one receive batch of a queue on one
+//! thread in order. A failed message is retried right there, about every second (the queue
+//! waits), up to `max_delivery_attempts`; then it goes to the group's dead-letter topic and the
+//! queue moves on — as RocketMQ's orderly consumers do.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,6 +64,11 @@ pub struct PushConsumerOptions {
     pub orderly: bool,
     /// Delay before a failed message comes back, per attempt; `None` for [`RETRY_DELAYS_SECS`].
     pub retry_delays: Option<Vec<Duration>>,
+    /// Orderly only: attempts of a failing message before it goes to the dead-letter topic
+    /// (set it to the group's max delivery attempts; default 17).
+    pub max_delivery_attempts: u32,
+    /// Orderly only: pause between local retries of a failing message (default 1 s).
+    pub orderly_retry: Duration,
 }
 
 impl PushConsumerOptions {
@@ -76,6 +83,8 @@ impl PushConsumerOptions {
             invisible: Duration::from_secs(30),
             orderly: false,
             retry_delays: None,
+            max_delivery_attempts: 17,
+            orderly_retry: Duration::from_secs(1),
         }
     }
 
@@ -93,10 +102,21 @@ struct Work {
     batch: Vec<Received>,
 }
 
+/// What becomes of a consumed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// Consumed: ack it.
+    Ack,
+    /// Failed: let it come back after the retry schedule's delay.
+    Retry,
+    /// Failed every attempt (orderly): to the dead-letter topic.
+    DeadLetter,
+}
+
 /// What a consume thread decided for one message.
 struct Outcome {
     received: Received,
-    result: ConsumeResult,
+    settle: Settle,
 }
 
 /// A running push consumer. Dropping it without [`PushConsumer::shutdown`] stops it too, less
@@ -134,11 +154,10 @@ impl PushConsumer {
 
         let mut threads = Vec::new();
         for i in 0..opts.thread_count {
-            let (rx, tx, listener, orderly) =
-                (work_rx.clone(), done_tx.clone(), listener.clone(), opts.orderly);
+            let (rx, tx, listener, opts) = (work_rx.clone(), done_tx.clone(), listener.clone(), opts.clone());
             let t = std::thread::Builder::new()
                 .name(format!("raftmq-consume-{i}"))
-                .spawn(move || consume_thread(&rx, &tx, &listener, orderly))
+                .spawn(move || consume_thread(&rx, &tx, &listener, &opts))
                 .map_err(|e| ClientError::InvalidArgument(format!("cannot start a consume thread: {e}")))?;
             threads.push(t);
         }
@@ -265,7 +284,7 @@ fn consume_thread(
     rx: &Mutex<std::sync::mpsc::Receiver<Work>>,
     tx: &mpsc::UnboundedSender<Outcome>,
     listener: &Listener,
-    orderly: bool,
+    opts: &PushConsumerOptions,
 ) {
     loop {
         let work = {
@@ -275,25 +294,36 @@ fn consume_thread(
                 Err(_) => return,
             }
         };
-        let mut failed = false;
         for received in work.batch {
-            // Orderly: after a failure the rest of the queue's batch is not consumed; it comes
-            // back with the failed message, in order.
-            let result = if failed {
-                ConsumeResult::Failure
-            } else {
-                let view = &received.message;
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(view))) {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::error!(message_id = %view.message_id, "listener panicked; the message will be retried");
-                        ConsumeResult::Failure
-                    }
-                }
-            };
-            failed |= orderly && result == ConsumeResult::Failure;
-            if tx.send(Outcome { received, result }).is_err() {
+            let settle = consume(listener, &received.message, opts);
+            if tx.send(Outcome { received, settle }).is_err() {
                 return;
+            }
+        }
+    }
+}
+
+/// Runs the listener on one message; orderly, retries it in place until it succeeds or used up
+/// its attempts (the listener sees the attempt number rise).
+fn consume(listener: &Listener, message: &MessageView, opts: &PushConsumerOptions) -> Settle {
+    let mut view = std::borrow::Cow::Borrowed(message);
+    loop {
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(&view))) {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!(message_id = %view.message_id, "listener panicked; the message will be retried");
+                ConsumeResult::Failure
+            }
+        };
+        match result {
+            ConsumeResult::Success => return Settle::Ack,
+            ConsumeResult::Failure if !opts.orderly => return Settle::Retry,
+            ConsumeResult::Failure if view.delivery_attempt >= opts.max_delivery_attempts => {
+                return Settle::DeadLetter;
+            }
+            ConsumeResult::Failure => {
+                std::thread::sleep(opts.orderly_retry);
+                view.to_mut().delivery_attempt += 1;
             }
         }
     }
@@ -308,16 +338,13 @@ async fn settle(
 ) {
     while let Some(o) = rx.recv().await {
         let r = &o.received;
-        let outcome = match o.result {
-            ConsumeResult::Success => consumer.ack(r).await,
-            ConsumeResult::Failure => {
-                let delay = if opts.orderly {
-                    Duration::from_secs(1)
-                } else {
-                    opts.retry_delay(r.message.delivery_attempt)
-                };
+        let outcome = match o.settle {
+            Settle::Ack => consumer.ack(r).await,
+            Settle::Retry => {
+                let delay = opts.retry_delay(r.message.delivery_attempt);
                 consumer.change_invisible_duration(r, delay).await.map(|_| ())
             }
+            Settle::DeadLetter => consumer.dead_letter(r).await,
         };
         if let Err(e) = outcome {
             // The message comes back after its invisible time: at least once, never lost.

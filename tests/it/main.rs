@@ -14,6 +14,7 @@ mod t40_python_compat;
 mod t50_filters;
 mod t55_dead_letters;
 mod t60_delay;
+mod t65_fifo;
 
 use std::path::Path;
 

@@ -467,7 +467,15 @@ impl Context {
                 code: Code::IllegalInvisibleTime,
                 message: "invisible_duration is missing".into(),
             })?;
-            let ms = if renew { millis_of(d) } else { self.check_invisible(millis_of(d))? };
+            // Any time up to the maximum: a push consumer's retry (1 s for an orderly group)
+            // may be shorter than the minimum a receive must ask for.
+            let ms = millis_of(d);
+            if !renew && !(0..=INVISIBLE_MS_MAX).contains(&ms) {
+                return Err(BrokerError::BadRequest {
+                    code: Code::IllegalInvisibleTime,
+                    message: format!("invisible time {ms} ms is outside 0 - 12 h"),
+                });
+            }
             self.renewals.release(&group, &handle);
             self.change_invisible_at(&group, &topic.name, handle, ms, renew, &md).await
         }
