@@ -226,6 +226,7 @@ impl AdminClient {
             message_id: message_id.to_string(),
             key: String::new(),
             max: 0,
+            ..Default::default()
         };
         let r = self.inner.clone().query_message(self.req(req)).await?.into_inner();
         check(r.status.as_ref())?;
@@ -244,7 +245,23 @@ impl AdminClient {
             message_id: String::new(),
             key: key.to_string(),
             max,
+            ..Default::default()
         };
+        let r = self.inner.clone().query_message(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r.messages)
+    }
+
+    /// Messages of `topic` stored in `[from_ms, to_ms)`, at most `max` (0: 32).
+    pub async fn messages_in_time_range(
+        &self,
+        topic: &str,
+        from_ms: i64,
+        to_ms: i64,
+        max: u32,
+    ) -> Result<Vec<pb::StoredMessage>, ClientError> {
+        let req =
+            pb::QueryMessageRequest { topic: topic.to_string(), from_ms, to_ms, max, ..Default::default() };
         let r = self.inner.clone().query_message(self.req(req)).await?.into_inner();
         check(r.status.as_ref())?;
         Ok(r.messages)

@@ -15,6 +15,7 @@ mod t50_filters;
 mod t55_dead_letters;
 mod t60_delay;
 mod t65_fifo;
+mod t70_query;
 
 use std::path::Path;
 

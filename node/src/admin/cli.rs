@@ -47,6 +47,9 @@ pub enum AdminCommand {
     /// Dead letters of a consumer group (`%DLQ%<group>`).
     #[command(subcommand)]
     Dlq(super::dlq::DlqCommand),
+    /// Look messages up by id, key or store time.
+    #[command(subcommand)]
+    Message(super::message::MessageCommand),
 }
 
 /// Cluster commands.
@@ -156,6 +159,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Topic(cmd) => topic(&client, cmd, args.json).await?,
         AdminCommand::Group(cmd) => group(&client, cmd, args.json).await?,
         AdminCommand::Dlq(cmd) => super::dlq::run(&args.server, cmd, args.json).await?,
+        AdminCommand::Message(cmd) => super::message::run(&client, cmd, args.json).await?,
     };
     print!("{out}");
     if !out.ends_with('\n') {

@@ -8,6 +8,8 @@ use raftmq_storage::nameserver::ConsumerGroup;
 use raftmq_storage::nameserver::MetaState;
 use raftmq_storage::nameserver::Topic;
 
+use crate::broker::read::Consumption;
+
 /// A topic with its route; leaders as the NameServer last recorded them.
 pub fn topic(state: &MetaState, t: &Topic) -> pb::TopicInfo {
     pb::TopicInfo {
@@ -65,5 +67,16 @@ pub fn stored(topic: &str, group: GroupId, queue: u32, m: &StoredMessage) -> Opt
         store_host: m.store_host.clone(),
         properties: v.properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         body: m.record.slice_ref(v.body),
+        consumption: Vec::new(),
     })
+}
+
+/// A consumer group's state with a message.
+pub fn consumption(group: String, c: Consumption) -> pb::Consumption {
+    let (state, attempt) = match c {
+        Consumption::Consumed => ("CONSUMED", 0),
+        Consumption::InFlight(a) => ("IN_FLIGHT", a),
+        Consumption::NotConsumed => ("NOT_CONSUMED", 0),
+    };
+    pb::Consumption { group, state: state.to_string(), attempt }
 }

@@ -4,5 +4,6 @@ pub mod cli;
 mod convert;
 pub mod dlq;
 pub mod members;
+pub mod message;
 pub mod service;
 mod table;

@@ -456,8 +456,17 @@ impl AdminServiceImpl {
             .ns
             .read_local(|s| s.topics.get(&r.topic).cloned())
             .ok_or_else(|| MetaError::TopicNotFound(r.topic.clone()))?;
-        if r.message_id.is_empty() == r.key.is_empty() {
-            return Err(BrokerError::bad_request("give exactly one of message_id and key"));
+        let by_time = r.to_ms > 0;
+        if [!r.message_id.is_empty(), !r.key.is_empty(), by_time].iter().filter(|x| **x).count() != 1 {
+            return Err(BrokerError::bad_request(
+                "give exactly one of: message_id, key, a time range (to_ms > 0)",
+            ));
+        }
+        if by_time && r.from_ms >= r.to_ms {
+            return Err(BrokerError::bad_request(format!(
+                "the time range is empty: from {} is not before to {}",
+                r.from_ms, r.to_ms
+            )));
         }
         let max = if r.max == 0 { 32 } else { r.max.min(1024) } as usize;
         let mut groups: Vec<u32> = topic.queues.iter().map(|q| q.group).collect();
@@ -466,10 +475,22 @@ impl AdminServiceImpl {
         let mut out = Vec::new();
         for g in groups {
             let Some(b) = self.brokers.get(GroupId(g)) else { continue };
-            let found = b.find(&r.topic, &r.message_id, &r.key, max).await?;
-            out.extend(
-                found.into_iter().filter_map(|(queue, m)| convert::stored(&r.topic, GroupId(g), queue, &m)),
-            );
+            let found = if by_time {
+                let queues: Vec<u32> =
+                    topic.queues.iter().filter(|q| q.group == g).map(|q| q.queue_id).collect();
+                b.in_time_range(&r.topic, &queues, r.from_ms, r.to_ms, max - out.len()).await?
+            } else {
+                b.find(&r.topic, &r.message_id, &r.key, max).await?
+            };
+            out.extend(found.into_iter().filter_map(|(queue, m)| {
+                let mut s = convert::stored(&r.topic, GroupId(g), queue, &m)?;
+                s.consumption = b
+                    .consumption(&r.topic, queue, m.offset)
+                    .into_iter()
+                    .map(|(group, c)| convert::consumption(group, c))
+                    .collect();
+                Some(s)
+            }));
             if out.len() >= max {
                 break;
             }

@@ -60,6 +60,17 @@ pub(super) async fn blocking<T: Send + 'static>(
     })
 }
 
+/// Where a consumer group is with one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumption {
+    /// Acked, or below the group's committed offset.
+    Consumed,
+    /// Handed out and not acked yet, at this delivery attempt.
+    InFlight(u32),
+    /// Not delivered to the group yet.
+    NotConsumed,
+}
+
 impl BrokerGroup {
     /// The message at `offset` of a queue, if it is still stored.
     pub async fn message_at(
@@ -176,6 +187,63 @@ impl BrokerGroup {
 
 impl BrokerGroup {
     /// Messages of `topic` with `message_id` (if not empty) or with `key`: `(queue, message)`.
+    /// Messages of `topic` stored in `[from_ms, to_ms)`, oldest first per queue, at most `max`.
+    pub async fn in_time_range(
+        &self,
+        topic: &str,
+        queues: &[u32],
+        from_ms: i64,
+        to_ms: i64,
+        max: usize,
+    ) -> Result<Vec<(u32, StoredMessage)>, BrokerError> {
+        let mut out = Vec::new();
+        for &q in queues {
+            let from = self.offset_for_time(topic, q, from_ms).await?;
+            let to = self.offset_for_time(topic, q, to_ms).await?;
+            if from >= to || out.len() >= max {
+                continue;
+            }
+            let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(out) };
+            let data = self.data.clone();
+            let left = max - out.len();
+            let found = blocking(move || {
+                let units = reader::cq_units(data.store(), data.group(), tid, q, from, to, left)?;
+                reader::messages(data.store(), data.log(), data.group(), &units)
+            })
+            .await?;
+            out.extend(found.into_iter().map(|m| (q, m)));
+        }
+        Ok(out)
+    }
+
+    /// Where every consumer group that consumed from a queue is with the message at `offset`.
+    pub fn consumption(&self, topic: &str, queue: u32, offset: u64) -> Vec<(String, Consumption)> {
+        self.data.read(|s| {
+            let Some(tid) = s.topic_id(topic) else { return Vec::new() };
+            let mut out: std::collections::BTreeMap<String, Consumption> = Default::default();
+            for ((g, t, q), committed) in &s.consumers {
+                if (*t, *q) == (tid, queue) {
+                    let c =
+                        if offset < *committed { Consumption::Consumed } else { Consumption::NotConsumed };
+                    out.insert(g.clone(), c);
+                }
+            }
+            for ((g, t, q), p) in &s.pops.queues {
+                if (*t, *q) != (tid, queue) {
+                    continue;
+                }
+                let c = match p.inflight.get(&offset) {
+                    Some(f) => Consumption::InFlight(f.attempt),
+                    None if offset < p.cursor => Consumption::Consumed,
+                    None => Consumption::NotConsumed,
+                };
+                // Receive/ack state is the more precise where a group has both.
+                out.insert(g.clone(), c);
+            }
+            out.into_iter().collect()
+        })
+    }
+
     pub async fn find(
         &self,
         topic: &str,
