@@ -31,6 +31,7 @@
 //! invisible_ms_min = 10000     # shortest invisible time a consumer may ask for
 //! auto_create_groups = true    # consumer groups are created on first use
 //! delay_max_secs = 259200      # furthest delivery time a delayed message may ask for (3 days)
+//! auto_create_topics = false   # a send or route query for an unknown topic creates it (MIXED, 8 queues)
 //! ```
 
 use std::collections::BTreeSet;
@@ -112,6 +113,8 @@ pub struct BrokerSection {
     pub auto_create_groups: bool,
     /// Furthest a delayed message's delivery time may lie ahead, seconds (RocketMQ: 3 days).
     pub delay_max_secs: u64,
+    /// Create a topic the first time a producer sends to it or asks for its route.
+    pub auto_create_topics: bool,
 }
 
 impl Default for BrokerSection {
@@ -127,6 +130,7 @@ impl Default for BrokerSection {
             invisible_ms_min: 10_000,
             auto_create_groups: true,
             delay_max_secs: 3 * 24 * 3600,
+            auto_create_topics: false,
         }
     }
 }

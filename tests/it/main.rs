@@ -16,6 +16,7 @@ mod t55_dead_letters;
 mod t60_delay;
 mod t65_fifo;
 mod t70_query;
+mod t75_auto_create;
 
 use std::path::Path;
 

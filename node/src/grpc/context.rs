@@ -91,11 +91,18 @@ pub struct ConsumerOptions {
     pub auto_create_groups: bool,
     /// Furthest a delayed message's delivery time may lie ahead, ms.
     pub delay_max_ms: i64,
+    /// Create a topic on its first send or route query (RocketMQ's `autoCreateTopicEnable`).
+    pub auto_create_topics: bool,
 }
 
 impl Default for ConsumerOptions {
     fn default() -> Self {
-        Self { invisible_ms_min: 10_000, auto_create_groups: true, delay_max_ms: 3 * 24 * 3600 * 1000 }
+        Self {
+            invisible_ms_min: 10_000,
+            auto_create_groups: true,
+            delay_max_ms: 3 * 24 * 3600 * 1000,
+            auto_create_topics: false,
+        }
     }
 }
 

@@ -68,26 +68,30 @@ impl Context {
     }
 
     async fn create_group_on_leader(&self, name: &str) -> Result<(), BrokerError> {
+        let (leader, mut admin, req) =
+            self.to_ns_leader(admin_pb::CreateGroupRequest { name: name.to_string(), ..Default::default() })?;
+        let resp = admin.create_group(req).await.map_err(|s| ns_leader_silent(leader, &s))?.into_inner();
+        leader_ok(resp.status)
+    }
+
+    /// The admin service of the NameServer leader and `msg` as a request to it (marked
+    /// forwarded, with a deadline), for metadata this node creates on a client's behalf.
+    pub fn to_ns_leader<T>(
+        &self,
+        msg: T,
+    ) -> Result<(u64, AdminServiceClient<tonic::transport::Channel>, tonic::Request<T>), BrokerError> {
         let (leader, info) = self.ns.leader().ok_or_else(|| {
             BrokerError::Unavailable("the NameServer has no leader right now; retry".into())
         })?;
         let ch = self.channels.get(&info.client_addr).map_err(BrokerError::Internal)?;
-        let mut req = tonic::Request::new(admin_pb::CreateGroupRequest {
-            name: name.to_string(),
-            ..Default::default()
-        });
+        let mut req = tonic::Request::new(msg);
         req.set_timeout(Duration::from_secs(5));
         crate::forward::mark_forwarded(&mut req, self.node_id);
-        let resp = AdminServiceClient::new(ch)
-            .create_group(req)
-            .await
-            .map_err(|s| {
-                BrokerError::Unavailable(format!(
-                    "NameServer leader {leader} did not answer: {}",
-                    s.message()
-                ))
-            })?
-            .into_inner();
-        leader_ok(resp.status)
+        Ok((leader, AdminServiceClient::new(ch), req))
     }
+}
+
+/// The error for a NameServer leader that did not answer.
+pub fn ns_leader_silent(leader: u64, s: &tonic::Status) -> BrokerError {
+    BrokerError::Unavailable(format!("NameServer leader {leader} did not answer: {}", s.message()))
 }

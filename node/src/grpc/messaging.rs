@@ -72,7 +72,7 @@ impl MessagingService for MessagingServiceImpl {
                 message_queues: Vec::new(),
             }));
         }
-        Ok(Response::new(self.ctx.query_route(req.into_inner())))
+        Ok(Response::new(self.ctx.query_route(req.into_inner()).await))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(n = req.get_ref().messages.len()))]

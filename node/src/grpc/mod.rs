@@ -11,3 +11,4 @@ pub mod receive;
 pub mod renew;
 pub mod send;
 pub mod telemetry;
+pub mod topics;

@@ -51,9 +51,9 @@ pub fn pull_status(e: BrokerError) -> PullStream {
 
 impl Context {
     /// `QueryRoute`: every queue of the topic, each pointing at its group's current leader.
-    pub fn query_route(&self, req: pb::QueryRouteRequest) -> pb::QueryRouteResponse {
+    pub async fn query_route(&self, req: pb::QueryRouteRequest) -> pb::QueryRouteResponse {
         let name = req.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
-        let topic = match self.topic(&name) {
+        let topic = match self.producer_topic(&name).await {
             Ok(t) => t,
             Err(e) => return pb::QueryRouteResponse { status: Some(e.status()), message_queues: Vec::new() },
         };

@@ -187,7 +187,7 @@ impl Context {
                 "all messages of one SendMessage must have the same topic",
             ));
         }
-        let topic = match self.topic(&topic_name) {
+        let topic = match self.producer_topic(&topic_name).await {
             Ok(t) => t,
             Err(e) => return fail(e),
         };
