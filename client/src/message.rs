@@ -27,6 +27,8 @@ pub struct Message {
     pub properties: HashMap<String, String>,
     /// Deliver no earlier than this, ms since the epoch (delay and scheduled messages).
     pub delivery_ms: Option<i64>,
+    /// A half message of a transaction (set by [`crate::Producer::send_half`]).
+    pub(crate) half: bool,
 }
 
 /// RocketMQ's 18 delay levels: level `n` (1-based) waits `DELAY_LEVELS[n - 1]` seconds
@@ -45,6 +47,7 @@ impl Message {
             message_group: None,
             properties: HashMap::new(),
             delivery_ms: None,
+            half: false,
         }
     }
 
@@ -95,6 +98,7 @@ impl Message {
     pub(crate) fn to_wire(&self, message_id: String, born_host: &str) -> pb::Message {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let message_type = match (&self.message_group, self.delivery_ms) {
+            _ if self.half => pb::MessageType::Transaction,
             (_, Some(_)) => pb::MessageType::Delay,
             (Some(_), None) => pb::MessageType::Fifo,
             (None, None) => pb::MessageType::Normal,

@@ -32,6 +32,8 @@
 //! auto_create_groups = true    # consumer groups are created on first use
 //! delay_max_secs = 259200      # furthest delivery time a delayed message may ask for (3 days)
 //! auto_create_topics = false   # a send or route query for an unknown topic creates it (MIXED, 8 queues)
+//! transaction_check_secs = 30  # an open transaction is checked back after this, and between checks
+//! transaction_checks_max = 15  # check-backs before an open transaction is rolled back
 //! ```
 
 use std::collections::BTreeSet;
@@ -115,6 +117,10 @@ pub struct BrokerSection {
     pub delay_max_secs: u64,
     /// Create a topic the first time a producer sends to it or asks for its route.
     pub auto_create_topics: bool,
+    /// How long a transaction may stay open before a check-back, and between check-backs, s.
+    pub transaction_check_secs: u64,
+    /// Check-backs before an open transaction is rolled back.
+    pub transaction_checks_max: u32,
 }
 
 impl Default for BrokerSection {
@@ -131,6 +137,8 @@ impl Default for BrokerSection {
             auto_create_groups: true,
             delay_max_secs: 3 * 24 * 3600,
             auto_create_topics: false,
+            transaction_check_secs: 30,
+            transaction_checks_max: 15,
         }
     }
 }
@@ -361,6 +369,18 @@ impl RawConfig {
             return Err(format!(
                 "[broker] invisible_ms_min must be 100-3600000 (1 h), got {}",
                 b.invisible_ms_min
+            ));
+        }
+        if !(1..=86_400).contains(&b.transaction_check_secs) {
+            return Err(format!(
+                "[broker] transaction_check_secs must be 1-86400 (a day), got {}",
+                b.transaction_check_secs
+            ));
+        }
+        if !(1..=1000).contains(&b.transaction_checks_max) {
+            return Err(format!(
+                "[broker] transaction_checks_max must be 1-1000, got {}",
+                b.transaction_checks_max
             ));
         }
         if !(1..=365 * 24 * 3600).contains(&b.delay_max_secs) {

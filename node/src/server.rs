@@ -176,6 +176,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         },
     ));
     let renewals = tokio::spawn(crate::grpc::renew::run(ctx.clone(), stop_rx.clone()));
+    let txn_opts = crate::grpc::transaction::TxnOptions {
+        check_interval: Duration::from_secs(config.broker.transaction_check_secs),
+        checks_max: config.broker.transaction_checks_max,
+    };
+    let txn_checks = tokio::spawn(crate::grpc::transaction::run(ctx.clone(), txn_opts, stop_rx.clone()));
     let service_stats = ctx.stats.clone();
     let messaging = MessagingServiceServer::new(MessagingServiceImpl::new(ctx))
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
@@ -229,6 +234,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = stats.await;
     let _ = retention.await;
     let _ = timers.await;
+    let _ = txn_checks.await;
     let _ = renewals.await;
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}

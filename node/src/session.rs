@@ -33,11 +33,17 @@ pub fn client_id(md: &MetadataMap) -> Result<String, BrokerError> {
     }
 }
 
+/// The sending half of a client's Telemetry stream: how the broker sends it commands.
+pub type CommandSender =
+    tokio::sync::mpsc::Sender<Result<raftmq_proto::rocketmq::TelemetryCommand, tonic::Status>>;
+
 /// Every client session of this node.
 #[derive(Default)]
 pub struct Sessions {
     /// When each client last spoke.
     clients: Mutex<HashMap<String, Instant>>,
+    /// Producers with an open Telemetry stream: the topics they publish, and the stream.
+    producers: Mutex<HashMap<String, (Vec<String>, CommandSender)>>,
 }
 
 impl Sessions {
@@ -67,5 +73,20 @@ impl Sessions {
     /// Forgets `client` (it terminated).
     pub fn remove(&self, client: &str) {
         self.clients.lock().unwrap_or_else(|e| e.into_inner()).remove(client);
+        self.producers.lock().unwrap_or_else(|e| e.into_inner()).remove(client);
+    }
+
+    /// Records that producer `client` publishes `topics` and listens on `tx` (its Telemetry
+    /// stream), so it can be asked about its transactions.
+    pub fn register_producer(&self, client: &str, topics: Vec<String>, tx: CommandSender) {
+        self.producers.lock().unwrap_or_else(|e| e.into_inner()).insert(client.to_string(), (topics, tx));
+    }
+
+    /// A live producer of `topic` with an open stream, if any (streams that closed are dropped).
+    pub fn producer_for(&self, topic: &str) -> Option<(String, CommandSender)> {
+        let mut m = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, (_, tx)| !tx.is_closed());
+        let found = m.iter().find(|(c, (topics, _))| topics.iter().any(|t| t == topic) && self.alive(c));
+        found.map(|(c, (_, tx))| (c.clone(), tx.clone()))
     }
 }

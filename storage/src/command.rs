@@ -58,6 +58,8 @@ pub enum Command {
     DeadLetter(crate::broker::dead_letter::DeadLetterCmd),
     /// Deliver delayed messages whose time came.
     Deliver(crate::broker::timers::DeliverCmd),
+    /// Commit, roll back or record a check-back of a half message.
+    Txn(crate::broker::txn::TxnCmd),
 }
 
 /// Tags of [`Command`] variants in the entry encoding. Never reuse a retired tag.
@@ -70,6 +72,7 @@ mod tag {
     pub(super) const ACK: u8 = 6;
     pub(super) const DEAD_LETTER: u8 = 7;
     pub(super) const DELIVER: u8 = 8;
+    pub(super) const TXN: u8 = 9;
 }
 
 impl Command {
@@ -111,6 +114,10 @@ impl Command {
             Command::Deliver(d) => {
                 w.u8(tag::DELIVER);
                 d.encode(w);
+            }
+            Command::Txn(t) => {
+                w.u8(tag::TXN);
+                t.encode(w);
             }
         }
     }
@@ -157,6 +164,7 @@ impl Command {
             tag::POP => Ok(Command::Pop(crate::broker::pop::decode_pop(r)?)),
             tag::ACK => Ok(Command::Ack(crate::broker::pop::decode_ack(r)?)),
             tag::DELIVER => Ok(Command::Deliver(crate::broker::timers::DeliverCmd::decode(r, whole)?)),
+            tag::TXN => Ok(Command::Txn(crate::broker::txn::TxnCmd::decode(r, whole)?)),
             tag::DEAD_LETTER => {
                 Ok(Command::DeadLetter(crate::broker::dead_letter::DeadLetterCmd::decode(r, whole)?))
             }
@@ -178,6 +186,7 @@ impl fmt::Display for Command {
                 write!(f, "dead-letter:{}:{}:{} items", d.ack.group, d.ack.topic, d.ack.items.len())
             }
             Command::Deliver(d) => write!(f, "deliver:{} timers", d.timers.len()),
+            Command::Txn(t) => write!(f, "txn:{}", t.message_id),
         }
     }
 }

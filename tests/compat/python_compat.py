@@ -1,7 +1,8 @@
 """Compatibility check: the official RocketMQ 5 Python client against a raftmq cluster.
 
 Run by the integration test `t40_python_compat` (which starts the cluster and the virtualenv);
-by hand: python_compat.py ENDPOINTS TOPIC SIMPLE_GROUP PUSH_GROUP.
+by hand: python_compat.py ENDPOINTS TOPIC SIMPLE_GROUP PUSH_GROUP TX_TOPIC TX_GROUP (the cluster's
+transaction check interval should be short, e.g. `[broker] transaction_check_secs = 1`).
 
 Scenarios, each asserted:
   1. Producer: sends normal messages with tag and keys; every send returns a message id.
@@ -9,6 +10,10 @@ Scenarios, each asserted:
      unacked, acks the rest; the unacked one comes back with delivery attempt 2 and is acked;
      after that nothing more is delivered.
   3. PushConsumer: a listener consumes every message (a second group, so all of them).
+  4. Transactions on a TRANSACTION topic: a half message committed by the client and one rolled
+     back; two left open, which the broker checks back through the producer's Telemetry stream
+     and the checker commits one and rolls back the other. Exactly the two committed ones reach
+     a consumer.
 Prints one line per scenario and exits non-zero on the first failure.
 """
 
@@ -17,7 +22,8 @@ import threading
 import time
 
 from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExpression, Message,
-                      MessageListener, Producer, PushConsumer, SimpleConsumer)
+                      MessageListener, Producer, PushConsumer, SimpleConsumer, TransactionChecker,
+                      TransactionResolution)
 
 COUNT = 10
 
@@ -122,15 +128,69 @@ def push(config, topic, group, ids):
         consumer.shutdown()
 
 
+class Checker(TransactionChecker):
+    """Answers check-backs: commit what the body says to commit, roll back the rest."""
+
+    def __init__(self):
+        self.checked = []
+
+    def check(self, message):
+        body = message.body.decode()
+        self.checked.append(body)
+        return TransactionResolution.COMMIT if body.startswith("commit") else TransactionResolution.ROLLBACK
+
+
+def transactions(config, topic, group):
+    checker = Checker()
+    producer = Producer(config, (topic,), checker)
+    producer.startup()
+    consumer = SimpleConsumer(config, group, {topic: FilterExpression()})
+    consumer.startup()
+    try:
+        def half(body):
+            msg = Message()
+            msg.topic = topic
+            msg.body = body.encode()
+            t = producer.begin_transaction()
+            producer.send(msg, t)
+            return t
+
+        half("client-commit").commit()
+        half("client-rollback").rollback()
+        half("commit-by-check")
+        half("rollback-by-check")
+        want = {"client-commit", "commit-by-check"}
+        got = []
+        deadline = time.time() + 30
+        while time.time() < deadline and len(got) < len(want):
+            for m in consumer.receive(16, 15):
+                got.append(m.body.decode())
+                consumer.ack(m)
+        if sorted(got) != sorted(want):
+            fail(f"transactions: consumed {got}, wanted {sorted(want)} (checked back: {checker.checked})")
+        # The rolled-back ones never come, the committed ones only once.
+        quiet = time.time() + 4
+        while time.time() < quiet:
+            for m in consumer.receive(16, 15):
+                fail(f"transactions: also consumed {m.body.decode()}")
+        if "commit-by-check" not in checker.checked or "rollback-by-check" not in checker.checked:
+            fail(f"transactions: the broker did not check back both open ones: {checker.checked}")
+        print("ok transactions: client commit and rollback, check-back commit and rollback", flush=True)
+    finally:
+        consumer.shutdown()
+        producer.shutdown()
+
+
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) != 7:
         print(__doc__)
         sys.exit(2)
-    endpoints, topic, simple_group, push_group = sys.argv[1:]
+    endpoints, topic, simple_group, push_group, tx_topic, tx_group = sys.argv[1:]
     config = ClientConfiguration(endpoints, Credentials())
     ids = produce(config, topic)
     simple(config, topic, simple_group, ids)
     push(config, topic, push_group, ids)
+    transactions(config, tx_topic, tx_group)
     print("ok all scenarios", flush=True)
 
 

@@ -17,6 +17,7 @@ mod t60_delay;
 mod t65_fifo;
 mod t70_query;
 mod t75_auto_create;
+mod t80_transactions;
 
 use std::path::Path;
 

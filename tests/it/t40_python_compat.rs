@@ -1,11 +1,13 @@
 //! The official RocketMQ 5 Python client (`rocketmq-python-client` 5.1.2) against a 3-node
 //! cluster: producer, simple consumer (receive, change invisible duration, ack, redelivery with
-//! attempt 2) and push consumer. The scenarios are in `tests/compat/python_compat.py`.
+//! attempt 2), push consumer, and transactions with check-back. The scenarios are in
+//! `tests/compat/python_compat.py`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use raftmq_client::admin::TopicSpec;
 use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::create_groups;
 
@@ -22,15 +24,28 @@ async fn official_python_client_produces_and_consumes() {
     assert!(setup.status.success(), "python setup failed: {}", String::from_utf8_lossy(&setup.stderr));
     let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
 
-    let c = cluster_with_topic_tuned(node_bin(), "py-topic", 4, &|c| c.broker.invisible_ms_min = 1000).await;
-    create_groups(&c, &["py-simple", "py-push"]).await;
+    let c = cluster_with_topic_tuned(node_bin(), "py-topic", 4, &|c| {
+        c.broker.invisible_ms_min = 1000;
+        c.broker.transaction_check_secs = 1;
+    })
+    .await;
+    // One queue, on one broker: the Python simple consumer long-polls one broker at a time
+    // (20 s when it has nothing), so every receive asks where the transactions are.
+    let tx = TopicSpec {
+        name: "py-tx".into(),
+        queue_count: 1,
+        message_type: "TRANSACTION".into(),
+        ..Default::default()
+    };
+    c.admin(1).create_topic(tx).await.unwrap();
+    create_groups(&c, &["py-simple", "py-push", "py-tx-group"]).await;
     // One access point: given several, the Python client sends them all, comma-joined, as the
     // HTTP/2 `:authority`, which the Rust HTTP/2 server refuses (RST_STREAM PROTOCOL_ERROR). Any
     // node works as the access point: routes name each queue's leader, and nodes forward.
     let eps = c.cluster.node(2).client_addr.clone();
     let run = tokio::process::Command::new(&python)
         .arg(compat_dir().join("python_compat.py"))
-        .args([eps.as_str(), "py-topic", "py-simple", "py-push"])
+        .args([eps.as_str(), "py-topic", "py-simple", "py-push", "py-tx", "py-tx-group"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

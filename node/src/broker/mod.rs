@@ -10,6 +10,7 @@ pub mod pop;
 pub mod read;
 pub mod retention;
 pub mod timers;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

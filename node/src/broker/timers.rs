@@ -68,14 +68,11 @@ impl BrokerGroup {
             let mut batch = BatchBuilder::new();
             let mut timers = Vec::with_capacity(due.len());
             for (k, t) in due {
-                let record = reader::append_entry(store, log, group, k.1)?.and_then(|(_, _, entry)| {
-                    entry.get(k.2 as usize..(k.2 as usize).saturating_add(t.len as usize)).map(<[u8]>::to_vec)
-                });
-                let Some(record) = record else {
+                let Some(m) = reader::record_at(store, log, group, k.1, k.2, t.len)? else {
                     tracing::error!(%group, log_index = k.1, "a delayed message's entry is gone; it cannot be delivered");
                     continue;
                 };
-                batch.push(&RecordView::parse(&record)?.to_new());
+                batch.push(&RecordView::parse(&m.record)?.to_new());
                 timers.push(k);
             }
             Ok((timers, batch.finish()))

@@ -193,11 +193,12 @@ impl MessagingService for MessagingServiceImpl {
         Ok(Response::new(self.ctx.forward_to_dead_letter_queue(req).await))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn end_transaction(
         &self,
-        _req: Request<pb::EndTransactionRequest>,
+        req: Request<pb::EndTransactionRequest>,
     ) -> Result<Response<pb::EndTransactionResponse>, Status> {
-        Err(unimplemented("EndTransaction"))
+        Ok(Response::new(self.ctx.end_transaction(req).await))
     }
 
     async fn telemetry(

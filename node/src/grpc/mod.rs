@@ -12,3 +12,4 @@ pub mod renew;
 pub mod send;
 pub mod telemetry;
 pub mod topics;
+pub mod transaction;

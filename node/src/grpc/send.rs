@@ -126,11 +126,11 @@ fn to_new_message(topic: &Topic, m: &pb::Message, delay_max_ms: i64) -> Result<N
             ));
         }
     }
-    if stored_type == StoredType::Transaction {
-        return Err(BrokerError::BadRequest {
-            code: Code::Unsupported,
-            message: format!("{stored_type:?} messages are not supported by this version of raftmq yet"),
-        });
+    if stored_type == StoredType::Transaction && delivery_ms.is_some() {
+        return Err(illegal(
+            Code::MessagePropertyConflictWithType,
+            "a transactional message cannot also be delayed",
+        ));
     }
     Ok(NewMessage {
         topic: topic.name.clone(),
@@ -159,7 +159,7 @@ fn entry(status: pb::Status, message_id: &str, offset: i64) -> pb::SendResultEnt
     pb::SendResultEntry {
         status: Some(status),
         message_id: message_id.to_string(),
-        transaction_id: message_id.to_string(),
+        transaction_id: String::new(),
         offset,
         recall_handle: String::new(),
     }
@@ -270,12 +270,20 @@ impl Context {
         if let Some(b) = self.local_leader(g) {
             let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
             let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
+            let halves: Vec<bool> = nms.iter().map(|m| m.message_type == StoredType::Transaction).collect();
             return match b.batcher.append(nms).await {
                 Ok(offsets) => idx
                     .into_iter()
                     .zip(ids)
                     .zip(offsets)
-                    .map(|((i, id), o)| (i, entry(ok_status(), &id, o as i64)))
+                    .zip(halves)
+                    .map(|(((i, id), o), half)| {
+                        let mut e = entry(ok_status(), &id, o as i64);
+                        if half {
+                            e.transaction_id = super::transaction::transaction_id(g, &id);
+                        }
+                        (i, e)
+                    })
                     .collect(),
                 Err(e) => {
                     tracing::debug!(group = %g, error = %e, "append failed");

@@ -126,9 +126,18 @@ impl Context {
                         {
                             tracing::warn!(client = %client, group = %name, error = %e, "consumer group not available");
                         }
+                        let publishes: Option<Vec<String>> = match &s.pub_sub {
+                            Some(pb::settings::PubSub::Publishing(p)) => {
+                                Some(p.topics.iter().map(|t| t.name.clone()).collect())
+                            }
+                            _ => None,
+                        };
                         match ctx.merge_settings(s) {
                             Ok(merged) => {
                                 sessions.register(&client);
+                                if let Some(topics) = publishes {
+                                    sessions.register_producer(&client, topics, reply_tx.clone());
+                                }
                                 let reply = pb::TelemetryCommand {
                                     status: Some(ok_status()),
                                     command: Some(pb::telemetry_command::Command::Settings(merged)),

@@ -13,6 +13,7 @@
 //! | `P` group length (u16), group, topic id, queue | pop cursor: next offset never handed out |
 //! | `R` group length (u16), group, topic id, queue, offset | in-flight message: deadline, attempt, epoch |
 //! | `D` delivery time, log index, position | pending timer: topic id, queue, record length |
+//! | `H` log index, position | pending half message: topic id, queue, length, id, checks |
 
 use crate::keys::group_key;
 use crate::types::GroupId;
@@ -27,6 +28,12 @@ pub(crate) const FLOOR: u8 = b'F';
 pub(crate) const POP_CURSOR: u8 = b'P';
 pub(crate) const POP_INFLIGHT: u8 = b'R';
 pub(crate) const TIMER: u8 = b'D';
+pub(crate) const HALF: u8 = b'H';
+
+/// `H` pending half message.
+pub(crate) fn half(g: GroupId, k: &super::txn::HalfKey) -> Vec<u8> {
+    group_key(g, &[&[HALF][..], &super::txn::key_suffix(k)].concat())
+}
 
 /// `D` pending timer.
 pub(crate) fn timer(g: GroupId, k: &super::timers::TimerKey) -> Vec<u8> {

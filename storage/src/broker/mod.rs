@@ -10,6 +10,7 @@ pub mod record;
 pub mod state;
 mod state_machine;
 pub mod timers;
+pub mod txn;
 
 pub use notify::QueueNotifier;
 pub use state::BrokerState;

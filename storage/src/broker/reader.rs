@@ -99,8 +99,32 @@ pub fn append_entry(
         EntryPayload::Normal(Command::Deliver(d)) => {
             Ok(Some((d.append.store_ms, d.append.store_host, d.append.batch)))
         }
+        EntryPayload::Normal(Command::Txn(crate::broker::txn::TxnCmd {
+            op: crate::broker::txn::TxnOp::Commit(a),
+            ..
+        })) => Ok(Some((a.store_ms, a.store_host, a.batch))),
         _ => Err(corrupt("consume queue", format!("entry {log_index} is not an append"))),
     }
+}
+
+/// The record at `pos..pos + len` of the batch in entry `log_index`, with the entry's store time
+/// and host; `None` if the entry is gone (purged) or shorter.
+pub fn record_at(
+    store: &Store,
+    log: &LogStore,
+    group: GroupId,
+    log_index: u64,
+    pos: u32,
+    len: u32,
+) -> Result<Option<StoredMessage>> {
+    let Some((store_ms, store_host, batch)) = append_entry(store, log, group, log_index)? else {
+        return Ok(None);
+    };
+    let (from, to) = (pos as usize, pos as usize + len as usize);
+    if to > batch.len() {
+        return Ok(None);
+    }
+    Ok(Some(StoredMessage { offset: 0, store_ms, store_host, log_index, record: batch.slice(from..to) }))
 }
 
 /// Reads the messages the units point at. A unit whose entry is gone (removed by retention in the
@@ -270,7 +294,10 @@ pub fn plan_retain(
         }
     }
     // A delayed message waiting for its time lives in its original entry.
-    if let Some(log_index) = state.timers.keys().map(|k| k.1).min() {
+    // So does a half message waiting for its transaction to end.
+    if let Some(log_index) =
+        state.timers.keys().map(|k| k.1).chain(state.halves.pending.keys().map(|k| k.0)).min()
+    {
         floor = floor.min(log_index);
     }
     plan.floor = floor.max(state.floor);

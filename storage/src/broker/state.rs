@@ -111,6 +111,8 @@ pub struct BrokerState {
     pub pops: super::pop::PopTable,
     /// Delayed messages waiting for their delivery time.
     pub timers: super::timers::TimerTable,
+    /// Half messages waiting for their transaction to end.
+    pub halves: super::txn::HalfTable,
 }
 
 impl BrokerState {
@@ -124,6 +126,7 @@ impl BrokerState {
             floor: 0,
             pops: super::pop::PopTable::default(),
             timers: Default::default(),
+            halves: Default::default(),
         }
     }
 
@@ -179,6 +182,23 @@ impl BrokerState {
         let mut touched: Vec<(u32, u32)> = Vec::new();
         for (p, v) in positions.iter().zip(&views) {
             let tid = self.topic_id_or_assign(v.topic, sink);
+            if v.message_type == super::record::StoredType::Transaction {
+                // A half message: no offset until its transaction commits.
+                let key = (log_index, p.pos);
+                let half = super::txn::Half {
+                    topic_id: tid,
+                    queue: v.queue_id,
+                    len: p.len,
+                    message_id: v.message_id.to_string(),
+                    store_ms,
+                    checks: 0,
+                    last_check_ms: store_ms,
+                };
+                sink.put(&keys::half(self.group, &key), &half.encode());
+                self.halves.insert(key, half);
+                offsets.push(NOT_YET);
+                continue;
+            }
             if let Some(at) = v.delivery_ms.filter(|d| *d > store_ms) {
                 // Not yet: it waits in the timer table, with no offset until delivered.
                 let key = (at, log_index, p.pos);
@@ -322,6 +342,43 @@ impl BrokerState {
             self.timers.remove(k);
             sink.delete(&keys::timer(self.group, k));
         }
+        Ok(offsets)
+    }
+
+    /// Applies a transaction step (see [`super::txn`]) to the half message it names; an unknown
+    /// one (ended already) or a commit whose copy does not decode changes nothing. Returns the
+    /// committed copy's offset, if any.
+    pub fn apply_txn(
+        &mut self,
+        log_index: u64,
+        cmd: &super::txn::TxnCmd,
+        sink: &mut impl Sink,
+        touched_names: &mut Vec<(String, u32)>,
+    ) -> Result<Vec<u64>, String> {
+        use super::txn::TxnOp;
+        let Some((key, _)) = self.halves.find(&cmd.message_id) else {
+            return Err(format!(
+                "no pending half message {:?}: its transaction ended already",
+                cmd.message_id
+            ));
+        };
+        let offsets = match &cmd.op {
+            TxnOp::Checked => {
+                if let Some(h) = self.halves.pending.get_mut(&key) {
+                    h.checks += 1;
+                    h.last_check_ms = cmd.now_ms;
+                    sink.put(&keys::half(self.group, &key), &h.encode());
+                }
+                return Ok(Vec::new());
+            }
+            TxnOp::Commit(a) => {
+                let offsets = self.apply_append(log_index, a.store_ms, &a.batch, sink, touched_names);
+                offsets.map_err(|e| e.to_string())?
+            }
+            TxnOp::Rollback => Vec::new(),
+        };
+        self.halves.remove(&key);
+        sink.delete(&keys::half(self.group, &key));
         Ok(offsets)
     }
 

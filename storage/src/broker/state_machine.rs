@@ -189,6 +189,10 @@ fn load_state(store: &Store, group: GroupId) -> Result<BrokerState> {
         s.timers.insert(super::timers::parse_key_suffix(k)?, super::timers::Timer::decode(v)?);
         Ok(())
     })?;
+    scan(store, group, keys::HALF, |k, v| {
+        s.halves.insert(super::txn::parse_key_suffix(k)?, super::txn::Half::decode(v)?);
+        Ok(())
+    })?;
     scan(store, group, keys::CONSUMER, |k, v| {
         let (name, tid, queue, _) = parse_group_key(k, 0)?;
         let off =
@@ -392,6 +396,13 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                     EntryPayload::Normal(Command::Deliver(d)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
                         match st.apply_deliver(log_id.index, &d, &mut sink, &mut touched) {
+                            Ok(offsets) => Response::Appended(offsets),
+                            Err(reason) => Response::Rejected(reason),
+                        }
+                    }
+                    EntryPayload::Normal(Command::Txn(t)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        match st.apply_txn(log_id.index, &t, &mut sink, &mut touched) {
                             Ok(offsets) => Response::Appended(offsets),
                             Err(reason) => Response::Rejected(reason),
                         }
