@@ -16,6 +16,7 @@ use crate::message::Message;
 use crate::message::new_message_id;
 use crate::routes::QueueRoute;
 use crate::routes::Routes;
+use crate::wire::resource;
 
 /// Producer settings.
 #[derive(Debug, Clone)]
@@ -61,6 +62,8 @@ pub struct SendReceipt {
     pub offset: u64,
     /// For a half message: what [`Producer::end_transaction`] needs.
     pub transaction_id: String,
+    /// For a delayed message: what [`Producer::recall`] needs.
+    pub recall_handle: String,
 }
 
 /// Sends messages. Cheap to clone; share one per application.
@@ -100,6 +103,20 @@ impl Producer {
         self.send(msg).await
     }
 
+    /// Cancels a delayed message of `topic` that is still waiting for its delivery time
+    /// (MESSAGE_NOT_FOUND once it was delivered or recalled).
+    pub async fn recall(&self, topic: &str, receipt: &SendReceipt) -> Result<(), ClientError> {
+        let req =
+            pb::RecallMessageRequest { topic: resource(topic), recall_handle: receipt.recall_handle.clone() };
+        let resp = self
+            .to_holder(topic, &receipt.recall_handle, |mut c| {
+                let req = self.routes.request(req.clone());
+                async move { c.recall_message(req).await }
+            })
+            .await?;
+        check(resp.status.as_ref())
+    }
+
     /// Commits (`commit`) or rolls back the transaction of a half message sent by
     /// [`send_half`](Self::send_half) to `topic`.
     pub async fn end_transaction(
@@ -108,13 +125,10 @@ impl Producer {
         receipt: &SendReceipt,
         commit: bool,
     ) -> Result<(), ClientError> {
-        let group = receipt.transaction_id.split_once(':').map(|(g, _)| g.to_string()).ok_or_else(|| {
-            ClientError::InvalidArgument(format!("{:?} is not a transaction id", receipt.transaction_id))
-        })?;
         let resolution =
             if commit { pb::TransactionResolution::Commit } else { pb::TransactionResolution::Rollback };
         let req = pb::EndTransactionRequest {
-            topic: Some(pb::Resource { resource_namespace: String::new(), name: topic.to_string() }),
+            topic: resource(topic),
             message_id: receipt.message_id.clone(),
             transaction_id: receipt.transaction_id.clone(),
             resolution: resolution as i32,
@@ -122,19 +136,33 @@ impl Producer {
             trace_context: String::new(),
         };
         let resp = self
-            .routes
+            .to_holder(topic, &receipt.transaction_id, |mut c| {
+                let req = self.routes.request(req.clone());
+                async move { c.end_transaction(req).await }
+            })
+            .await?;
+        check(resp.status.as_ref())
+    }
+
+    /// Calls the leader of the broker group a transaction id or recall handle
+    /// (`<broker group>:<message id>`) names.
+    async fn to_holder<T, F, Fut>(&self, topic: &str, locator: &str, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(crate::routes::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let (group, _) = locator
+            .split_once(':')
+            .ok_or_else(|| ClientError::InvalidArgument(format!("{locator:?} names no broker group")))?;
+        self.routes
             .call_leader(
                 topic,
                 3,
                 |q| q.group == group,
                 || ClientError::InvalidArgument(format!("{group} holds no queue of topic {topic}")),
-                |mut c, _| {
-                    let req = self.routes.request(req.clone());
-                    async move { c.end_transaction(req).await }
-                },
+                |c, _| call(c),
             )
-            .await?;
-        check(resp.status.as_ref())
+            .await
     }
 
     /// Sends one message and waits until a quorum stored it. Concurrent sends to the same node
@@ -154,6 +182,7 @@ impl Producer {
                             message_id: entry.message_id,
                             offset: entry.offset.max(0) as u64,
                             transaction_id: entry.transaction_id,
+                            recall_handle: entry.recall_handle,
                         });
                     }
                     Err(e) if e.is_retryable() => {
@@ -272,6 +301,7 @@ impl Producer {
                             message_id: e.message_id,
                             offset: e.offset.max(0) as u64,
                             transaction_id: e.transaction_id,
+                            recall_handle: e.recall_handle,
                         })
                     }
                     Err(err) if err.is_retryable() => {

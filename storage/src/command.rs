@@ -60,6 +60,8 @@ pub enum Command {
     Deliver(crate::broker::timers::DeliverCmd),
     /// Commit, roll back or record a check-back of a half message.
     Txn(crate::broker::txn::TxnCmd),
+    /// Cancel a pending delayed message.
+    Recall(crate::broker::timers::RecallCmd),
 }
 
 /// Tags of [`Command`] variants in the entry encoding. Never reuse a retired tag.
@@ -73,6 +75,7 @@ mod tag {
     pub(super) const DEAD_LETTER: u8 = 7;
     pub(super) const DELIVER: u8 = 8;
     pub(super) const TXN: u8 = 9;
+    pub(super) const RECALL: u8 = 10;
 }
 
 impl Command {
@@ -118,6 +121,9 @@ impl Command {
             Command::Txn(t) => {
                 w.u8(tag::TXN);
                 t.encode(w);
+            }
+            Command::Recall(r) => {
+                w.u8(tag::RECALL).str(&r.message_id);
             }
         }
     }
@@ -165,6 +171,9 @@ impl Command {
             tag::ACK => Ok(Command::Ack(crate::broker::pop::decode_ack(r)?)),
             tag::DELIVER => Ok(Command::Deliver(crate::broker::timers::DeliverCmd::decode(r, whole)?)),
             tag::TXN => Ok(Command::Txn(crate::broker::txn::TxnCmd::decode(r, whole)?)),
+            tag::RECALL => {
+                Ok(Command::Recall(crate::broker::timers::RecallCmd { message_id: r.str()?.to_string() }))
+            }
             tag::DEAD_LETTER => {
                 Ok(Command::DeadLetter(crate::broker::dead_letter::DeadLetterCmd::decode(r, whole)?))
             }
@@ -187,6 +196,7 @@ impl fmt::Display for Command {
             }
             Command::Deliver(d) => write!(f, "deliver:{} timers", d.timers.len()),
             Command::Txn(t) => write!(f, "txn:{}", t.message_id),
+            Command::Recall(r) => write!(f, "recall:{}", r.message_id),
         }
     }
 }

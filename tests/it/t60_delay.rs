@@ -69,6 +69,12 @@ async fn delayed_messages_arrive_once_on_time_across_a_leader_kill() {
         let (id, at) = send(Message::new("sched", format!("at-{i}")).with_delivery_time(at)).await;
         due.insert(id, at);
     }
+    // A recalled one never comes; recalling twice is refused.
+    let recalled =
+        producer.send(Message::new("sched", "recalled").with_delay(Duration::from_secs(2))).await.unwrap();
+    producer.recall("sched", &recalled).await.unwrap();
+    let e = producer.recall("sched", &recalled).await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::MessageNotFound), "{e}");
     // Kill the leader of broker-a before anything is due.
     let (leader, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
     c.cluster.kill(leader).await.unwrap();

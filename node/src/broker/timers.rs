@@ -11,6 +11,7 @@ use raftmq_storage::broker::reader;
 use raftmq_storage::broker::record::BatchBuilder;
 use raftmq_storage::broker::record::RecordView;
 use raftmq_storage::broker::timers::DeliverCmd;
+use raftmq_storage::broker::timers::RecallCmd;
 use raftmq_storage::command::AppendBatch;
 use tokio::sync::watch;
 
@@ -53,11 +54,30 @@ pub async fn run(brokers: Brokers, mut shutdown: watch::Receiver<bool>) {
 }
 
 impl BrokerGroup {
+    /// Cancels pending delayed message `message_id`; false if it is not pending (delivered or
+    /// recalled already). This node must lead.
+    pub async fn recall(&self, message_id: &str) -> Result<bool, BrokerError> {
+        let cmd = RecallCmd { message_id: message_id.to_string() };
+        match self.group.write(Command::Recall(cmd)).await? {
+            Response::Done => Ok(true),
+            Response::Rejected(reason) => {
+                tracing::debug!(group = %self.group.id(), %message_id, reason = %reason, "recall refused");
+                Ok(false)
+            }
+            other => Err(BrokerError::Internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
     /// Delivers the timers due now (up to [`DELIVER_MAX`]); how many. This node must lead.
     pub async fn deliver_due(&self) -> Result<usize, BrokerError> {
         let now = now_ms();
         let due: Vec<_> = self.data.read(|s| {
-            s.timers.range(..=(now, u64::MAX, u32::MAX)).take(DELIVER_MAX).map(|(k, t)| (*k, *t)).collect()
+            s.timers
+                .pending
+                .range(..=(now, u64::MAX, u32::MAX))
+                .take(DELIVER_MAX)
+                .map(|(k, t)| (*k, t.len))
+                .collect()
         });
         if due.is_empty() {
             return Ok(0);
@@ -67,8 +87,8 @@ impl BrokerGroup {
             let (store, log, group) = (data.store(), data.log(), data.group());
             let mut batch = BatchBuilder::new();
             let mut timers = Vec::with_capacity(due.len());
-            for (k, t) in due {
-                let Some(m) = reader::record_at(store, log, group, k.1, k.2, t.len)? else {
+            for (k, len) in due {
+                let Some(m) = reader::record_at(store, log, group, k.1, k.2, len)? else {
                     tracing::error!(%group, log_index = k.1, "a delayed message's entry is gone; it cannot be delivered");
                     continue;
                 };

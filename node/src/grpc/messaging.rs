@@ -223,11 +223,12 @@ impl MessagingService for MessagingServiceImpl {
         Ok(Response::new(self.ctx.change_invisible(req).await))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn recall_message(
         &self,
-        _req: Request<pb::RecallMessageRequest>,
+        req: Request<pb::RecallMessageRequest>,
     ) -> Result<Response<pb::RecallMessageResponse>, Status> {
-        Err(unimplemented("RecallMessage"))
+        Ok(Response::new(self.ctx.recall(req).await))
     }
 
     async fn sync_lite_subscription(

@@ -6,6 +6,7 @@ pub mod dead_letter;
 pub mod groups;
 pub mod messaging;
 pub mod pull;
+pub mod recall;
 pub mod receipt;
 pub mod receive;
 pub mod renew;

@@ -270,17 +270,19 @@ impl Context {
         if let Some(b) = self.local_leader(g) {
             let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
             let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
-            let halves: Vec<bool> = nms.iter().map(|m| m.message_type == StoredType::Transaction).collect();
+            let types: Vec<StoredType> = nms.iter().map(|m| m.message_type).collect();
             return match b.batcher.append(nms).await {
                 Ok(offsets) => idx
                     .into_iter()
                     .zip(ids)
                     .zip(offsets)
-                    .zip(halves)
-                    .map(|(((i, id), o), half)| {
+                    .zip(types)
+                    .map(|(((i, id), o), t)| {
                         let mut e = entry(ok_status(), &id, o as i64);
-                        if half {
-                            e.transaction_id = super::transaction::transaction_id(g, &id);
+                        match t {
+                            StoredType::Transaction => e.transaction_id = super::transaction::locator(g, &id),
+                            StoredType::Delay => e.recall_handle = super::transaction::locator(g, &id),
+                            _ => {}
                         }
                         (i, e)
                     })

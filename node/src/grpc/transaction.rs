@@ -34,17 +34,18 @@ pub struct TxnOptions {
     pub checks_max: u32,
 }
 
-/// The transaction id of a half message: its broker group and message id, so `EndTransaction`
-/// goes straight to the group that holds it.
-pub fn transaction_id(group: GroupId, message_id: &str) -> String {
+/// The transaction id of a half message, or the recall handle of a delayed one: its broker group
+/// and message id, so the request goes straight to the group that holds it.
+pub fn locator(group: GroupId, message_id: &str) -> String {
     format!("{}:{message_id}", group.name())
 }
 
-fn parse_transaction_id(id: &str) -> Result<(GroupId, String), BrokerError> {
+/// Parses a [`locator`]; `code` for one this cluster did not issue.
+pub fn parse_locator(id: &str, code: Code) -> Result<(GroupId, String), BrokerError> {
     let invalid = || BrokerError::BadRequest {
-        code: Code::InvalidTransactionId,
+        code,
         message: format!(
-            "transaction id {id:?} is not one this cluster issued; use the one the send returned"
+            "{id:?} is not a transaction id or recall handle this cluster issued; use the one the send returned"
         ),
     };
     let (group, message_id) = id.split_once(':').ok_or_else(invalid)?;
@@ -71,7 +72,7 @@ impl Context {
                 Ok(pb::TransactionResolution::Rollback) => false,
                 _ => return Err(BrokerError::bad_request("resolution must be COMMIT or ROLLBACK")),
             };
-            let (group, message_id) = parse_transaction_id(&r.transaction_id)?;
+            let (group, message_id) = parse_locator(&r.transaction_id, Code::InvalidTransactionId)?;
             if !topic.queues.iter().any(|q| GroupId(q.group) == group) {
                 return Err(BrokerError::BadRequest {
                     code: Code::InvalidTransactionId,
@@ -130,7 +131,7 @@ impl Context {
                             command: Some(pb::telemetry_command::Command::RecoverOrphanedTransactionCommand(
                                 pb::RecoverOrphanedTransactionCommand {
                                     message: Some(convert::delivered(&h.message, &view, 1, None)),
-                                    transaction_id: transaction_id(b.group.id(), &id),
+                                    transaction_id: locator(b.group.id(), &id),
                                 },
                             )),
                         };
@@ -165,11 +166,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transaction_ids_round_trip_and_refuse_garbage() {
-        let id = transaction_id(GroupId::broker(2), "01ABC");
-        assert_eq!(parse_transaction_id(&id).unwrap(), (GroupId::broker(2), "01ABC".to_string()));
+    fn locators_round_trip_and_refuse_garbage() {
+        let id = locator(GroupId::broker(2), "01ABC");
+        assert_eq!(parse_locator(&id, Code::BadRequest).unwrap(), (GroupId::broker(2), "01ABC".to_string()));
         for bad in ["", "01ABC", "nameserver:01ABC", "broker-b:", "nope:x"] {
-            assert_eq!(parse_transaction_id(bad).unwrap_err().code(), Code::InvalidTransactionId, "{bad}");
+            let e = parse_locator(bad, Code::InvalidTransactionId).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidTransactionId, "{bad}");
         }
     }
 }

@@ -296,7 +296,7 @@ pub fn plan_retain(
     // A delayed message waiting for its time lives in its original entry.
     // So does a half message waiting for its transaction to end.
     if let Some(log_index) =
-        state.timers.keys().map(|k| k.1).chain(state.halves.pending.keys().map(|k| k.0)).min()
+        state.timers.pending.keys().map(|k| k.1).chain(state.halves.pending.keys().map(|k| k.0)).min()
     {
         floor = floor.min(log_index);
     }

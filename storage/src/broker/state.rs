@@ -202,7 +202,12 @@ impl BrokerState {
             if let Some(at) = v.delivery_ms.filter(|d| *d > store_ms) {
                 // Not yet: it waits in the timer table, with no offset until delivered.
                 let key = (at, log_index, p.pos);
-                let timer = super::timers::Timer { topic_id: tid, queue: v.queue_id, len: p.len };
+                let timer = super::timers::Timer {
+                    topic_id: tid,
+                    queue: v.queue_id,
+                    len: p.len,
+                    message_id: v.message_id.to_string(),
+                };
                 sink.put(&keys::timer(self.group, &key), &timer.encode());
                 self.timers.insert(key, timer);
                 offsets.push(NOT_YET);
@@ -332,7 +337,7 @@ impl BrokerState {
         touched_names: &mut Vec<(String, u32)>,
     ) -> Result<Vec<u64>, String> {
         let now = cmd.append.store_ms;
-        if let Some(k) = cmd.timers.iter().find(|k| k.0 > now || !self.timers.contains_key(k)) {
+        if let Some(k) = cmd.timers.iter().find(|k| k.0 > now || !self.timers.pending.contains_key(k)) {
             return Err(format!("timer {k:?} is not pending or not due at {now}"));
         }
         let offsets = self
@@ -380,6 +385,21 @@ impl BrokerState {
         self.halves.remove(&key);
         sink.delete(&keys::half(self.group, &key));
         Ok(offsets)
+    }
+
+    /// Cancels a pending delayed message; an unknown one (delivered or recalled already) is an
+    /// error and changes nothing.
+    pub fn apply_recall(
+        &mut self,
+        cmd: &super::timers::RecallCmd,
+        sink: &mut impl Sink,
+    ) -> Result<(), String> {
+        let key = self.timers.find(&cmd.message_id).ok_or_else(|| {
+            format!("message {:?} is not waiting for delivery: delivered or recalled already", cmd.message_id)
+        })?;
+        self.timers.remove(&key);
+        sink.delete(&keys::timer(self.group, &key));
+        Ok(())
     }
 
     /// Records committed consumer offsets. An offset past the queue's end is clamped to it, and a

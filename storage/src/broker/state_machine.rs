@@ -400,6 +400,13 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                             Err(reason) => Response::Rejected(reason),
                         }
                     }
+                    EntryPayload::Normal(Command::Recall(r)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        match st.apply_recall(&r, &mut sink) {
+                            Ok(()) => Response::Done,
+                            Err(reason) => Response::Rejected(reason),
+                        }
+                    }
                     EntryPayload::Normal(Command::Txn(t)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
                         match st.apply_txn(log_id.index, &t, &mut sink, &mut touched) {

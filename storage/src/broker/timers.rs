@@ -7,6 +7,7 @@
 //! timer is delivered exactly once. Log purge never passes the oldest pending timer.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use bytes::Bytes;
 
@@ -20,7 +21,7 @@ use crate::error::DecodeError;
 pub type TimerKey = (i64, u64, u32);
 
 /// A message waiting for its delivery time (its record stays in the log entry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer {
     /// Topic id.
     pub topic_id: u32,
@@ -28,22 +29,51 @@ pub struct Timer {
     pub queue: u32,
     /// Record length in the entry's batch.
     pub len: u32,
+    /// Message id (what a recall names).
+    pub message_id: String,
 }
 
 impl Timer {
-    pub(crate) fn encode(&self) -> [u8; 12] {
-        let mut b = [0u8; 12];
-        b[..4].copy_from_slice(&self.topic_id.to_be_bytes());
-        b[4..8].copy_from_slice(&self.queue.to_be_bytes());
-        b[8..].copy_from_slice(&self.len.to_be_bytes());
-        b
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u32(self.topic_id).u32(self.queue).u32(self.len).str(&self.message_id);
+        w.into_vec()
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(b, "timer record");
-        let t = Self { topic_id: r.u32()?, queue: r.u32()?, len: r.u32()? };
+        let t = Self { topic_id: r.u32()?, queue: r.u32()?, len: r.u32()?, message_id: r.str()?.to_string() };
         r.finish()?;
         Ok(t)
+    }
+}
+
+/// Pending timers of a broker group, in delivery order, with an index by message id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimerTable {
+    /// By delivery time.
+    pub pending: BTreeMap<TimerKey, Timer>,
+    /// Message id → key.
+    pub by_id: HashMap<String, TimerKey>,
+}
+
+impl TimerTable {
+    /// Adds a timer.
+    pub(crate) fn insert(&mut self, key: TimerKey, timer: Timer) {
+        self.by_id.insert(timer.message_id.clone(), key);
+        self.pending.insert(key, timer);
+    }
+
+    /// Removes a timer.
+    pub(crate) fn remove(&mut self, key: &TimerKey) -> Option<Timer> {
+        let t = self.pending.remove(key)?;
+        self.by_id.remove(&t.message_id);
+        Some(t)
+    }
+
+    /// The pending timer of message `message_id`.
+    pub fn find(&self, message_id: &str) -> Option<TimerKey> {
+        self.by_id.get(message_id).copied()
     }
 }
 
@@ -64,9 +94,6 @@ pub(crate) fn parse_key_suffix(b: &[u8]) -> Result<TimerKey, DecodeError> {
     r.finish()?;
     Ok(k)
 }
-
-/// Pending timers of a broker group.
-pub type TimerTable = BTreeMap<TimerKey, Timer>;
 
 /// Delivers due timers: their copies go to their queues, the timers go away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,11 +136,18 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_keys_sort_by_time() {
-        let t = Timer { topic_id: 3, queue: 1, len: 99 };
+        let t = Timer { topic_id: 3, queue: 1, len: 99, message_id: "m".into() };
         assert_eq!(Timer::decode(&t.encode()).unwrap(), t);
         let (early, late) = (key_suffix(&(1_000, 900, 5)), key_suffix(&(2_000, 1, 0)));
         assert!(early < late, "earlier delivery sorts first whatever the log index");
         assert_eq!(parse_key_suffix(&early).unwrap(), (1_000, 900, 5));
         assert!(Timer::decode(&[0, 0]).is_err());
     }
+}
+
+/// Cancels the pending delayed message `message_id` (RocketMQ's recall).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecallCmd {
+    /// The delayed message.
+    pub message_id: String,
 }
