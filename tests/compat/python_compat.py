@@ -1,8 +1,10 @@
 """Compatibility check: the official RocketMQ 5 Python client against a raftmq cluster.
 
 Run by the integration test `t40_python_compat` (which starts the cluster and the virtualenv);
-by hand: python_compat.py ENDPOINTS TOPIC SIMPLE_GROUP PUSH_GROUP TX_TOPIC TX_GROUP (the cluster's
-transaction check interval should be short, e.g. `[broker] transaction_check_secs = 1`).
+by hand: python_compat.py ENDPOINTS TOPIC SIMPLE_GROUP PUSH_GROUP TX_TOPIC TX_GROUP DELAY_TOPIC
+DELAY_GROUP FIFO_TOPIC FIFO_GROUP (the cluster's transaction check interval should be short, e.g.
+`[broker] transaction_check_secs = 1`; FIFO_GROUP a FIFO consumer group; the last three topics
+with one queue each).
 
 Scenarios, each asserted:
   1. Producer: sends normal messages with tag and keys; every send returns a message id.
@@ -14,6 +16,10 @@ Scenarios, each asserted:
      back; two left open, which the broker checks back through the producer's Telemetry stream
      and the checker commits one and rolls back the other. Exactly the two committed ones reach
      a consumer.
+  5. Delay: a message scheduled 2 s ahead arrives once, not early, within a second of its time; a
+     second one recalled by its recall handle never arrives.
+  6. FIFO: messages of one message group, consumed by a FIFO group with a SimpleConsumer, arrive
+     in send order, the next only after the previous is acked.
 Prints one line per scenario and exits non-zero on the first failure.
 """
 
@@ -181,16 +187,86 @@ def transactions(config, topic, group):
         producer.shutdown()
 
 
+def delay(config, topic, group):
+    producer = Producer(config, (topic,))
+    producer.startup()
+    consumer = SimpleConsumer(config, group, {topic: FilterExpression()})
+    consumer.startup()
+    try:
+        def scheduled(body, ahead_s):
+            msg = Message()
+            msg.topic = topic
+            msg.body = body.encode()
+            # This client sends delivery_timestamp as whole seconds since the epoch.
+            at = int(time.time()) + ahead_s
+            msg.delivery_timestamp = at
+            return producer.send(msg), at * 1000
+
+        _, due = scheduled("scheduled", 2)
+        receipt, _ = scheduled("recalled", 3)
+        producer.recall_message(topic, receipt.recall_handle)
+        got = []
+        deadline = time.time() + 25
+        while time.time() < deadline and not got:
+            for m in consumer.receive(16, 15):
+                now = int(time.time() * 1000)
+                got.append((m.body.decode(), now - due))
+                consumer.ack(m)
+        if [g[0] for g in got] != ["scheduled"]:
+            fail(f"delay: consumed {got}, wanted only 'scheduled'")
+        late = got[0][1]
+        if late < 0 or late > 1000:
+            fail(f"delay: delivered {late} ms after its time (must be 0-1000)")
+        quiet = time.time() + 3
+        while time.time() < quiet:
+            for m in consumer.receive(16, 15):
+                fail(f"delay: also consumed {m.body.decode()} (recalled or twice)")
+        print(f"ok delay: scheduled message {late} ms after its time, recalled one never delivered", flush=True)
+    finally:
+        consumer.shutdown()
+        producer.shutdown()
+
+
+def fifo(config, topic, group):
+    producer = Producer(config, (topic,))
+    producer.startup()
+    consumer = SimpleConsumer(config, group, {topic: FilterExpression()})
+    consumer.startup()
+    try:
+        want = [f"fifo-{i}" for i in range(COUNT)]
+        for body in want:
+            msg = Message()
+            msg.topic = topic
+            msg.body = body.encode()
+            msg.message_group = "order-1"
+            producer.send(msg)
+        got = []
+        deadline = time.time() + 30
+        while time.time() < deadline and len(got) < len(want):
+            for m in consumer.receive(16, 15):
+                got.append(m.body.decode())
+                consumer.ack(m)
+        if got != want:
+            fail(f"fifo: consumed {got}, wanted {want}")
+        print(f"ok fifo: {len(got)} messages of one message group in send order", flush=True)
+    finally:
+        consumer.shutdown()
+        producer.shutdown()
+
+
 def main():
-    if len(sys.argv) != 7:
+    if len(sys.argv) != 11:
         print(__doc__)
         sys.exit(2)
-    endpoints, topic, simple_group, push_group, tx_topic, tx_group = sys.argv[1:]
+    endpoints, topic, simple_group, push_group, tx_topic, tx_group = sys.argv[1:7]
+    delay_topic, delay_group, fifo_topic, fifo_group = sys.argv[7:]
     config = ClientConfiguration(endpoints, Credentials())
     ids = produce(config, topic)
     simple(config, topic, simple_group, ids)
     push(config, topic, push_group, ids)
     transactions(config, tx_topic, tx_group)
+    delay(config, delay_topic, delay_group)
+    fifo(config, fifo_topic, fifo_group)
     print("ok all scenarios", flush=True)
 
 

@@ -1,12 +1,14 @@
 //! The official RocketMQ 5 Python client (`rocketmq-python-client` 5.1.2) against a 3-node
 //! cluster: producer, simple consumer (receive, change invisible duration, ack, redelivery with
-//! attempt 2), push consumer, and transactions with check-back. The scenarios are in
+//! attempt 2), push consumer, transactions with check-back, delay with recall, and FIFO. The
+//! scenarios are in
 //! `tests/compat/python_compat.py`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use raftmq_client::admin::GroupSpec;
 use raftmq_client::admin::TopicSpec;
 use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::create_groups;
@@ -38,7 +40,19 @@ async fn official_python_client_produces_and_consumes() {
         ..Default::default()
     };
     c.admin(1).create_topic(tx).await.unwrap();
-    create_groups(&c, &["py-simple", "py-push", "py-tx-group"]).await;
+    for (name, kind) in [("py-delay", "DELAY"), ("py-fifo", "FIFO")] {
+        let spec =
+            TopicSpec { name: name.into(), queue_count: 1, message_type: kind.into(), ..Default::default() };
+        c.admin(1).create_topic(spec).await.unwrap();
+    }
+    let fifo = GroupSpec {
+        name: "py-fifo-group".into(),
+        fifo: true,
+        consume_from: "FIRST".into(),
+        ..Default::default()
+    };
+    c.admin(1).create_group(fifo).await.unwrap();
+    create_groups(&c, &["py-simple", "py-push", "py-tx-group", "py-delay-group"]).await;
     // One access point: given several, the Python client sends them all, comma-joined, as the
     // HTTP/2 `:authority`, which the Rust HTTP/2 server refuses (RST_STREAM PROTOCOL_ERROR). Any
     // node works as the access point: routes name each queue's leader, and nodes forward.
@@ -46,6 +60,7 @@ async fn official_python_client_produces_and_consumes() {
     let run = tokio::process::Command::new(&python)
         .arg(compat_dir().join("python_compat.py"))
         .args([eps.as_str(), "py-topic", "py-simple", "py-push", "py-tx", "py-tx-group"])
+        .args(["py-delay", "py-delay-group", "py-fifo", "py-fifo-group"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
