@@ -69,6 +69,17 @@ impl BrokerError {
     }
 }
 
+/// The status answering a request that `res` settled; a refusal is logged (debug) as `what`.
+pub fn outcome_status(res: Result<(), BrokerError>, what: &str) -> Status {
+    match res {
+        Ok(()) => ok_status(),
+        Err(e) => {
+            tracing::debug!(error = %e, request = what, "request refused");
+            e.status()
+        }
+    }
+}
+
 /// The OK status.
 pub fn ok_status() -> Status {
     Status { code: Code::Ok as i32, message: "OK".to_string() }

@@ -13,7 +13,7 @@ use super::receipt::ReceiptHandle;
 use super::receive::topic_name;
 use crate::broker::dead_letter::Dying;
 use crate::error::BrokerError;
-use crate::error::ok_status;
+use crate::error::outcome_status;
 use crate::session::client_id;
 
 impl Context {
@@ -63,13 +63,7 @@ impl Context {
             Ok(())
         }
         .await;
-        let status = match res {
-            Ok(()) => ok_status(),
-            Err(e) => {
-                tracing::debug!(error = %e, "forward to dead-letter queue refused");
-                e.status()
-            }
-        };
+        let status = outcome_status(res, "forward to dead-letter queue");
         pb::ForwardMessageToDeadLetterQueueResponse { status: Some(status) }
     }
 }

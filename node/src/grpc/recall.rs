@@ -10,7 +10,7 @@ use super::context::leader_ok;
 use super::receive::topic_name;
 use super::transaction::parse_locator;
 use crate::error::BrokerError;
-use crate::error::ok_status;
+use crate::error::outcome_status;
 use crate::session::client_id;
 
 impl Context {
@@ -49,13 +49,7 @@ impl Context {
             }
         }
         .await;
-        let status = match res {
-            Ok(()) => ok_status(),
-            Err(e) => {
-                tracing::debug!(error = %e, "recall refused");
-                e.status()
-            }
-        };
+        let status = outcome_status(res, "recall");
         pb::RecallMessageResponse { status: Some(status), message_id }
     }
 }

@@ -19,7 +19,7 @@ use super::context::leader_ok;
 use super::convert;
 use super::receive::topic_name;
 use crate::error::BrokerError;
-use crate::error::ok_status;
+use crate::error::outcome_status;
 use crate::session::client_id;
 
 /// Half messages checked per broker group per round.
@@ -97,13 +97,7 @@ impl Context {
             }
         }
         .await;
-        let status = match res {
-            Ok(()) => ok_status(),
-            Err(e) => {
-                tracing::debug!(error = %e, "end transaction refused");
-                e.status()
-            }
-        };
+        let status = outcome_status(res, "end transaction");
         pb::EndTransactionResponse { status: Some(status) }
     }
 

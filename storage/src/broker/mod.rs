@@ -2,6 +2,7 @@
 //! entries) and whose state machine builds consume queues, indexes and consumer offsets.
 
 pub mod dead_letter;
+pub mod id_table;
 pub mod keys;
 mod notify;
 pub mod pop;

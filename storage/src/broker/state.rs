@@ -394,7 +394,7 @@ impl BrokerState {
         cmd: &super::timers::RecallCmd,
         sink: &mut impl Sink,
     ) -> Result<(), String> {
-        let key = self.timers.find(&cmd.message_id).ok_or_else(|| {
+        let (key, _) = self.timers.find(&cmd.message_id).ok_or_else(|| {
             format!("message {:?} is not waiting for delivery: delivered or recalled already", cmd.message_id)
         })?;
         self.timers.remove(&key);

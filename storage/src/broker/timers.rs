@@ -6,9 +6,6 @@
 //! table lives in the state machine, so a new leader delivers what the old one had not, and a
 //! timer is delivered exactly once. Log purge never passes the oldest pending timer.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
 use crate::codec::Reader;
@@ -49,31 +46,11 @@ impl Timer {
 }
 
 /// Pending timers of a broker group, in delivery order, with an index by message id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TimerTable {
-    /// By delivery time.
-    pub pending: BTreeMap<TimerKey, Timer>,
-    /// Message id → key.
-    pub by_id: HashMap<String, TimerKey>,
-}
+pub type TimerTable = super::id_table::IdTable<TimerKey, Timer>;
 
-impl TimerTable {
-    /// Adds a timer.
-    pub(crate) fn insert(&mut self, key: TimerKey, timer: Timer) {
-        self.by_id.insert(timer.message_id.clone(), key);
-        self.pending.insert(key, timer);
-    }
-
-    /// Removes a timer.
-    pub(crate) fn remove(&mut self, key: &TimerKey) -> Option<Timer> {
-        let t = self.pending.remove(key)?;
-        self.by_id.remove(&t.message_id);
-        Some(t)
-    }
-
-    /// The pending timer of message `message_id`.
-    pub fn find(&self, message_id: &str) -> Option<TimerKey> {
-        self.by_id.get(message_id).copied()
+impl super::id_table::MessageIdOf for Timer {
+    fn message_id(&self) -> &str {
+        &self.message_id
     }
 }
 

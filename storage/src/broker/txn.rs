@@ -5,9 +5,6 @@
 //! broker asked a producer, so the count of checks survives a leader change. Log purge never
 //! passes a pending half message.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
 use crate::codec::Reader;
@@ -63,32 +60,11 @@ impl Half {
 }
 
 /// Pending half messages of a broker group, with an index by message id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HalfTable {
-    /// By location.
-    pub pending: BTreeMap<HalfKey, Half>,
-    /// Message id → location.
-    pub by_id: HashMap<String, HalfKey>,
-}
+pub type HalfTable = super::id_table::IdTable<HalfKey, Half>;
 
-impl HalfTable {
-    /// Adds a half message.
-    pub(crate) fn insert(&mut self, key: HalfKey, half: Half) {
-        self.by_id.insert(half.message_id.clone(), key);
-        self.pending.insert(key, half);
-    }
-
-    /// Removes a half message.
-    pub(crate) fn remove(&mut self, key: &HalfKey) -> Option<Half> {
-        let h = self.pending.remove(key)?;
-        self.by_id.remove(&h.message_id);
-        Some(h)
-    }
-
-    /// The half message with this id.
-    pub fn find(&self, message_id: &str) -> Option<(HalfKey, &Half)> {
-        let key = *self.by_id.get(message_id)?;
-        Some((key, self.pending.get(&key)?))
+impl super::id_table::MessageIdOf for Half {
+    fn message_id(&self) -> &str {
+        &self.message_id
     }
 }
 
