@@ -23,6 +23,7 @@ Scenarios, each asserted:
 Prints one line per scenario and exits non-zero on the first failure.
 """
 
+import contextlib
 import sys
 import threading
 import time
@@ -146,13 +147,23 @@ class Checker(TransactionChecker):
         return TransactionResolution.COMMIT if body.startswith("commit") else TransactionResolution.ROLLBACK
 
 
-def transactions(config, topic, group):
-    checker = Checker()
+@contextlib.contextmanager
+def pair(config, topic, group, checker=None):
+    """A started producer of `topic` and simple consumer of `group` on it; both shut down after."""
     producer = Producer(config, (topic,), checker)
     producer.startup()
     consumer = SimpleConsumer(config, group, {topic: FilterExpression()})
     consumer.startup()
     try:
+        yield producer, consumer
+    finally:
+        consumer.shutdown()
+        producer.shutdown()
+
+
+def transactions(config, topic, group):
+    checker = Checker()
+    with pair(config, topic, group, checker) as (producer, consumer):
         def half(body):
             msg = Message()
             msg.topic = topic
@@ -182,17 +193,10 @@ def transactions(config, topic, group):
         if "commit-by-check" not in checker.checked or "rollback-by-check" not in checker.checked:
             fail(f"transactions: the broker did not check back both open ones: {checker.checked}")
         print("ok transactions: client commit and rollback, check-back commit and rollback", flush=True)
-    finally:
-        consumer.shutdown()
-        producer.shutdown()
 
 
 def delay(config, topic, group):
-    producer = Producer(config, (topic,))
-    producer.startup()
-    consumer = SimpleConsumer(config, group, {topic: FilterExpression()})
-    consumer.startup()
-    try:
+    with pair(config, topic, group) as (producer, consumer):
         def scheduled(body, ahead_s):
             msg = Message()
             msg.topic = topic
@@ -222,17 +226,10 @@ def delay(config, topic, group):
             for m in consumer.receive(16, 15):
                 fail(f"delay: also consumed {m.body.decode()} (recalled or twice)")
         print(f"ok delay: scheduled message {late} ms after its time, recalled one never delivered", flush=True)
-    finally:
-        consumer.shutdown()
-        producer.shutdown()
 
 
 def fifo(config, topic, group):
-    producer = Producer(config, (topic,))
-    producer.startup()
-    consumer = SimpleConsumer(config, group, {topic: FilterExpression()})
-    consumer.startup()
-    try:
+    with pair(config, topic, group) as (producer, consumer):
         want = [f"fifo-{i}" for i in range(COUNT)]
         for body in want:
             msg = Message()
@@ -249,9 +246,6 @@ def fifo(config, topic, group):
         if got != want:
             fail(f"fifo: consumed {got}, wanted {want}")
         print(f"ok fifo: {len(got)} messages of one message group in send order", flush=True)
-    finally:
-        consumer.shutdown()
-        producer.shutdown()
 
 
 def main():
