@@ -34,6 +34,7 @@
 //! auto_create_topics = false   # a send or route query for an unknown topic creates it (MIXED, 8 queues)
 //! transaction_check_secs = 30  # an open transaction is checked back after this, and between checks
 //! transaction_checks_max = 15  # check-backs before an open transaction is rolled back
+//! retry_delays_ms = [10000, 30000, 60000, ...]  # push consumers' retry schedule (RocketMQ's 16 steps)
 //! ```
 
 use std::collections::BTreeSet;
@@ -121,6 +122,9 @@ pub struct BrokerSection {
     pub transaction_check_secs: u64,
     /// Check-backs before an open transaction is rolled back.
     pub transaction_checks_max: u32,
+    /// The wait before delivery attempt 2, 3, ... of a message whose consumption failed, ms, as
+    /// push consumers learn it from their settings (RocketMQ: 10 s, 30 s, 1 min ... 2 h).
+    pub retry_delays_ms: Vec<u64>,
 }
 
 impl Default for BrokerSection {
@@ -139,6 +143,7 @@ impl Default for BrokerSection {
             auto_create_topics: false,
             transaction_check_secs: 30,
             transaction_checks_max: 15,
+            retry_delays_ms: crate::grpc::telemetry::RETRY_SCHEDULE_SECS.iter().map(|s| s * 1000).collect(),
         }
     }
 }
@@ -369,6 +374,12 @@ impl RawConfig {
             return Err(format!(
                 "[broker] invisible_ms_min must be 100-3600000 (1 h), got {}",
                 b.invisible_ms_min
+            ));
+        }
+        if b.retry_delays_ms.is_empty() || b.retry_delays_ms.iter().any(|d| !(1..=43_200_000).contains(d)) {
+            return Err(format!(
+                "[broker] retry_delays_ms must list 1 or more delays of 1 ms - 12 h, got {:?}",
+                b.retry_delays_ms
             ));
         }
         if !(1..=86_400).contains(&b.transaction_check_secs) {

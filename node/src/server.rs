@@ -173,6 +173,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             auto_create_groups: config.broker.auto_create_groups,
             delay_max_ms: (config.broker.delay_max_secs as i64).saturating_mul(1000),
             auto_create_topics: config.broker.auto_create_topics,
+            retry_delays_ms: config.broker.retry_delays_ms.clone(),
         },
     ));
     let renewals = tokio::spawn(crate::grpc::renew::run(ctx.clone(), stop_rx.clone()));

@@ -2,9 +2,10 @@
 
 Run by the integration test `t40_python_compat` (which starts the cluster and the virtualenv);
 by hand: python_compat.py ENDPOINTS TOPIC SIMPLE_GROUP PUSH_GROUP TX_TOPIC TX_GROUP DELAY_TOPIC
-DELAY_GROUP FIFO_TOPIC FIFO_GROUP (the cluster's transaction check interval should be short, e.g.
-`[broker] transaction_check_secs = 1`; FIFO_GROUP a FIFO consumer group; the last three topics
-with one queue each).
+DELAY_GROUP FIFO_TOPIC FIFO_GROUP RETRY_TOPIC RETRY_GROUP DLQ_READER (the cluster's transaction
+check interval and retry schedule should be short, e.g. `[broker] transaction_check_secs = 1`,
+`retry_delays_ms = [1000, 1000]`; FIFO_GROUP a FIFO consumer group; RETRY_GROUP with 2 delivery
+attempts; the topics after TOPIC with one queue each).
 
 Scenarios, each asserted:
   1. Producer: sends normal messages with tag and keys; every send returns a message id.
@@ -20,6 +21,9 @@ Scenarios, each asserted:
      second one recalled by its recall handle never arrives.
   6. FIFO: messages of one message group, consumed by a FIFO group with a SimpleConsumer, arrive
      in send order, the next only after the previous is acked.
+  7. Retry and dead letters: a PushConsumer listener fails one message every time; it comes back
+     with attempt 2 after the group's retry delay, then (2 attempts allowed) lands in the group's
+     %DLQ% topic with its message id, where a SimpleConsumer reads it; the others are consumed.
 Prints one line per scenario and exits non-zero on the first failure.
 """
 
@@ -248,12 +252,80 @@ def fifo(config, topic, group):
         print(f"ok fifo: {len(got)} messages of one message group in send order", flush=True)
 
 
+class FailOne(MessageListener):
+    """Fails the message with body `fail-me` every time; records its attempts."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.attempts = []
+        self.ok = set()
+
+    def consume(self, message):
+        with self.lock:
+            if message.body == b"fail-me":
+                self.attempts.append(message.delivery_attempt)
+                return ConsumeResult.FAILURE
+            self.ok.add(message.body.decode())
+        return ConsumeResult.SUCCESS
+
+
+def retry_and_dlq(config, topic, group, reader_group):
+    listener = FailOne()
+    producer = Producer(config, (topic,))
+    producer.startup()
+    consumer = PushConsumer(config, group, listener, {topic: FilterExpression()})
+    consumer.startup()
+    try:
+        failing = None
+        for body in ["ok-1", "fail-me", "ok-2"]:
+            msg = Message()
+            msg.topic = topic
+            msg.body = body.encode()
+            receipt = producer.send(msg)
+            if body == "fail-me":
+                failing = receipt.message_id
+        deadline = time.time() + 40
+        while time.time() < deadline:
+            with listener.lock:
+                if len(listener.attempts) >= 2 and listener.ok == {"ok-1", "ok-2"}:
+                    break
+            time.sleep(0.1)
+        with listener.lock:
+            attempts, ok = list(listener.attempts), set(listener.ok)
+        if attempts[:2] != [1, 2] or ok != {"ok-1", "ok-2"}:
+            fail(f"retry: attempts {attempts}, consumed {ok}")
+        # The broker moves it when it comes due after its last attempt, while the group consumes.
+        dlq = f"%DLQ%{group}"
+        reader = SimpleConsumer(config, reader_group, {dlq: FilterExpression()})
+        reader.startup()
+        try:
+            dead = []
+            deadline = time.time() + 40
+            while time.time() < deadline and not dead:
+                for m in reader.receive(16, 15):
+                    dead.append((m.body.decode(), m.message_id))
+                    reader.ack(m)
+            if dead != [("fail-me", failing)]:
+                fail(f"dlq: {dlq} holds {dead}, wanted the failed message {failing}")
+        finally:
+            reader.shutdown()
+        with listener.lock:
+            attempts = list(listener.attempts)
+        if attempts != [1, 2]:
+            fail(f"retry: deliveries of the failing message {attempts}, wanted [1, 2]")
+        print(f"ok retry and dead letter: attempts {attempts}, then {dlq} holds it with its id", flush=True)
+    finally:
+        consumer.shutdown()
+        producer.shutdown()
+
+
 def main():
-    if len(sys.argv) != 11:
+    if len(sys.argv) != 14:
         print(__doc__)
         sys.exit(2)
     endpoints, topic, simple_group, push_group, tx_topic, tx_group = sys.argv[1:7]
-    delay_topic, delay_group, fifo_topic, fifo_group = sys.argv[7:]
+    delay_topic, delay_group, fifo_topic, fifo_group = sys.argv[7:11]
+    retry_topic, retry_group, dlq_reader = sys.argv[11:]
     config = ClientConfiguration(endpoints, Credentials())
     ids = produce(config, topic)
     simple(config, topic, simple_group, ids)
@@ -261,6 +333,7 @@ def main():
     transactions(config, tx_topic, tx_group)
     delay(config, delay_topic, delay_group)
     fifo(config, fifo_topic, fifo_group)
+    retry_and_dlq(config, retry_topic, retry_group, dlq_reader)
     print("ok all scenarios", flush=True)
 
 

@@ -1,6 +1,7 @@
 //! The official RocketMQ 5 Python client (`rocketmq-python-client` 5.1.2) against a 3-node
 //! cluster: producer, simple consumer (receive, change invisible duration, ack, redelivery with
-//! attempt 2), push consumer, transactions with check-back, delay with recall, and FIFO. The
+//! attempt 2), push consumer, transactions with check-back, delay with recall, FIFO, and a push
+//! consumer's failure → retry → dead letter. The
 //! scenarios are in
 //! `tests/compat/python_compat.py`.
 
@@ -29,6 +30,7 @@ async fn official_python_client_produces_and_consumes() {
     let c = cluster_with_topic_tuned(node_bin(), "py-topic", 4, &|c| {
         c.broker.invisible_ms_min = 1000;
         c.broker.transaction_check_secs = 1;
+        c.broker.retry_delays_ms = vec![1000, 1000];
     })
     .await;
     // One queue, on one broker: the Python simple consumer long-polls one broker at a time
@@ -40,7 +42,7 @@ async fn official_python_client_produces_and_consumes() {
         ..Default::default()
     };
     c.admin(1).create_topic(tx).await.unwrap();
-    for (name, kind) in [("py-delay", "DELAY"), ("py-fifo", "FIFO")] {
+    for (name, kind) in [("py-delay", "DELAY"), ("py-fifo", "FIFO"), ("py-retry-topic", "NORMAL")] {
         let spec =
             TopicSpec { name: name.into(), queue_count: 1, message_type: kind.into(), ..Default::default() };
         c.admin(1).create_topic(spec).await.unwrap();
@@ -52,7 +54,14 @@ async fn official_python_client_produces_and_consumes() {
         ..Default::default()
     };
     c.admin(1).create_group(fifo).await.unwrap();
-    create_groups(&c, &["py-simple", "py-push", "py-tx-group", "py-delay-group"]).await;
+    let retry = GroupSpec {
+        name: "py-retry".into(),
+        max_delivery_attempts: 2,
+        consume_from: "FIRST".into(),
+        ..Default::default()
+    };
+    c.admin(1).create_group(retry).await.unwrap();
+    create_groups(&c, &["py-simple", "py-push", "py-tx-group", "py-delay-group", "py-dlq-reader"]).await;
     // One access point: given several, the Python client sends them all, comma-joined, as the
     // HTTP/2 `:authority`, which the Rust HTTP/2 server refuses (RST_STREAM PROTOCOL_ERROR). Any
     // node works as the access point: routes name each queue's leader, and nodes forward.
@@ -61,6 +70,7 @@ async fn official_python_client_produces_and_consumes() {
         .arg(compat_dir().join("python_compat.py"))
         .args([eps.as_str(), "py-topic", "py-simple", "py-push", "py-tx", "py-tx-group"])
         .args(["py-delay", "py-delay-group", "py-fifo", "py-fifo-group"])
+        .args(["py-retry-topic", "py-retry", "py-dlq-reader"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

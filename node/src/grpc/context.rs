@@ -93,6 +93,8 @@ pub struct ConsumerOptions {
     pub delay_max_ms: i64,
     /// Create a topic on its first send or route query (RocketMQ's `autoCreateTopicEnable`).
     pub auto_create_topics: bool,
+    /// The retry schedule push consumers get in their settings: the wait before attempt 2, 3, ...
+    pub retry_delays_ms: Vec<u64>,
 }
 
 impl Default for ConsumerOptions {
@@ -102,6 +104,7 @@ impl Default for ConsumerOptions {
             auto_create_groups: true,
             delay_max_ms: 3 * 24 * 3600 * 1000,
             auto_create_topics: false,
+            retry_delays_ms: super::telemetry::RETRY_SCHEDULE_SECS.iter().map(|s| s * 1000).collect(),
         }
     }
 }
