@@ -182,6 +182,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         checks_max: config.broker.transaction_checks_max,
     };
     let txn_checks = tokio::spawn(crate::grpc::transaction::run(ctx.clone(), txn_opts, stop_rx.clone()));
+    let sweep = tokio::spawn(crate::grpc::sweep::run(ctx.clone(), stop_rx.clone()));
     let service_stats = ctx.stats.clone();
     let messaging = MessagingServiceServer::new(MessagingServiceImpl::new(ctx))
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
@@ -236,6 +237,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = retention.await;
     let _ = timers.await;
     let _ = txn_checks.await;
+    let _ = sweep.await;
     let _ = renewals.await;
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}

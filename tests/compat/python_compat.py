@@ -2,7 +2,7 @@
 
 Run by the integration test `t40_python_compat` (which starts the cluster and the virtualenv);
 by hand: python_compat.py ENDPOINTS TOPIC SIMPLE_GROUP PUSH_GROUP TX_TOPIC TX_GROUP DELAY_TOPIC
-DELAY_GROUP FIFO_TOPIC FIFO_GROUP RETRY_TOPIC RETRY_GROUP DLQ_READER (the cluster's transaction
+DELAY_GROUP FIFO_TOPIC FIFO_GROUP RETRY_TOPIC RETRY_GROUP (the cluster's transaction
 check interval and retry schedule should be short, e.g. `[broker] transaction_check_secs = 1`,
 `retry_delays_ms = [1000, 1000]`; FIFO_GROUP a FIFO consumer group; RETRY_GROUP with 2 delivery
 attempts; the topics after TOPIC with one queue each).
@@ -22,8 +22,8 @@ Scenarios, each asserted:
   6. FIFO: messages of one message group, consumed by a FIFO group with a SimpleConsumer, arrive
      in send order, the next only after the previous is acked.
   7. Retry and dead letters: a PushConsumer listener fails one message every time; it comes back
-     with attempt 2 after the group's retry delay, then (2 attempts allowed) lands in the group's
-     %DLQ% topic with its message id, where a SimpleConsumer reads it; the others are consumed.
+     with attempt 2 after the group's retry delay and never a third time (2 attempts allowed); the
+     others are consumed. Prints its id; the test finds it in the group's %DLQ% topic.
 Prints one line per scenario and exits non-zero on the first failure.
 """
 
@@ -269,7 +269,7 @@ class FailOne(MessageListener):
         return ConsumeResult.SUCCESS
 
 
-def retry_and_dlq(config, topic, group, reader_group):
+def retry_and_dlq(config, topic, group):
     listener = FailOne()
     producer = Producer(config, (topic,))
     producer.startup()
@@ -294,38 +294,28 @@ def retry_and_dlq(config, topic, group, reader_group):
             attempts, ok = list(listener.attempts), set(listener.ok)
         if attempts[:2] != [1, 2] or ok != {"ok-1", "ok-2"}:
             fail(f"retry: attempts {attempts}, consumed {ok}")
-        # The broker moves it when it comes due after its last attempt, while the group consumes.
-        dlq = f"%DLQ%{group}"
-        reader = SimpleConsumer(config, reader_group, {dlq: FilterExpression()})
-        reader.startup()
-        try:
-            dead = []
-            deadline = time.time() + 40
-            while time.time() < deadline and not dead:
-                for m in reader.receive(16, 15):
-                    dead.append((m.body.decode(), m.message_id))
-                    reader.ack(m)
-            if dead != [("fail-me", failing)]:
-                fail(f"dlq: {dlq} holds {dead}, wanted the failed message {failing}")
-        finally:
-            reader.shutdown()
+        # Let a third delivery show if there were one; the broker moves the message to the
+        # group's %DLQ% topic when it comes due after its last attempt (the test reads it there).
+        quiet = time.time() + 3
+        while time.time() < quiet:
+            time.sleep(0.1)
         with listener.lock:
             attempts = list(listener.attempts)
         if attempts != [1, 2]:
             fail(f"retry: deliveries of the failing message {attempts}, wanted [1, 2]")
-        print(f"ok retry and dead letter: attempts {attempts}, then {dlq} holds it with its id", flush=True)
+        print(f"ok retry: attempts {attempts}; dead letter {failing}", flush=True)
     finally:
         consumer.shutdown()
         producer.shutdown()
 
 
 def main():
-    if len(sys.argv) != 14:
+    if len(sys.argv) != 13:
         print(__doc__)
         sys.exit(2)
     endpoints, topic, simple_group, push_group, tx_topic, tx_group = sys.argv[1:7]
     delay_topic, delay_group, fifo_topic, fifo_group = sys.argv[7:11]
-    retry_topic, retry_group, dlq_reader = sys.argv[11:]
+    retry_topic, retry_group = sys.argv[11:]
     config = ClientConfiguration(endpoints, Credentials())
     ids = produce(config, topic)
     simple(config, topic, simple_group, ids)
@@ -333,7 +323,7 @@ def main():
     transactions(config, tx_topic, tx_group)
     delay(config, delay_topic, delay_group)
     fifo(config, fifo_topic, fifo_group)
-    retry_and_dlq(config, retry_topic, retry_group, dlq_reader)
+    retry_and_dlq(config, retry_topic, retry_group)
     print("ok all scenarios", flush=True)
 
 

@@ -61,7 +61,7 @@ async fn official_python_client_produces_and_consumes() {
         ..Default::default()
     };
     c.admin(1).create_group(retry).await.unwrap();
-    create_groups(&c, &["py-simple", "py-push", "py-tx-group", "py-delay-group", "py-dlq-reader"]).await;
+    create_groups(&c, &["py-simple", "py-push", "py-tx-group", "py-delay-group"]).await;
     // One access point: given several, the Python client sends them all, comma-joined, as the
     // HTTP/2 `:authority`, which the Rust HTTP/2 server refuses (RST_STREAM PROTOCOL_ERROR). Any
     // node works as the access point: routes name each queue's leader, and nodes forward.
@@ -70,7 +70,7 @@ async fn official_python_client_produces_and_consumes() {
         .arg(compat_dir().join("python_compat.py"))
         .args([eps.as_str(), "py-topic", "py-simple", "py-push", "py-tx", "py-tx-group"])
         .args(["py-delay", "py-delay-group", "py-fifo", "py-fifo-group"])
-        .args(["py-retry-topic", "py-retry", "py-dlq-reader"])
+        .args(["py-retry-topic", "py-retry"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -83,5 +83,24 @@ async fn official_python_client_produces_and_consumes() {
         stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     assert!(out.status.success(), "python compatibility failed:\n{stdout}\n--- stderr tail ---\n{tail}");
     assert!(stdout.contains("ok all scenarios"), "{stdout}");
+    // The message the push consumer failed twice is in the group's dead-letter topic.
+    let dead = stdout
+        .lines()
+        .find_map(|l| l.split("dead letter ").nth(1))
+        .expect("no dead letter id")
+        .trim()
+        .to_string();
+    let admin = c.admin(1);
+    let found = raftmq_tests::eventually(Duration::from_secs(20), "the dead letter in %DLQ%py-retry", || {
+        let (admin, dead) = (admin.clone(), dead.clone());
+        async move {
+            let ms = admin.messages_in_time_range("%DLQ%py-retry", 0, i64::MAX, 32).await.ok()?;
+            ms.into_iter().find(|m| m.message_id == dead)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(&found.body[..], b"fail-me");
+    assert_eq!(found.properties.get("DLQ_ORIGIN_TOPIC").map(String::as_str), Some("py-retry-topic"));
     println!("{stdout}");
 }

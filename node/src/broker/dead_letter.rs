@@ -110,3 +110,54 @@ fn copy(v: &RecordView<'_>, dlq: &DeadLetterQueue, attempt: u32) -> NewMessage {
     m.delivery_ms = None;
     m
 }
+
+/// A message in flight past its deadline after its group's last attempt, found by a sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Queue.
+    pub queue: u32,
+    /// Offset.
+    pub offset: u64,
+    /// Epoch of its last delivery.
+    pub epoch: u32,
+    /// Deliveries it had.
+    pub attempt: u32,
+}
+
+impl BrokerGroup {
+    /// In-flight messages whose invisible time is over and that had at least `max_attempts(group)`
+    /// deliveries (at most `limit`): the ones a sweep moves to the dead-letter topic even when
+    /// the group receives no more.
+    pub fn expired(&self, max_attempts: impl Fn(&str) -> Option<u32>, limit: usize) -> Vec<Expired> {
+        let now = now_ms();
+        self.data.read(|s| {
+            let mut out = Vec::new();
+            for ((group, tid, queue), p) in &s.pops.queues {
+                let Some(max) = max_attempts(group) else { continue };
+                let Some(topic) = s.topics.iter().find(|(_, id)| *id == tid).map(|(n, _)| n) else {
+                    continue;
+                };
+                for (offset, f) in &p.inflight {
+                    if f.deadline_ms <= now && f.attempt >= max {
+                        out.push(Expired {
+                            group: group.clone(),
+                            topic: topic.clone(),
+                            queue: *queue,
+                            offset: *offset,
+                            epoch: f.epoch,
+                            attempt: f.attempt,
+                        });
+                        if out.len() >= limit {
+                            return out;
+                        }
+                    }
+                }
+            }
+            out
+        })
+    }
+}
