@@ -255,6 +255,7 @@ impl Context {
                 return receive_error(e);
             }
         };
+        let started = std::time::Instant::now();
         let messages = match self.local_leader(rc.broker).cloned() {
             Some(b) => {
                 let req = ReceiveRequest {
@@ -299,6 +300,10 @@ impl Context {
                 Err(e) => return receive_error(e),
             },
         };
+        tracing::debug!(
+            broker = %rc.broker, topic = %rc.topic, consumer_group = %rc.group.name, count = messages.len(),
+            waited_ms = started.elapsed().as_millis() as u64, "receive answered"
+        );
         if rc.auto_renew {
             for m in &messages {
                 if let Some(h) = m.system_properties.as_ref().and_then(|s| s.receipt_handle.as_deref())
