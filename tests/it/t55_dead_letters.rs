@@ -1,6 +1,7 @@
 //! Dead letters: a message that used up its delivery attempts moves to `%DLQ%<group>` (once,
 //! with its id and origin kept) and is never delivered to the group again; a consumer can also
-//! send one there at once (`ForwardMessageToDeadLetterQueue`).
+//! send one there at once (`ForwardMessageToDeadLetterQueue`). A broker leader dies between the
+//! deliveries.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use raftmq_client::SimpleConsumerOptions;
 use raftmq_client::Subscription;
 use raftmq_client::admin::GroupSpec;
 use raftmq_client::proto::rocketmq::Code;
+use raftmq_tests::START;
 use raftmq_tests::TestCluster;
 use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::create_groups;
@@ -37,7 +39,8 @@ async fn receive_n(s: &SimpleConsumer, n: usize, timeout: Duration) -> Vec<Recei
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < n && Instant::now() < deadline {
-        out.extend(s.receive(32, INVISIBLE).await.unwrap());
+        // A receive may fail while a killed leader's group elects a new one; try again.
+        out.extend(s.receive(32, INVISIBLE).await.unwrap_or_default());
     }
     out
 }
@@ -48,7 +51,7 @@ fn ids(r: &[Received]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_out_of_attempts_move_to_the_dead_letter_topic_once() {
-    let c = cluster_with_topic_tuned(node_bin(), "dl", 4, &|c| c.broker.invisible_ms_min = 500).await;
+    let mut c = cluster_with_topic_tuned(node_bin(), "dl", 4, &|c| c.broker.invisible_ms_min = 500).await;
     let admin = c.admin(1);
     let spec = GroupSpec {
         name: "g-dl".into(),
@@ -78,6 +81,9 @@ async fn messages_out_of_attempts_move_to_the_dead_letter_topic_once() {
     let first = receive_n(&s, 6, Duration::from_secs(20)).await;
     assert_eq!(ids(&first), sent);
     assert!(first.iter().all(|r| r.message.delivery_attempt == 1));
+    // The delivery state lives in the broker groups' logs: a new leader carries on.
+    let (leader, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
+    c.cluster.kill(leader).await.unwrap();
     let second = receive_n(&s, 6, Duration::from_secs(20)).await;
     assert_eq!(ids(&second), sent);
     assert!(second.iter().all(|r| r.message.delivery_attempt == 2));
@@ -108,7 +114,8 @@ async fn messages_out_of_attempts_move_to_the_dead_letter_topic_once() {
 
     // The admin CLI lists them and sends them back to their topic, where the group gets them
     // again as new messages.
-    let server = c.cluster.node(1).client_addr.clone();
+    let survivor = (1..=3).find(|n| *n != leader).unwrap();
+    let server = c.cluster.node(survivor).client_addr.clone();
     let admin_cli = |args: &[&str]| {
         let out = std::process::Command::new(node_bin())
             .args(["admin", "--server", &server, "--json", "dlq"])
