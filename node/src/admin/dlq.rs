@@ -141,8 +141,7 @@ fn original(m: &MessageView) -> anyhow::Result<Message> {
 }
 
 fn preview(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(&body[..body.len().min(40)]).replace(['\n', '\r', '\t'], " ");
-    if body.len() > 40 { format!("{s}…") } else { s }
+    super::table::preview(body, 40)
 }
 
 fn table(dead: &[MessageView]) -> String {

@@ -1,15 +1,14 @@
 //! `raftmq admin message get|find`: look messages up by id, by key or by store time, with their
 //! properties, a body preview and where every consumer group is with them.
 
-use std::time::SystemTime;
-use std::time::UNIX_EPOCH;
-
 use anyhow::bail;
 use clap::Subcommand;
 use raftmq_client::AdminClient;
 use raftmq_proto::admin as pb;
 use serde_json::Value;
 use serde_json::json;
+
+use crate::clock::now_ms;
 
 /// Message lookups.
 #[derive(Debug, Subcommand)]
@@ -64,10 +63,6 @@ pub async fn run(client: &AdminClient, cmd: MessageCommand, as_json: bool) -> an
     Ok(found.iter().map(message_text).collect::<Vec<_>>().join("\n"))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// `now`, ms since the epoch, or an age (`90s`, `10m`, `2h`, `1d`) before `now`.
 fn time_arg(s: &str, now: i64) -> anyhow::Result<i64> {
     let s = s.trim();
@@ -92,8 +87,8 @@ fn time_arg(s: &str, now: i64) -> anyhow::Result<i64> {
 }
 
 fn preview(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(&body[..body.len().min(64)]).replace(['\n', '\r', '\t'], " ");
-    if body.len() > 64 { format!("{s}… ({} bytes)", body.len()) } else { s }
+    let s = super::table::preview(body, 64);
+    if body.len() > 64 { format!("{s} ({} bytes)", body.len()) } else { s }
 }
 
 fn consumption(c: &pb::Consumption) -> String {

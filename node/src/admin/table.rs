@@ -30,6 +30,12 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The first `max` bytes of a message body as one line of text, `…` when there is more.
+pub fn preview(body: &[u8], max: usize) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(max)]).replace(['\n', '\r', '\t'], " ");
+    if body.len() > max { format!("{s}…") } else { s }
+}
+
 /// `-` for a missing value.
 pub fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())

@@ -138,14 +138,12 @@ impl BrokerGroup {
             let mut out = Vec::new();
             for ((group, tid, queue), p) in &s.pops.queues {
                 let Some(max) = max_attempts(group) else { continue };
-                let Some(topic) = s.topics.iter().find(|(_, id)| *id == tid).map(|(n, _)| n) else {
-                    continue;
-                };
+                let Some(topic) = s.topic_name(*tid) else { continue };
                 for (offset, f) in &p.inflight {
                     if f.deadline_ms <= now && f.attempt >= max {
                         out.push(Expired {
                             group: group.clone(),
-                            topic: topic.clone(),
+                            topic: topic.to_string(),
                             queue: *queue,
                             offset: *offset,
                             epoch: f.epoch,

@@ -18,6 +18,9 @@ use super::read::blocking;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 
+/// Where a record is: (log index, position in the entry's batch), length.
+type RecordAt = ((u64, u32), u32);
+
 /// A half message waiting for its transaction, as the check-back sees it.
 #[derive(Debug, Clone)]
 pub struct PendingHalf {
@@ -71,37 +74,44 @@ impl BrokerGroup {
 
     /// The stored record of pending half message `message_id`.
     async fn half_record(&self, message_id: &str) -> Result<Option<StoredMessage>, BrokerError> {
-        let Some((key, half)) = self.data.read(|s| s.halves.find(message_id).map(|(k, h)| (k, h.clone())))
-        else {
+        let Some(at) = self.data.read(|s| s.halves.find(message_id).map(|(k, h)| (k, h.len))) else {
             return Ok(None);
         };
+        Ok(self.records(vec![at]).await?.pop().flatten())
+    }
+
+    /// The records at `(log index, position), length`, in order (`None` where the entry is gone),
+    /// read in one blocking task.
+    async fn records(&self, at: Vec<RecordAt>) -> Result<Vec<Option<StoredMessage>>, BrokerError> {
         let data = self.data.clone();
-        blocking(move || reader::record_at(data.store(), data.log(), data.group(), key.0, key.1, half.len))
-            .await
+        blocking(move || {
+            at.into_iter()
+                .map(|((index, pos), len)| {
+                    reader::record_at(data.store(), data.log(), data.group(), index, pos, len)
+                })
+                .collect()
+        })
+        .await
     }
 
     /// Half messages whose last check-back (or store) is at least `interval_ms` old, at most
     /// `max`, with their records.
     pub async fn halves_due(&self, interval_ms: i64, max: usize) -> Result<Vec<PendingHalf>, BrokerError> {
         let now = now_ms();
-        let due: Vec<(String, u32, String)> = self.data.read(|s| {
+        let due: Vec<(String, u32, RecordAt)> = self.data.read(|s| {
             s.halves
                 .pending
-                .values()
-                .filter(|h| now.saturating_sub(h.last_check_ms) >= interval_ms)
+                .iter()
+                .filter(|(_, h)| now.saturating_sub(h.last_check_ms) >= interval_ms)
                 .take(max)
-                .filter_map(|h| {
-                    let topic = s.topics.iter().find(|(_, id)| **id == h.topic_id).map(|(n, _)| n.clone())?;
-                    Some((topic, h.checks, h.message_id.clone()))
-                })
+                .filter_map(|(k, h)| Some((s.topic_name(h.topic_id)?.to_string(), h.checks, (*k, h.len))))
                 .collect()
         });
-        let mut out = Vec::with_capacity(due.len());
-        for (topic, checks, id) in due {
-            if let Some(message) = self.half_record(&id).await? {
-                out.push(PendingHalf { topic, message, checks });
-            }
-        }
-        Ok(out)
+        let records = self.records(due.iter().map(|(_, _, at)| *at).collect()).await?;
+        Ok(due
+            .into_iter()
+            .zip(records)
+            .filter_map(|((topic, checks, _), m)| Some(PendingHalf { topic, message: m?, checks }))
+            .collect())
     }
 }

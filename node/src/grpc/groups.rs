@@ -12,6 +12,7 @@ use raftmq_storage::nameserver::ConsumerGroup;
 use raftmq_storage::nameserver::GroupSpec;
 use raftmq_storage::nameserver::MetaCommand;
 use raftmq_storage::nameserver::MetaError;
+use raftmq_storage::nameserver::MetaState;
 use raftmq_storage::nameserver::names;
 use tokio::time::Instant;
 
@@ -20,8 +21,8 @@ use super::context::leader_ok;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 
-/// How long a new group may take to reach this node's NameServer replica.
-const GROUP_VISIBLE_WAIT: Duration = Duration::from_secs(3);
+/// How long new metadata may take to reach this node's NameServer replica.
+const VISIBLE_WAIT: Duration = Duration::from_secs(3);
 
 /// The consumer group name of a request, checked.
 pub fn group_name(g: Option<&pb::Resource>) -> Result<String, BrokerError> {
@@ -47,20 +48,31 @@ impl Context {
         } else {
             self.create_group_on_leader(name).await
         };
+        self.created_here(created, &format!("consumer group {name:?}"), |s| s.groups.get(name).cloned()).await
+    }
+
+    /// After this node asked the NameServer to create something on a client's behalf (`created`:
+    /// the answer; "already exists" means another node was first): the thing, once this node's
+    /// NameServer replica has it (within [`VISIBLE_WAIT`]).
+    pub async fn created_here<T>(
+        &self,
+        created: Result<(), BrokerError>,
+        what: &str,
+        read: impl Fn(&MetaState) -> Option<T>,
+    ) -> Result<T, BrokerError> {
         match created {
-            Ok(()) => tracing::info!(group = %name, "created consumer group on first use"),
-            // Another node created it at the same moment.
+            Ok(()) => tracing::info!(what, "created on first use"),
             Err(BrokerError::BadRequest { ref message, .. }) if message.contains("already exists") => {}
             Err(e) => return Err(e),
         }
-        let until = Instant::now() + GROUP_VISIBLE_WAIT;
+        let until = Instant::now() + VISIBLE_WAIT;
         loop {
-            if let Some(g) = self.ns.read_local(|s| s.groups.get(name).cloned()) {
-                return Ok(g);
+            if let Some(v) = self.ns.read_local(&read) {
+                return Ok(v);
             }
             if Instant::now() >= until {
                 return Err(BrokerError::Unavailable(format!(
-                    "consumer group {name:?} was created but has not reached this node yet; retry"
+                    "{what} was created but has not reached this node yet; retry"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

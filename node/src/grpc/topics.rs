@@ -2,8 +2,6 @@
 //! (RocketMQ's `autoCreateTopicEnable`; off by default, so a typo in a topic name is an error,
 //! not a new topic), through the NameServer's Raft log like any other metadata change.
 
-use std::time::Duration;
-
 use raftmq_proto::admin as admin_pb;
 use raftmq_storage::nameserver::DEFAULT_QUEUE_COUNT;
 use raftmq_storage::nameserver::DEFAULT_RETENTION_SECS;
@@ -14,16 +12,12 @@ use raftmq_storage::nameserver::Permission;
 use raftmq_storage::nameserver::Topic;
 use raftmq_storage::nameserver::TopicSpec;
 use raftmq_storage::nameserver::names;
-use tokio::time::Instant;
 
 use super::context::Context;
 use super::context::leader_ok;
 use super::groups::ns_leader_silent;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
-
-/// How long a new topic may take to reach this node's NameServer replica.
-const TOPIC_VISIBLE_WAIT: Duration = Duration::from_secs(3);
 
 impl Context {
     /// Topic `name` for a producer: created (MIXED, the default queue count) when it does not
@@ -54,22 +48,6 @@ impl Context {
             let resp = admin.create_topic(req).await.map_err(|s| ns_leader_silent(leader, &s))?.into_inner();
             leader_ok(resp.status)
         };
-        match created {
-            Ok(()) => tracing::info!(topic = %name, "created topic on first use"),
-            Err(BrokerError::BadRequest { ref message, .. }) if message.contains("already exists") => {}
-            Err(e) => return Err(e),
-        }
-        let until = Instant::now() + TOPIC_VISIBLE_WAIT;
-        loop {
-            match self.topic(name) {
-                Ok(t) => return Ok(t),
-                Err(_) if Instant::now() < until => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(_) => {
-                    return Err(BrokerError::Unavailable(format!(
-                        "topic {name:?} was created but has not reached this node yet; retry"
-                    )));
-                }
-            }
-        }
+        self.created_here(created, &format!("topic {name:?}"), |s| s.topics.get(name).cloned()).await
     }
 }

@@ -12,8 +12,8 @@
 //! | `F` | retention floor: lowest log index a stored message may live at (u64) |
 //! | `P` group length (u16), group, topic id, queue | pop cursor: next offset never handed out |
 //! | `R` group length (u16), group, topic id, queue, offset | in-flight message: deadline, attempt, epoch |
-//! | `D` delivery time, log index, position | pending timer: topic id, queue, record length |
-//! | `H` log index, position | pending half message: topic id, queue, length, id, checks |
+//! | `D` delivery time, log index, position | pending timer: record length, message id |
+//! | `H` log index, position | pending half message: topic id, length, id, checks, last check |
 
 use crate::keys::group_key;
 use crate::types::GroupId;

@@ -140,6 +140,11 @@ impl BrokerState {
         self.topics.get(topic).copied()
     }
 
+    /// The name of topic id `id`.
+    pub fn topic_name(&self, id: u32) -> Option<&str> {
+        self.topics.iter().find(|(_, t)| **t == id).map(|(n, _)| n.as_str())
+    }
+
     /// Offsets of a queue (zeros if it never stored a message).
     pub fn queue(&self, topic: &str, queue: u32) -> QueueState {
         self.topic_id(topic).and_then(|t| self.queues.get(&(t, queue)).copied()).unwrap_or_default()
@@ -187,10 +192,8 @@ impl BrokerState {
                 let key = (log_index, p.pos);
                 let half = super::txn::Half {
                     topic_id: tid,
-                    queue: v.queue_id,
                     len: p.len,
                     message_id: v.message_id.to_string(),
-                    store_ms,
                     checks: 0,
                     last_check_ms: store_ms,
                 };
@@ -202,12 +205,7 @@ impl BrokerState {
             if let Some(at) = v.delivery_ms.filter(|d| *d > store_ms) {
                 // Not yet: it waits in the timer table, with no offset until delivered.
                 let key = (at, log_index, p.pos);
-                let timer = super::timers::Timer {
-                    topic_id: tid,
-                    queue: v.queue_id,
-                    len: p.len,
-                    message_id: v.message_id.to_string(),
-                };
+                let timer = super::timers::Timer { len: p.len, message_id: v.message_id.to_string() };
                 sink.put(&keys::timer(self.group, &key), &timer.encode());
                 self.timers.insert(key, timer);
                 offsets.push(NOT_YET);
@@ -240,6 +238,18 @@ impl BrokerState {
             sink.put(&keys::queue(self.group, tid, queue), &st.encode());
         }
         Ok(offsets)
+    }
+
+    /// Appends the copies a dead-letter move, a delivery or a commit carries. Decoding fails
+    /// before any change, so a corrupt batch leaves everything as it was.
+    fn append_copies(
+        &mut self,
+        log_index: u64,
+        a: &crate::command::AppendBatch,
+        sink: &mut impl Sink,
+        touched_names: &mut Vec<(String, u32)>,
+    ) -> Result<Vec<u64>, String> {
+        self.apply_append(log_index, a.store_ms, &a.batch, sink, touched_names).map_err(|e| e.to_string())
     }
 
     /// Applies a retention plan: raises queue minimums, drops consume-queue units and index
@@ -318,10 +328,7 @@ impl BrokerState {
                 ));
             }
         }
-        // Decoding fails before any change, so a corrupt batch leaves everything as it was.
-        let offsets = self
-            .apply_append(log_index, cmd.append.store_ms, &cmd.append.batch, sink, touched_names)
-            .map_err(|e| e.to_string())?;
+        let offsets = self.append_copies(log_index, &cmd.append, sink, touched_names)?;
         self.pops.apply_ack(self.group, tid, ack, sink);
         Ok(offsets)
     }
@@ -340,9 +347,7 @@ impl BrokerState {
         if let Some(k) = cmd.timers.iter().find(|k| k.0 > now || !self.timers.pending.contains_key(k)) {
             return Err(format!("timer {k:?} is not pending or not due at {now}"));
         }
-        let offsets = self
-            .apply_append(log_index, now, &cmd.append.batch, sink, touched_names)
-            .map_err(|e| e.to_string())?;
+        let offsets = self.append_copies(log_index, &cmd.append, sink, touched_names)?;
         for k in &cmd.timers {
             self.timers.remove(k);
             sink.delete(&keys::timer(self.group, k));
@@ -376,10 +381,7 @@ impl BrokerState {
                 }
                 return Ok(Vec::new());
             }
-            TxnOp::Commit(a) => {
-                let offsets = self.apply_append(log_index, a.store_ms, &a.batch, sink, touched_names);
-                offsets.map_err(|e| e.to_string())?
-            }
+            TxnOp::Commit(a) => self.append_copies(log_index, a, sink, touched_names)?,
             TxnOp::Rollback => Vec::new(),
         };
         self.halves.remove(&key);

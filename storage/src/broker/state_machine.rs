@@ -148,6 +148,14 @@ fn u32_of(b: &[u8], what: &'static str) -> Result<u32> {
 }
 
 /// Loads the in-memory state of `group` from its records. Blocking.
+/// The answer to a command that appends copies (or refuses, changing nothing).
+fn appended(r: std::result::Result<Vec<u64>, String>) -> Response {
+    match r {
+        Ok(offsets) => Response::Appended(offsets),
+        Err(reason) => Response::Rejected(reason),
+    }
+}
+
 fn load_state(store: &Store, group: GroupId) -> Result<BrokerState> {
     let mut s = BrokerState::new(group);
     scan(store, group, keys::TOPIC, |k, v| {
@@ -395,10 +403,7 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                     }
                     EntryPayload::Normal(Command::Deliver(d)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-                        match st.apply_deliver(log_id.index, &d, &mut sink, &mut touched) {
-                            Ok(offsets) => Response::Appended(offsets),
-                            Err(reason) => Response::Rejected(reason),
-                        }
+                        appended(st.apply_deliver(log_id.index, &d, &mut sink, &mut touched))
                     }
                     EntryPayload::Normal(Command::Recall(r)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
@@ -409,17 +414,11 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                     }
                     EntryPayload::Normal(Command::Txn(t)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-                        match st.apply_txn(log_id.index, &t, &mut sink, &mut touched) {
-                            Ok(offsets) => Response::Appended(offsets),
-                            Err(reason) => Response::Rejected(reason),
-                        }
+                        appended(st.apply_txn(log_id.index, &t, &mut sink, &mut touched))
                     }
                     EntryPayload::Normal(Command::DeadLetter(d)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-                        match st.apply_dead_letter(log_id.index, &d, &mut sink, &mut touched) {
-                            Ok(offsets) => Response::Appended(offsets),
-                            Err(reason) => Response::Rejected(reason),
-                        }
+                        appended(st.apply_dead_letter(log_id.index, &d, &mut sink, &mut touched))
                     }
                     EntryPayload::Normal(Command::CommitOffsets(c)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());

@@ -20,10 +20,6 @@ pub type TimerKey = (i64, u64, u32);
 /// A message waiting for its delivery time (its record stays in the log entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer {
-    /// Topic id.
-    pub topic_id: u32,
-    /// Queue.
-    pub queue: u32,
     /// Record length in the entry's batch.
     pub len: u32,
     /// Message id (what a recall names).
@@ -33,13 +29,13 @@ pub struct Timer {
 impl Timer {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u32(self.topic_id).u32(self.queue).u32(self.len).str(&self.message_id);
+        w.u32(self.len).str(&self.message_id);
         w.into_vec()
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(b, "timer record");
-        let t = Self { topic_id: r.u32()?, queue: r.u32()?, len: r.u32()?, message_id: r.str()?.to_string() };
+        let t = Self { len: r.u32()?, message_id: r.str()?.to_string() };
         r.finish()?;
         Ok(t)
     }
@@ -113,7 +109,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_keys_sort_by_time() {
-        let t = Timer { topic_id: 3, queue: 1, len: 99, message_id: "m".into() };
+        let t = Timer { len: 99, message_id: "m".into() };
         assert_eq!(Timer::decode(&t.encode()).unwrap(), t);
         let (early, late) = (key_suffix(&(1_000, 900, 5)), key_suffix(&(2_000, 1, 0)));
         assert!(early < late, "earlier delivery sorts first whatever the log index");

@@ -21,14 +21,10 @@ pub type HalfKey = (u64, u32);
 pub struct Half {
     /// Topic id.
     pub topic_id: u32,
-    /// Queue.
-    pub queue: u32,
     /// Record length.
     pub len: u32,
     /// Message id (what `EndTransaction` names).
     pub message_id: String,
-    /// Store time of the half message, ms.
-    pub store_ms: i64,
     /// Check-backs made so far.
     pub checks: u32,
     /// When the last check-back was made (the store time before the first), ms.
@@ -38,8 +34,8 @@ pub struct Half {
 impl Half {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u32(self.topic_id).u32(self.queue).u32(self.len).str(&self.message_id);
-        w.i64(self.store_ms).u32(self.checks).i64(self.last_check_ms);
+        w.u32(self.topic_id).u32(self.len).str(&self.message_id);
+        w.u32(self.checks).i64(self.last_check_ms);
         w.into_vec()
     }
 
@@ -47,10 +43,8 @@ impl Half {
         let mut r = Reader::new(b, "half message record");
         let h = Self {
             topic_id: r.u32()?,
-            queue: r.u32()?,
             len: r.u32()?,
             message_id: r.str()?.to_string(),
-            store_ms: r.i64()?,
             checks: r.u32()?,
             last_check_ms: r.i64()?,
         };
@@ -142,15 +136,7 @@ mod tests {
 
     #[test]
     fn records_and_commands_round_trip() {
-        let h = Half {
-            topic_id: 1,
-            queue: 2,
-            len: 3,
-            message_id: "m".into(),
-            store_ms: 4,
-            checks: 5,
-            last_check_ms: 6,
-        };
+        let h = Half { topic_id: 1, len: 3, message_id: "m".into(), checks: 5, last_check_ms: 6 };
         assert_eq!(Half::decode(&h.encode()).unwrap(), h);
         assert_eq!(parse_key_suffix(&key_suffix(&(9, 8))).unwrap(), (9, 8));
         for op in [TxnOp::Rollback, TxnOp::Checked] {
