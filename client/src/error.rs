@@ -44,6 +44,15 @@ impl ClientError {
         }
     }
 
+    /// The server's hint of when to try again, from a TOO_MANY_REQUESTS answer whose message
+    /// ends with `retry after <n> ms` (raftmq's flow control says how long its backlog takes to
+    /// drain).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        let ClientError::Status { code: Code::TooManyRequests, message } = self else { return None };
+        let ms = message.rsplit_once("retry after ")?.1.strip_suffix(" ms")?;
+        ms.parse().ok().map(std::time::Duration::from_millis)
+    }
+
     /// The RocketMQ code, if the server answered.
     pub fn code(&self) -> Option<Code> {
         match self {
@@ -68,5 +77,23 @@ pub fn check(status: Option<&raftmq_proto::rocketmq::Status>) -> Result<(), Clie
     match code {
         Code::Ok | Code::MultipleResults => Ok(()),
         _ => Err(ClientError::Status { code, message: s.message.clone() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_from_throttling_answers_only() {
+        let e = ClientError::Status {
+            code: Code::TooManyRequests,
+            message: "the broker group has 64 MiB of writes waiting; retry after 250 ms".into(),
+        };
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_millis(250)));
+        let e = ClientError::Status { code: Code::TooManyRequests, message: "slow down".into() };
+        assert_eq!(e.retry_after(), None, "no hint: the client's own backoff");
+        let e = ClientError::Status { code: Code::BadRequest, message: "retry after 5 ms".into() };
+        assert_eq!(e.retry_after(), None);
     }
 }

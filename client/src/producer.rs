@@ -187,7 +187,7 @@ impl Producer {
                     }
                     Err(e) if e.is_retryable() => {
                         if e.code() == Some(Code::TooManyRequests) && attempt + 1 < attempts {
-                            throttle = self.throttled(throttle).await;
+                            throttle = self.throttled(throttle, &e).await;
                         }
                         last_err = e;
                     }
@@ -250,9 +250,11 @@ impl Producer {
         Ok((q, addr))
     }
 
-    /// Waits out a TOO_MANY_REQUESTS backoff of `throttle` (jittered); returns the next one.
-    async fn throttled(&self, throttle: Duration) -> Duration {
-        tokio::time::sleep(jittered(throttle, self.opts.throttle_jitter)).await;
+    /// Waits out a TOO_MANY_REQUESTS backoff (jittered): the server's hint in `err` when it gave
+    /// one (how long its backlog takes to drain), else `throttle`. Returns the next backoff.
+    async fn throttled(&self, throttle: Duration, err: &ClientError) -> Duration {
+        let wait = err.retry_after().map_or(throttle, |hint| hint.min(self.opts.throttle_max));
+        tokio::time::sleep(jittered(wait, self.opts.throttle_jitter)).await;
         throttle.mul_f64(self.opts.throttle_multiplier).min(self.opts.throttle_max)
     }
 
@@ -316,7 +318,7 @@ impl Producer {
                 break;
             }
             if last_err.code() == Some(Code::TooManyRequests) && attempt + 1 < attempts {
-                throttle = self.throttled(throttle).await;
+                throttle = self.throttled(throttle, &last_err).await;
             }
         }
         if !pending.is_empty() {

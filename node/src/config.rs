@@ -24,6 +24,7 @@
 //! batch_kib_max = 512          # bytes of messages per Raft entry
 //! linger_us = 1000             # wait for more messages while writes are in flight
 //! inflight_mib_max = 64        # per broker group; beyond, TOO_MANY_REQUESTS
+//! memory_budget_mib = 1024     # resident memory of the node; beyond, TOO_MANY_REQUESTS (0: none)
 //! tail_cache_mib = 64          # newest log entries kept in memory, per broker group
 //! retention_check_secs = 60
 //! compact_min_entries = 10000
@@ -100,6 +101,8 @@ pub struct BrokerSection {
     /// Most bytes accepted but not yet acknowledged per broker group; beyond, sends get
     /// TOO_MANY_REQUESTS.
     pub inflight_mib_max: u64,
+    /// Most resident memory of the node before sends get TOO_MANY_REQUESTS, MiB (0: no budget).
+    pub memory_budget_mib: u64,
     /// Memory for the newest log entries of each broker group (recent messages are read from it).
     pub tail_cache_mib: u64,
     /// How often the leader of a broker group removes expired messages, seconds.
@@ -133,6 +136,7 @@ impl Default for BrokerSection {
             batch_kib_max: 512,
             linger_us: 1000,
             inflight_mib_max: 64,
+            memory_budget_mib: 1024,
             tail_cache_mib: 64,
             retention_check_secs: 60,
             compact_min_entries: 10_000,

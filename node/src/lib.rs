@@ -31,6 +31,7 @@ pub mod error;
 pub mod forward;
 pub mod grpc;
 pub mod local_cluster;
+pub mod metrics;
 pub mod nameserver;
 pub mod server;
 pub mod session;

@@ -19,12 +19,14 @@ use tonic::transport::server::TcpIncoming;
 use crate::admin::service::AdminServiceImpl;
 use crate::broker::Brokers;
 use crate::broker::batcher::BatcherOptions;
+use crate::broker::flow::Flow;
 use crate::config::NodeConfig;
 use crate::forward::ClientChannels;
 use crate::grpc::context::CLIENT_MESSAGE_BYTES_MAX;
 use crate::grpc::context::ConsumerOptions;
 use crate::grpc::context::Context;
 use crate::grpc::messaging::MessagingServiceImpl;
+use crate::metrics::Metrics;
 use crate::nameserver;
 use crate::nameserver::NameServer;
 
@@ -137,11 +139,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         inflight_bytes_max: (b.inflight_mib_max << 20) as usize,
         ..Default::default()
     };
+    let flow = Flow::new(b.memory_budget_mib << 20);
     let brokers = Brokers::start(
         &host,
         config.broker_groups,
         &config.client_advertise,
         &batcher,
+        &flow,
         (b.tail_cache_mib << 20) as usize,
     )
     .await
@@ -183,15 +187,29 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     let txn_checks = tokio::spawn(crate::grpc::transaction::run(ctx.clone(), txn_opts, stop_rx.clone()));
     let sweep = tokio::spawn(crate::grpc::sweep::run(ctx.clone(), stop_rx.clone()));
+    let flow_sampler = tokio::spawn(flow.clone().run(brokers.clone(), stop_rx.clone()));
     let service_stats = ctx.stats.clone();
+    let metrics = Metrics {
+        node_id,
+        ns: ns.clone(),
+        brokers: brokers.clone(),
+        store: store.clone(),
+        flow: flow.clone(),
+        service: service_stats.clone(),
+    };
     let messaging = MessagingServiceServer::new(MessagingServiceImpl::new(ctx))
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX);
+    // The gRPC services, and `GET /metrics` (HTTP/1.1, for Prometheus) on the same port.
+    let routes = tonic::service::Routes::new(admin)
+        .add_service(messaging)
+        .into_axum_router()
+        .route("/metrics", axum::routing::get(move || metrics.clone().page()));
     let mut stop = stop_rx.clone();
     tasks.spawn(async move {
         server_builder()
-            .add_service(admin)
-            .add_service(messaging)
+            .accept_http1(true)
+            .add_routes(routes.into())
             .serve_with_incoming_shutdown(incoming(client_listener), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
@@ -238,6 +256,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = timers.await;
     let _ = txn_checks.await;
     let _ = sweep.await;
+    let _ = flow_sampler.await;
     let _ = renewals.await;
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}

@@ -54,8 +54,9 @@ pub enum Command {
     Pop(crate::broker::pop::PopCmd),
     /// Ack handed-out messages, or change their invisible time.
     Ack(crate::broker::pop::AckCmd),
-    /// Move handed-out messages to their group's dead-letter topic.
-    DeadLetter(crate::broker::dead_letter::DeadLetterCmd),
+    /// Move handed-out messages out of flight and append their copies: to the group's retry
+    /// topic after a failed delivery, or to its dead-letter topic after the last one.
+    Move(crate::broker::moves::MoveCmd),
     /// Deliver delayed messages whose time came.
     Deliver(crate::broker::timers::DeliverCmd),
     /// Commit, roll back or record a check-back of a half message.
@@ -72,7 +73,7 @@ mod tag {
     pub(super) const RETAIN: u8 = 4;
     pub(super) const POP: u8 = 5;
     pub(super) const ACK: u8 = 6;
-    pub(super) const DEAD_LETTER: u8 = 7;
+    pub(super) const MOVE: u8 = 7;
     pub(super) const DELIVER: u8 = 8;
     pub(super) const TXN: u8 = 9;
     pub(super) const RECALL: u8 = 10;
@@ -110,8 +111,8 @@ impl Command {
                 w.u8(tag::ACK);
                 crate::broker::pop::encode_ack(w, a);
             }
-            Command::DeadLetter(d) => {
-                w.u8(tag::DEAD_LETTER);
+            Command::Move(d) => {
+                w.u8(tag::MOVE);
                 d.encode(w);
             }
             Command::Deliver(d) => {
@@ -174,9 +175,7 @@ impl Command {
             tag::RECALL => {
                 Ok(Command::Recall(crate::broker::timers::RecallCmd { message_id: r.str()?.to_string() }))
             }
-            tag::DEAD_LETTER => {
-                Ok(Command::DeadLetter(crate::broker::dead_letter::DeadLetterCmd::decode(r, whole)?))
-            }
+            tag::MOVE => Ok(Command::Move(crate::broker::moves::MoveCmd::decode(r, whole)?)),
             t => Err(DecodeError::new("command", format!("unknown command tag {t}"))),
         }
     }
@@ -191,8 +190,8 @@ impl fmt::Display for Command {
             Command::Retain(r) => write!(f, "retain:{} topics", r.cuts.len()),
             Command::Pop(p) => write!(f, "pop:{}:{}:{} queues", p.group, p.topic, p.queues.len()),
             Command::Ack(a) => write!(f, "ack:{}:{}:{} items", a.group, a.topic, a.items.len()),
-            Command::DeadLetter(d) => {
-                write!(f, "dead-letter:{}:{}:{} items", d.ack.group, d.ack.topic, d.ack.items.len())
+            Command::Move(d) => {
+                write!(f, "move:{}:{}:{} items", d.ack.group, d.ack.topic, d.ack.items.len())
             }
             Command::Deliver(d) => write!(f, "deliver:{} timers", d.timers.len()),
             Command::Txn(t) => write!(f, "txn:{}", t.message_id),

@@ -24,6 +24,7 @@ pub mod codec;
 pub mod command;
 pub mod error;
 pub mod keys;
+pub mod latency;
 pub mod log_store;
 pub mod nameserver;
 pub mod raft_codec;

@@ -196,6 +196,20 @@ impl Store {
         self.log_writer.stats()
     }
 
+    /// A RocksDB integer property summed over the column families (`rocksdb.cur-size-all-mem-tables`,
+    /// `rocksdb.estimate-live-data-size`, ...), for metrics. Takes RocksDB's internal locks
+    /// briefly: call it off the async workers.
+    pub fn property(&self, name: &str) -> Option<u64> {
+        let mut total = None;
+        for cf in [CF_LOG, CF_RAFT, CF_SM] {
+            let cf = self.db.cf_handle(cf)?;
+            if let Ok(Some(v)) = self.db.property_int_value_cf(&cf, name) {
+                total = Some(total.unwrap_or(0) + v);
+            }
+        }
+        total
+    }
+
     /// Counters of the state-machine writer.
     pub fn sm_writer_stats(&self) -> &Arc<WriterStats> {
         self.sm_writer.stats()

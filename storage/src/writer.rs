@@ -89,6 +89,8 @@ pub struct WriterStats {
     pub sync_micros: AtomicU64,
     /// Longest single `flush_wal(true)`, microseconds (reset by whoever reads it).
     pub sync_micros_max: AtomicU64,
+    /// Every `flush_wal(true)`'s time.
+    pub sync_latency: crate::latency::LatencyHistogram,
     /// Time spent writing batches, microseconds.
     pub write_micros: AtomicU64,
 }
@@ -252,7 +254,9 @@ fn sync_loop(db: &DB, stats: &WriterStats, shared: &SyncShared) {
             None => {
                 let t = Instant::now();
                 let r = db.flush_wal(true).map_err(|e| e.to_string());
-                let us = t.elapsed().as_micros() as u64;
+                let took = t.elapsed();
+                let us = took.as_micros() as u64;
+                stats.sync_latency.observe(took);
                 stats.sync_micros.fetch_add(us, Ordering::Relaxed);
                 stats.sync_micros_max.fetch_max(us, Ordering::Relaxed);
                 stats.syncs.fetch_add(1, Ordering::Relaxed);

@@ -18,6 +18,7 @@ mod t65_fifo;
 mod t70_query;
 mod t75_auto_create;
 mod t80_transactions;
+mod t85_flow_control;
 
 use std::path::Path;
 

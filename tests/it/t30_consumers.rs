@@ -130,7 +130,7 @@ async fn bad_consumer_input_gets_a_clear_status_and_changes_nothing() {
     // Malformed and forged receipt handles.
     let got = receive_n(&s, 3, Duration::from_secs(30), Duration::from_secs(20)).await;
     assert_eq!(got.len(), 3);
-    for handle in ["", "garbage", "r1.2.0.0.1.1.00000000", &got[0].receipt_handle.replace("r1.", "r2.")] {
+    for handle in ["", "garbage", "r1.2.0.0.1.1.00000000", &got[0].receipt_handle.replace("r2.", "r3.")] {
         let forged = Received { receipt_handle: handle.to_string(), ..got[0].clone() };
         let e = s.ack(&forged).await.unwrap_err();
         assert_eq!(e.code(), Some(Code::InvalidReceiptHandle), "handle {handle:?}: {e}");

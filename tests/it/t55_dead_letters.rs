@@ -1,6 +1,8 @@
-//! Dead letters: a message that used up its delivery attempts moves to `%DLQ%<group>` (once,
-//! with its id and origin kept) and is never delivered to the group again; a consumer can also
-//! send one there at once (`ForwardMessageToDeadLetterQueue`). A broker leader dies between the
+//! Retries and dead letters: a message whose delivery failed moves to `%RETRY%<group>` and is
+//! delivered again from there (its original topic, id and attempt count shown), while its
+//! original queue moves on; after its last attempt it moves to `%DLQ%<group>` (once, with its id
+//! and origin kept) and is never delivered to the group again; a consumer can also send one
+//! there at once (`ForwardMessageToDeadLetterQueue`). A broker leader dies between the
 //! deliveries.
 
 use std::collections::BTreeSet;
@@ -63,6 +65,7 @@ async fn messages_out_of_attempts_move_to_the_dead_letter_topic_once() {
     create_groups(&c, &["g-manual", "g-dlq-reader"]).await;
     let topics = admin.list_topics().await.unwrap();
     assert!(topics.iter().any(|t| t.name == "%DLQ%g-dl"), "the group comes with its DLQ topic");
+    assert!(topics.iter().any(|t| t.name == "%RETRY%g-dl"), "and its retry topic");
 
     let producer = Producer::new(ProducerOptions::new(endpoints(&c))).unwrap();
     let mut sent = BTreeSet::new();
@@ -86,7 +89,28 @@ async fn messages_out_of_attempts_move_to_the_dead_letter_topic_once() {
     c.cluster.kill(leader).await.unwrap();
     let second = receive_n(&s, 6, Duration::from_secs(20)).await;
     assert_eq!(ids(&second), sent);
-    assert!(second.iter().all(|r| r.message.delivery_attempt == 2));
+    assert!(second.iter().all(|r| r.message.delivery_attempt == 2 && r.message.topic == "dl"));
+    assert!(
+        second.iter().all(|r| !r.message.properties.contains_key("RETRY_TOPIC")),
+        "a retry shows the user's properties only"
+    );
+    // The second delivery came from the retry topic: a copy of each, naming the original topic;
+    // the original queue moved on (its messages count as consumed by the group).
+    let survivor = (1..=3).find(|n| *n != leader).unwrap();
+    let admin = c.admin(survivor);
+    let retried = admin.messages_in_time_range("%RETRY%g-dl", 0, i64::MAX, 32).await.unwrap();
+    assert_eq!(retried.iter().map(|m| m.message_id.clone()).collect::<BTreeSet<_>>(), sent);
+    assert_eq!(retried.len(), 6, "one retry copy each");
+    assert!(retried.iter().all(|m| m.properties.get("RETRY_TOPIC").map(String::as_str) == Some("dl")));
+    for id in &sent {
+        let original = admin.message_by_id("dl", id).await.unwrap();
+        let state = original[0].consumption.iter().find(|c| c.group == "g-dl").map(|c| c.state.clone());
+        assert_eq!(
+            state.as_deref(),
+            Some("CONSUMED"),
+            "{id}: the original queue's progress is not held back"
+        );
+    }
 
     // After the second invisible time the messages are dead: the group never sees them again.
     let quiet_until = Instant::now() + INVISIBLE * 3;
@@ -114,7 +138,6 @@ async fn messages_out_of_attempts_move_to_the_dead_letter_topic_once() {
 
     // The admin CLI lists them and sends them back to their topic, where the group gets them
     // again as new messages.
-    let survivor = (1..=3).find(|n| *n != leader).unwrap();
     let server = c.cluster.node(survivor).client_addr.clone();
     let admin_cli = |args: &[&str]| {
         let out = std::process::Command::new(node_bin())

@@ -109,6 +109,7 @@ async fn half_messages_commit_roll_back_and_time_out() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let age = open_sent.elapsed();
+    println!("open transaction rolled back {age:?} after its half message (check interval 1 s, 2 checks)");
     assert!(age >= Duration::from_millis(1500), "rolled back before its two checks: {age:?}");
     let e = producer.end_transaction("tx", &open, true).await.unwrap_err();
     assert_eq!(e.code(), Some(Code::InvalidTransactionId), "{e}");

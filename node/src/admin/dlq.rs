@@ -21,9 +21,9 @@ use serde_json::Value;
 use serde_json::json;
 
 use super::table::render;
-use crate::broker::dead_letter::ORIGIN_MESSAGE_ID;
-use crate::broker::dead_letter::ORIGIN_TOPIC;
-use crate::broker::dead_letter::RECONSUME_TIMES;
+use crate::broker::moves::ORIGIN_MESSAGE_ID;
+use crate::broker::moves::ORIGIN_TOPIC;
+use crate::broker::moves::RECONSUME_TIMES;
 
 /// Dead-letter commands.
 #[derive(Debug, Subcommand)]

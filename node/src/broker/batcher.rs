@@ -4,7 +4,8 @@
 //! lone synchronous send pays no linger); while proposals are in flight, the batcher gathers for
 //! at most `linger` or until `batch_bytes_max`. A send is acknowledged only after its entry is
 //! committed (a quorum fsynced it) and applied. Bytes waiting or in flight are bounded: past the
-//! bound a send is refused with TOO_MANY_REQUESTS instead of queueing without end.
+//! bound (and while the node is over its memory budget, see `flow`) a send is refused with
+//! TOO_MANY_REQUESTS and a hint of when to try again, instead of queueing without end.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -12,7 +13,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use raftmq_proto::rocketmq::Code;
 use raftmq_raft::Group;
 use raftmq_storage::AppendBatch;
 use raftmq_storage::Command;
@@ -24,6 +24,9 @@ use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
+use super::flow::Flow;
+use super::flow::drain_hint_ms;
+use super::flow::throttled;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 
@@ -60,6 +63,10 @@ pub struct BatcherStats {
     pub messages: AtomicU64,
     /// Sends refused because the in-flight bound was reached.
     pub rejected: AtomicU64,
+    /// Bytes of messages committed and applied.
+    pub applied_bytes: AtomicU64,
+    /// How fast the backlog drains, bytes per second (smoothed by the flow sampler).
+    pub drain_bytes_per_sec: AtomicU64,
     /// Appends answered, and their total time from arrival to answer, microseconds.
     pub appends: AtomicU64,
     /// See `appends`.
@@ -81,21 +88,36 @@ pub struct Batcher {
     bytes: Arc<Semaphore>,
     stats: Arc<BatcherStats>,
     bytes_max: usize,
-}
-
-fn too_many(what: String) -> BrokerError {
-    BrokerError::BadRequest { code: Code::TooManyRequests, message: what }
+    flow: Arc<Flow>,
 }
 
 impl Batcher {
-    /// Starts the batcher of `group`; it stops when every handle is dropped.
-    pub fn start(group: Group, store_host: String, opts: BatcherOptions) -> Batcher {
+    /// Starts the batcher of `group`; it stops when every handle is dropped. `flow` holds the
+    /// node's memory budget, shared by every group.
+    pub fn start(group: Group, store_host: String, opts: BatcherOptions, flow: Arc<Flow>) -> Batcher {
         let (tx, rx) = mpsc::channel(65536);
         let bytes = Arc::new(Semaphore::new(opts.inflight_bytes_max));
         let stats = Arc::new(BatcherStats::default());
         let bytes_max = opts.inflight_bytes_max;
         tokio::spawn(run(group, store_host, opts, rx, stats.clone()));
-        Batcher { tx, bytes, stats, bytes_max }
+        Batcher { tx, bytes, stats, bytes_max, flow }
+    }
+
+    /// Bytes accepted and not yet acknowledged.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.bytes_max.saturating_sub(self.bytes.available_permits()) as u64
+    }
+
+    /// The backlog bound, bytes.
+    pub fn backlog_max_bytes(&self) -> u64 {
+        self.bytes_max as u64
+    }
+
+    /// A TOO_MANY_REQUESTS for a full backlog, hinting how long it takes to drain.
+    fn backlog_full(&self, what: String) -> BrokerError {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        let rate = self.stats.drain_bytes_per_sec.load(Ordering::Relaxed);
+        throttled(what, drain_hint_ms(self.backlog_bytes(), rate))
     }
 
     /// Appends `msgs` and waits until they are committed and applied; returns their queue offsets.
@@ -107,21 +129,21 @@ impl Batcher {
                 self.bytes_max
             )));
         }
+        self.flow.admit()?;
         let permit = match self.bytes.clone().try_acquire_many_owned(size as u32) {
             Ok(p) => p,
             Err(_) => {
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                return Err(too_many(format!(
-                    "the broker group has {} MiB of writes in flight; retry after a short backoff",
-                    self.bytes_max >> 20
+                return Err(self.backlog_full(format!(
+                    "the broker group has {} MiB of writes waiting for their quorum (its limit)",
+                    self.backlog_bytes() >> 20
                 )));
             }
         };
         let t0 = std::time::Instant::now();
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Pending { msgs, reply, permit }).map_err(|_| {
-            too_many("the broker group's write queue is full; retry after a short backoff".into())
-        })?;
+        if self.tx.try_send(Pending { msgs, reply, permit }).is_err() {
+            return Err(self.backlog_full("the broker group's write queue is full".into()));
+        }
         let r = rx.await.map_err(|_| BrokerError::Unavailable("the broker group's writer stopped".into()))?;
         self.stats.appends.fetch_add(1, Ordering::Relaxed);
         self.stats.append_micros.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -168,6 +190,7 @@ async fn run(
         last_ms.store(store_ms, Ordering::Relaxed);
         stats.proposals.fetch_add(1, Ordering::Relaxed);
         stats.messages.fetch_add(u64::from(builder.count()), Ordering::Relaxed);
+        let bytes = builder.len() as u64;
         let cmd = Command::Append(AppendBatch {
             store_ms,
             store_host: store_host.clone(),
@@ -179,6 +202,9 @@ async fn run(
             let t0 = std::time::Instant::now();
             let result = group.write(cmd).await;
             stats.proposal_micros.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+            if result.is_ok() {
+                stats.applied_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
             drop(permit);
             let mut offsets = match result {
                 Ok(Response::Appended(o)) => Ok(o.into_iter()),

@@ -3,8 +3,9 @@
 
 pub mod acks;
 pub mod batcher;
-pub mod dead_letter;
 pub mod filter;
+pub mod flow;
+pub mod moves;
 pub mod offsets;
 pub mod pop;
 pub mod read;
@@ -61,13 +62,14 @@ impl Brokers {
         count: u32,
         store_host: &str,
         opts: &BatcherOptions,
+        flow: &Arc<flow::Flow>,
         tail_cache_bytes: usize,
     ) -> Result<Brokers, raftmq_raft::RaftError> {
         let mut groups = BTreeMap::new();
         for n in 1..=count {
             let id = GroupId::broker(n);
             let (group, data) = host.start_broker(id, tail_cache_bytes).await?;
-            let batcher = Batcher::start(group.clone(), store_host.to_string(), opts.clone());
+            let batcher = Batcher::start(group.clone(), store_host.to_string(), opts.clone(), flow.clone());
             let offsets = OffsetCommitter::start(group.clone());
             let acks = AckBatcher::start(group.clone());
             groups.insert(

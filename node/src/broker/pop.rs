@@ -6,6 +6,11 @@
 //! one (consumer group, topic) take turns on a lock so they rarely collide. With nothing to hand
 //! out, a receive waits for a new message, the next invisible deadline, or an ack (FIFO groups),
 //! until its long-polling deadline.
+//!
+//! A clustering group that is not orderly also receives from its retry topic's queue on this
+//! broker group: a due message (its delivery failed) moves there first (`moves`), so the
+//! original queue's progress does not wait for it, and is handed out again from there. An
+//! orderly group retries in place: the next message of a queue waits for the one before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +31,11 @@ use raftmq_storage::nameserver::ConsumeFrom;
 use tokio::time::Instant;
 
 use super::BrokerGroup;
-use super::dead_letter::DeadLetterQueue;
-use super::dead_letter::Dying;
 use super::filter::Filter;
+use super::moves::Destination;
+use super::moves::MoveKind;
+use super::moves::Moving;
+use super::moves::attempts_before;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 
@@ -62,7 +69,12 @@ pub struct ReceiveRequest<'a> {
     pub max_attempts: u32,
     /// The group's dead-letter queue on this broker group (`None`: the group has no DLQ topic,
     /// so messages are delivered again, never dropped).
-    pub dlq: Option<DeadLetterQueue>,
+    pub dlq: Option<Destination>,
+    /// The group's retry queue on this broker group (`None`: an orderly group, or one without a
+    /// retry topic; due messages are then delivered again in place).
+    pub retry: Option<Destination>,
+    /// Look at the retry queue before the topic's queues (callers alternate, so neither starves).
+    pub retry_first: bool,
     /// When to stop waiting for messages.
     pub deadline: Instant,
 }
@@ -74,8 +86,32 @@ pub struct Delivery {
     pub queue: u32,
     /// The message.
     pub message: StoredMessage,
-    /// Its in-flight record (deadline, attempt, epoch).
+    /// Its in-flight record (deadline, attempt of this copy, epoch).
     pub inflight: Inflight,
+    /// Delivery attempt, counting deliveries before the message moved to the retry topic.
+    pub attempt: u32,
+    /// Handed out from the group's retry topic (`queue` and the offset are the retry queue's).
+    pub retry: bool,
+}
+
+/// Where one receive takes messages from: the requested topic or the group's retry topic.
+struct Source<'a> {
+    topic: &'a str,
+    queues: Vec<u32>,
+    filter: Filter,
+    retry: bool,
+}
+
+/// What one look at a source came to.
+enum Step {
+    /// Messages were handed out.
+    Delivered(Vec<Delivery>),
+    /// Messages moved out of flight; look again.
+    Moved,
+    /// The plan was stale; look again.
+    Stale(String),
+    /// Nothing to hand out; the earliest deadline of a message in flight.
+    Idle(Option<i64>),
 }
 
 /// A plan for one receive, made on the leader's state.
@@ -88,7 +124,9 @@ struct Plan {
     /// In-flight messages retention removed: ack them away.
     gone: Vec<(u32, u64, u32)>,
     /// Due messages that used up their deliveries: to the dead-letter queue.
-    dead: Vec<Dying>,
+    dead: Vec<Moving>,
+    /// Due messages with deliveries left, when the group has a retry queue: to it.
+    retry: Vec<Moving>,
     /// The earliest deadline of a message in flight that is not due yet.
     next_due_ms: Option<i64>,
 }
@@ -116,72 +154,53 @@ impl BrokerGroup {
     /// Hands out up to `req.max` messages, waiting until `req.deadline` for the first one. This
     /// node must lead the group.
     pub async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>, BrokerError> {
+        let mut sources = vec![Source {
+            topic: req.topic,
+            queues: req.queues.clone(),
+            filter: req.filter.clone(),
+            retry: false,
+        }];
+        if let Some(r) = &req.retry {
+            let retry = Source { topic: &r.topic, queues: vec![r.queue], filter: Filter::All, retry: true };
+            if req.retry_first {
+                sources.insert(0, retry);
+            } else {
+                sources.push(retry);
+            }
+        }
         let mut replans = 0;
-        loop {
+        'look: loop {
             // Subscribe before planning so nothing that happens after the plan is missed.
-            let mut ends: Vec<_> =
-                req.queues.iter().map(|q| self.data.notifier().subscribe(req.topic, *q)).collect();
+            let mut ends: Vec<_> = sources
+                .iter()
+                .flat_map(|s| s.queues.iter().map(|q| self.data.notifier().subscribe(s.topic, *q)))
+                .collect();
             let acked = self.pop_changed.notified();
             tokio::pin!(acked);
             acked.as_mut().enable();
-            let next_due_ms = {
-                let lock = self.pop_lock(req.group, req.topic);
-                let _turn = lock.lock().await;
-                let plan = self.plan(req).await?;
-                if !plan.gone.is_empty() {
-                    self.settle(req.group, req.topic, AckOp::Ack, plan.gone.clone()).await?;
-                }
-                if let (false, Some(dlq)) = (plan.dead.is_empty(), &req.dlq) {
-                    // Dead letters first, then plan again on the state without them.
-                    if !self.dead_letter(req.group, req.topic, dlq, &plan.dead).await? {
+            let mut next_due_ms: Option<i64> = None;
+            for src in &sources {
+                match self.receive_from(req, src).await? {
+                    Step::Delivered(out) => return Ok(out),
+                    Step::Moved => continue 'look,
+                    Step::Stale(reason) => {
                         replans += 1;
+                        tracing::debug!(group = %self.group.id(), reason = %reason, "receive plan was stale; planning again");
                         if replans >= REPLANS_MAX {
-                            return Err(BrokerError::Unavailable(
-                                "the queues changed too often to move dead letters; retry".into(),
-                            ));
+                            return Err(BrokerError::Unavailable(format!(
+                                "the queues changed too often to hand out messages ({reason}); retry"
+                            )));
                         }
+                        continue 'look;
                     }
-                    continue;
-                }
-                if !plan.queues.is_empty() {
-                    let cmd = PopCmd {
-                        group: req.group.to_string(),
-                        topic: req.topic.to_string(),
-                        now_ms: now_ms(),
-                        invisible_ms: req.invisible_ms,
-                        queues: plan.queues,
-                    };
-                    match self.group.write(Command::Pop(cmd)).await? {
-                        Response::Popped(popped) => {
-                            let mut messages = plan.messages;
-                            let out: Vec<Delivery> = popped
-                                .into_iter()
-                                .filter_map(|p| {
-                                    let message = messages.remove(&(p.queue, p.offset))?;
-                                    Some(Delivery { queue: p.queue, message, inflight: p.inflight })
-                                })
-                                .collect();
-                            if !out.is_empty() {
-                                return Ok(out);
-                            }
-                        }
-                        Response::Rejected(reason) => {
-                            replans += 1;
-                            tracing::debug!(group = %self.group.id(), reason = %reason, "receive plan was stale; planning again");
-                            if replans >= REPLANS_MAX {
-                                return Err(BrokerError::Unavailable(format!(
-                                    "the queues changed too often to hand out messages ({reason}); retry"
-                                )));
-                            }
-                            continue;
-                        }
-                        other => {
-                            return Err(BrokerError::Internal(format!("unexpected apply result {other:?}")));
+                    Step::Idle(due) => {
+                        next_due_ms = match (next_due_ms, due) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
                         }
                     }
                 }
-                plan.next_due_ms
-            };
+            }
             let now = Instant::now();
             if now >= req.deadline {
                 return Ok(Vec::new());
@@ -196,6 +215,60 @@ impl BrokerGroup {
                 () = &mut acked => {}
                 () = tokio::time::sleep_until(wake) => {}
             }
+        }
+    }
+
+    /// One look at `src`: plan, move what must move, propose the plan.
+    async fn receive_from(&self, req: &ReceiveRequest<'_>, src: &Source<'_>) -> Result<Step, BrokerError> {
+        let lock = self.pop_lock(req.group, src.topic);
+        let _turn = lock.lock().await;
+        let plan = self.plan(req, src).await?;
+        if !plan.gone.is_empty() {
+            self.settle(req.group, src.topic, AckOp::Ack, plan.gone.clone()).await?;
+        }
+        // Dead letters and retries first, then plan again on the state without them.
+        for (kind, items, to) in
+            [(MoveKind::DeadLetter, &plan.dead, &req.dlq), (MoveKind::Retry, &plan.retry, &req.retry)]
+        {
+            if let (false, Some(to)) = (items.is_empty(), to) {
+                return Ok(if self.move_out(req.group, src.topic, kind, to, items).await? {
+                    Step::Moved
+                } else {
+                    Step::Stale(format!("{kind:?} move raced an ack or a redelivery"))
+                });
+            }
+        }
+        if plan.queues.is_empty() {
+            return Ok(Step::Idle(plan.next_due_ms));
+        }
+        let cmd = PopCmd {
+            group: req.group.to_string(),
+            topic: src.topic.to_string(),
+            now_ms: now_ms(),
+            invisible_ms: req.invisible_ms,
+            queues: plan.queues,
+        };
+        match self.group.write(Command::Pop(cmd)).await? {
+            Response::Popped(popped) => {
+                let mut messages = plan.messages;
+                let out: Vec<Delivery> = popped
+                    .into_iter()
+                    .filter_map(|p| {
+                        let message = messages.remove(&(p.queue, p.offset))?;
+                        let before = RecordView::parse(&message.record).map_or(0, |v| attempts_before(&v));
+                        Some(Delivery {
+                            queue: p.queue,
+                            message,
+                            inflight: p.inflight,
+                            attempt: before + p.inflight.attempt,
+                            retry: src.retry,
+                        })
+                    })
+                    .collect();
+                Ok(if out.is_empty() { Step::Idle(plan.next_due_ms) } else { Step::Delivered(out) })
+            }
+            Response::Rejected(reason) => Ok(Step::Stale(reason)),
+            other => Err(BrokerError::Internal(format!("unexpected apply result {other:?}"))),
         }
     }
 
@@ -233,15 +306,15 @@ impl BrokerGroup {
         Ok(r)
     }
 
-    /// Plans a receive on the current state.
-    async fn plan(&self, req: &ReceiveRequest<'_>) -> Result<Plan, BrokerError> {
+    /// Plans a receive from `src` on the current state.
+    async fn plan(&self, req: &ReceiveRequest<'_>, src: &Source<'_>) -> Result<Plan, BrokerError> {
         let now = now_ms();
         let inputs = self.data.read(|s| {
-            let tid = s.topic_id(req.topic)?;
+            let tid = s.topic_id(src.topic)?;
             let key_group = req.group.to_string();
             Some((
                 tid,
-                req.queues
+                src.queues
                     .iter()
                     .map(|&queue| {
                         let qs = s.queues.get(&(tid, queue)).copied().unwrap_or_default();
@@ -275,7 +348,7 @@ impl BrokerGroup {
             // The topic never stored a message in this group. A new group still records where
             // it starts (offset 0), so messages arriving from now on are not skipped.
             return Ok(Plan {
-                queues: req
+                queues: src
                     .queues
                     .iter()
                     .map(|&queue| PopQueueCmd {
@@ -290,8 +363,8 @@ impl BrokerGroup {
             });
         };
         let data = self.data.clone();
-        let (filter, max, fifo, from) = (req.filter.clone(), req.max, req.fifo, req.consume_from);
-        let (has_dlq, max_attempts) = (req.dlq.is_some(), req.max_attempts);
+        let (filter, max, fifo, from) = (src.filter.clone(), req.max, req.fifo, req.consume_from);
+        let (has_dlq, has_retry, max_attempts) = (req.dlq.is_some(), req.retry.is_some(), req.max_attempts);
         let dies = move |attempt: u32| has_dlq && attempt >= max_attempts;
         super::read::blocking(move || {
             let (store, log, group) = (data.store(), data.log(), data.group());
@@ -329,11 +402,20 @@ impl BrokerGroup {
                         break;
                     }
                     let units = reader::cq_units(store, group, tid, q.queue, o, o + 1, 1)?;
-                    match reader::messages(store, log, group, &units)?.pop() {
-                        Some(message) if o >= q.min && dies(attempt) => {
-                            plan.dead.push(Dying { queue: q.queue, message, epoch, attempt });
+                    let found = reader::messages(store, log, group, &units)?.pop().filter(|_| o >= q.min);
+                    let before = match &found {
+                        Some(m) => attempts_before(&RecordView::parse(&m.record)?),
+                        None => 0,
+                    };
+                    let attempt = before + attempt;
+                    match found {
+                        Some(message) if dies(attempt) => {
+                            plan.dead.push(Moving { queue: q.queue, message, epoch, attempt });
                         }
-                        Some(m) if o >= q.min => {
+                        Some(message) if has_retry => {
+                            plan.retry.push(Moving { queue: q.queue, message, epoch, attempt });
+                        }
+                        Some(m) => {
                             bytes += m.record.len();
                             plan.messages.insert((q.queue, o), m);
                             cmd.redeliver.push((o, epoch));

@@ -257,10 +257,7 @@ impl BrokerGroup {
         blocking(move || {
             let group = data.group();
             let locations: Vec<(u32, u64)> = if !message_id.is_empty() {
-                match reader::find_id(data.store(), group, &message_id)? {
-                    Some((t, q, o)) if t == tid => vec![(q, o)],
-                    _ => Vec::new(),
-                }
+                reader::find_id(data.store(), group, tid, &message_id)?.into_iter().collect()
             } else {
                 reader::find_key(data.store(), group, tid, &key, max)?
             };

@@ -80,6 +80,8 @@ pub struct ServiceStats {
     pub sends: std::sync::atomic::AtomicU64,
     /// Their total time in the handler, microseconds.
     pub send_micros: std::sync::atomic::AtomicU64,
+    /// Their time in the handler.
+    pub send_latency: raftmq_storage::latency::LatencyHistogram,
 }
 
 /// Consumer settings of the MessagingService (from the `[broker]` config section).
@@ -162,16 +164,31 @@ impl Context {
     }
 
     /// The topic's metadata, from this node's NameServer replica.
-    pub fn topic(&self, name: &str) -> Result<Topic, BrokerError> {
+    pub async fn topic(&self, name: &str) -> Result<Topic, BrokerError> {
+        if let Some(t) = self.topic_local(name)? {
+            return Ok(t);
+        }
+        // This node's copy of the metadata may not have applied a topic created a moment ago
+        // (through another node): ask the NameServer group before saying it does not exist.
+        match self.ns.read(|s| s.topics.get(name).cloned()).await {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(MetaError::TopicNotFound(name.to_string()).into()),
+            Err(e) => {
+                tracing::debug!(topic = %name, error = %e, "no current metadata; answering from the local copy");
+                Err(MetaError::TopicNotFound(name.to_string()).into())
+            }
+        }
+    }
+
+    /// Topic `name` in this node's copy of the metadata (which may lag by a moment).
+    pub fn topic_local(&self, name: &str) -> Result<Option<Topic>, BrokerError> {
         if name.is_empty() {
             return Err(BrokerError::BadRequest {
                 code: Code::IllegalTopic,
                 message: "topic name is empty".into(),
             });
         }
-        self.ns
-            .read_local(|s| s.topics.get(name).cloned())
-            .ok_or_else(|| MetaError::TopicNotFound(name.to_string()).into())
+        Ok(self.ns.read_local(|s| s.topics.get(name).cloned()))
     }
 
     /// The broker group storing queue `queue` of `topic`.

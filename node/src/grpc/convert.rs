@@ -9,6 +9,11 @@ use raftmq_storage::broker::record::RecordView;
 use raftmq_storage::broker::record::StoredType;
 use raftmq_storage::nameserver::MessageType;
 use raftmq_storage::nameserver::Permission;
+use raftmq_storage::nameserver::names;
+
+use crate::broker::moves::RECONSUME_TIMES;
+use crate::broker::moves::RETRY_TOPIC;
+use crate::broker::moves::origin_topic;
 
 /// A wire timestamp from ms since the epoch.
 pub fn timestamp(ms: i64) -> Timestamp {
@@ -119,9 +124,16 @@ pub fn delivered(
         lite_topic: None,
         priority: None,
     };
+    // A retry copy shows as the message it copies: its original topic, the user's properties.
+    let retry = names::is_retry_topic(view.topic);
     pb::Message {
-        topic: Some(pb::Resource { resource_namespace: String::new(), name: view.topic.to_string() }),
-        user_properties: view.properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        topic: Some(pb::Resource { resource_namespace: String::new(), name: origin_topic(view).to_string() }),
+        user_properties: view
+            .properties
+            .iter()
+            .filter(|(k, _)| !(retry && [RETRY_TOPIC, RECONSUME_TIMES].contains(k)))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         system_properties: Some(system),
         // The body is a slice of the CommitLog entry in memory: no copy on the way out.
         body: stored.record.slice_ref(view.body),

@@ -11,7 +11,8 @@ use super::context::leader_ok;
 use super::groups::group_name;
 use super::receipt::ReceiptHandle;
 use super::receive::topic_name;
-use crate::broker::dead_letter::Dying;
+use crate::broker::moves::MoveKind;
+use crate::broker::moves::Moving;
 use crate::error::BrokerError;
 use crate::error::outcome_status;
 use crate::session::client_id;
@@ -28,7 +29,7 @@ impl Context {
         let res = async {
             client_id(&md)?;
             let group = group_name(r.group.as_ref())?;
-            let topic = self.topic(&topic_name(r.topic.as_ref()))?;
+            let topic = self.topic(&topic_name(r.topic.as_ref())).await?;
             let handle = ReceiptHandle::parse(&r.receipt_handle)?;
             let Some(b) = self.local_leader(handle.group).cloned() else {
                 let resp = self
@@ -49,14 +50,15 @@ impl Context {
                 code: Code::InvalidReceiptHandle,
                 message: "the message was acked, delivered again or removed since this handle was issued".into(),
             };
-            let message = b.message_at(&topic.name, handle.queue, handle.offset).await?.ok_or_else(gone)?;
-            let dying = Dying {
+            let source = handle.source_topic(&group, &topic.name);
+            let message = b.message_at(&source, handle.queue, handle.offset).await?.ok_or_else(gone)?;
+            let dying = Moving {
                 queue: handle.queue,
                 message,
                 epoch: handle.epoch,
                 attempt: u32::try_from(r.delivery_attempt).unwrap_or(1).max(1),
             };
-            if !b.dead_letter(&group, &topic.name, &dlq, &[dying]).await? {
+            if !b.move_out(&group, &source, MoveKind::DeadLetter, &dlq, &[dying]).await? {
                 return Err(gone());
             }
             self.renewals.release(&group, &handle);

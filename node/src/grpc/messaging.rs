@@ -47,7 +47,13 @@ impl MessagingServiceImpl {
     fn group_of(&self, q: Option<&pb::MessageQueue>) -> Vec<GroupId> {
         let Some(q) = q else { return Vec::new() };
         let topic = q.topic.as_ref().map(|t| t.name.as_str()).unwrap_or_default();
-        self.ctx.topic(topic).ok().and_then(|t| self.ctx.queue_group(&t, q.id).ok()).into_iter().collect()
+        self.ctx
+            .topic_local(topic)
+            .ok()
+            .flatten()
+            .and_then(|t| self.ctx.queue_group(&t, q.id).ok())
+            .into_iter()
+            .collect()
     }
 }
 
@@ -90,10 +96,9 @@ impl MessagingService for MessagingServiceImpl {
         let (resp, groups) = self.ctx.send(req).await;
         let r = Ok(self.with_leaders(resp, &groups));
         self.ctx.stats.sends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.ctx
-            .stats
-            .send_micros
-            .fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        let took = t0.elapsed();
+        self.ctx.stats.send_latency.observe(took);
+        self.ctx.stats.send_micros.fetch_add(took.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
         r
     }
 

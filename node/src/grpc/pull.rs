@@ -85,10 +85,10 @@ impl Context {
     pub async fn pull(&self, req: Request<pb::PullMessageRequest>) -> Result<PullStream, Status> {
         let md = req.metadata().clone();
         let r = req.into_inner();
-        let parsed = (|| {
+        let parsed = async {
             group_name(r.group.as_ref())?;
             let (topic, queue) = queue_of(r.message_queue.as_ref())?;
-            let t = self.topic(&topic)?;
+            let t = self.topic(&topic).await?;
             let g = self.queue_group(&t, queue)?;
             if r.offset < 0 {
                 return Err(BrokerError::BadRequest {
@@ -98,7 +98,8 @@ impl Context {
             }
             let filter = filter_of(r.filter_expression.as_ref())?;
             Ok((topic, queue, g, filter))
-        })();
+        }
+        .await;
         let (topic, queue, g, filter) = match parsed {
             Ok(p) => p,
             Err(e) => return Ok(pull_status(e)),
@@ -202,7 +203,7 @@ impl Context {
         let res: Result<i64, BrokerError> = async {
             let group = group_name(r.group.as_ref())?;
             let (topic, queue) = queue_of(r.message_queue.as_ref())?;
-            let t = self.topic(&topic)?;
+            let t = self.topic(&topic).await?;
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
                 let resp = self
@@ -234,7 +235,7 @@ impl Context {
         let res: Result<(), BrokerError> = async {
             let group = group_name(r.group.as_ref())?;
             let (topic, queue) = queue_of(r.message_queue.as_ref())?;
-            let t = self.topic(&topic)?;
+            let t = self.topic(&topic).await?;
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
                 let resp = self
@@ -264,7 +265,7 @@ impl Context {
         let r = req.into_inner();
         let res: Result<i64, BrokerError> = async {
             let (topic, queue) = queue_of(r.message_queue.as_ref())?;
-            let t = self.topic(&topic)?;
+            let t = self.topic(&topic).await?;
             let g = self.queue_group(&t, queue)?;
             let Some(b) = self.local_leader(g) else {
                 let resp = self

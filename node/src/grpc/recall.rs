@@ -21,7 +21,7 @@ impl Context {
         let mut message_id = String::new();
         let res = async {
             client_id(&md)?;
-            let topic = self.topic(&topic_name(r.topic.as_ref()))?;
+            let topic = self.topic(&topic_name(r.topic.as_ref())).await?;
             let (group, id) = parse_locator(&r.recall_handle, Code::BadRequest)?;
             message_id = id.clone();
             if !topic.queues.iter().any(|q| raftmq_storage::GroupId(q.group) == group) {

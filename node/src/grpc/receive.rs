@@ -36,8 +36,8 @@ use super::convert;
 use super::groups::group_name;
 use super::receipt::ReceiptHandle;
 use super::renew::AUTO_RENEW_INVISIBLE_MS;
-use crate::broker::dead_letter::DeadLetterQueue;
 use crate::broker::filter::Filter;
+use crate::broker::moves::Destination;
 use crate::broker::pop::ReceiveRequest;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
@@ -122,12 +122,22 @@ fn readable(topic: &Topic) -> Result<(), BrokerError> {
 impl Context {
     /// The dead-letter queue of consumer group `group` on broker group `broker`, if the group
     /// has its `%DLQ%` topic (created with the group).
-    pub fn dead_letter_queue(&self, group: &str, broker: GroupId) -> Option<DeadLetterQueue> {
-        let topic = names::dlq_topic(group);
+    pub fn dead_letter_queue(&self, group: &str, broker: GroupId) -> Option<Destination> {
+        self.queue_on(names::dlq_topic(group), broker)
+    }
+
+    /// The retry queue of consumer group `group` on broker group `broker`, if the group has its
+    /// `%RETRY%` topic (created with the group).
+    pub fn retry_queue(&self, group: &str, broker: GroupId) -> Option<Destination> {
+        self.queue_on(names::retry_topic(group), broker)
+    }
+
+    /// The queue of `topic` on broker group `broker`.
+    fn queue_on(&self, topic: String, broker: GroupId) -> Option<Destination> {
         let queue = self.ns.read_local(|s| {
             s.topics.get(&topic)?.queues.iter().find(|q| GroupId(q.group) == broker).map(|q| q.queue_id)
         })?;
-        Some(DeadLetterQueue { topic, queue })
+        Some(Destination { topic, queue })
     }
 
     /// Checks an invisible time against the allowed range.
@@ -151,7 +161,7 @@ impl Context {
         let group_name = group_name(r.group.as_ref())?;
         let mq =
             r.message_queue.as_ref().ok_or_else(|| BrokerError::bad_request("message_queue is missing"))?;
-        let topic = self.topic(&topic_name(mq.topic.as_ref()))?;
+        let topic = self.topic(&topic_name(mq.topic.as_ref())).await?;
         readable(&topic)?;
         let filter = filter_of(r.filter_expression.as_ref())?;
         if r.batch_size < 1 || r.batch_size > RECEIVE_BATCH_MAX {
@@ -269,6 +279,8 @@ impl Context {
                     fifo: rc.group.fifo,
                     max_attempts: rc.group.max_delivery_attempts,
                     dlq: self.dead_letter_queue(&rc.group.name, rc.broker),
+                    retry: if rc.group.fifo { None } else { self.retry_queue(&rc.group.name, rc.broker) },
+                    retry_first: self.next_rr().is_multiple_of(4),
                     deadline: Instant::now() + rc.wait,
                 };
                 match b.receive(&req).await {
@@ -288,8 +300,9 @@ impl Context {
                                 offset: d.message.offset,
                                 epoch: d.inflight.epoch,
                                 deadline_ms: d.inflight.deadline_ms,
+                                retry: d.retry,
                             };
-                            Some(convert::delivered(&d.message, &view, d.inflight.attempt as i32, Some(handle.encode())))
+                            Some(convert::delivered(&d.message, &view, d.attempt as i32, Some(handle.encode())))
                         })
                         .collect(),
                     Err(e) => return receive_error(e),
@@ -363,7 +376,7 @@ impl Context {
         let checked = async {
             client_id(&md)?;
             let group = group_name(r.group.as_ref())?;
-            let topic = self.topic(&topic_name(r.topic.as_ref()))?;
+            let topic = self.topic(&topic_name(r.topic.as_ref())).await?;
             if r.entries.is_empty() {
                 return Err(BrokerError::bad_request("the ack has no entries"));
             }
@@ -434,10 +447,29 @@ impl Context {
         md: &MetadataMap,
     ) -> Result<Vec<pb::Status>, BrokerError> {
         if let Some(b) = self.local_leader(g).cloned() {
-            let handles: Vec<_> = items.iter().map(|(_, h)| (h.queue, h.offset, h.epoch)).collect();
-            let results = b.settle(group, topic, AckOp::Ack, handles).await?;
-            let now = now_ms();
-            return Ok(items.iter().zip(results).map(|((_, h), res)| ack_status(h, res, now)).collect());
+            // Messages handed out from the retry topic are acked there.
+            let mut statuses = vec![None; items.len()];
+            for retry in [false, true] {
+                let (at, handles): (Vec<usize>, Vec<_>) = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, h))| h.retry == retry)
+                    .map(|(n, (_, h))| (n, (h.queue, h.offset, h.epoch)))
+                    .unzip();
+                if at.is_empty() {
+                    continue;
+                }
+                let source = if retry { names::retry_topic(group) } else { topic.to_string() };
+                let results = b.settle(group, &source, AckOp::Ack, handles).await?;
+                let now = now_ms();
+                for (n, res) in at.into_iter().zip(results) {
+                    statuses[n] = Some(ack_status(&items[n].1, res, now));
+                }
+            }
+            return Ok(statuses
+                .into_iter()
+                .map(|s| s.unwrap_or_else(|| BrokerError::Internal("entry not settled".into()).status()))
+                .collect());
         }
         let sub = pb::AckMessageRequest {
             group: r.group.clone(),
@@ -466,7 +498,7 @@ impl Context {
         let res = async {
             client_id(&md)?;
             let group = group_name(r.group.as_ref())?;
-            let topic = self.topic(&topic_name(r.topic.as_ref()))?;
+            let topic = self.topic(&topic_name(r.topic.as_ref())).await?;
             let handle = ReceiptHandle::parse(&r.receipt_handle)?;
             let d = r.invisible_duration.as_ref().ok_or_else(|| BrokerError::BadRequest {
                 code: Code::IllegalInvisibleTime,
@@ -510,7 +542,8 @@ impl Context {
         let g = handle.group;
         if let Some(b) = self.local_leader(g).cloned() {
             let op = if renew { AckOp::Extend(ms) } else { AckOp::Change(ms) };
-            let r = b.settle(group, topic, op, vec![(handle.queue, handle.offset, handle.epoch)]).await?;
+            let source = handle.source_topic(group, topic);
+            let r = b.settle(group, &source, op, vec![(handle.queue, handle.offset, handle.epoch)]).await?;
             return match r.first() {
                 Some(AckResult::Done(Some(f))) => {
                     Ok(ReceiptHandle { epoch: f.epoch, deadline_ms: f.deadline_ms, ..handle })
@@ -556,7 +589,7 @@ impl Context {
         let res = async {
             client_id(&md)?;
             let group = self.consumer_group(&group_name(r.group.as_ref())?).await?;
-            let topic = self.topic(&topic_name(r.topic.as_ref()))?;
+            let topic = self.topic(&topic_name(r.topic.as_ref())).await?;
             readable(&topic)?;
             let resource = r.topic.clone().unwrap_or_default();
             let queue = |g: GroupId, id: i32| {

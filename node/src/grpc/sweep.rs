@@ -1,48 +1,99 @@
-//! The dead-letter sweep: a message that used up its delivery attempts moves to its group's
-//! `%DLQ%` topic when it comes due — at the group's next receive, or by this sweep on the broker
-//! group's leader when the group receives no more (RocketMQ's broker revives such messages in the
-//! background too).
+//! The sweep: a handed-out message whose invisible time ran out moves on when it comes due — to
+//! its group's `%RETRY%` topic, or to its `%DLQ%` topic after the last attempt — at the group's
+//! next receive, or by this sweep on the broker group's leader when the group receives no more
+//! (RocketMQ's broker revives such messages in the background too).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use raftmq_storage::GroupId;
+use raftmq_storage::broker::record::RecordView;
+use raftmq_storage::nameserver::ConsumerGroup;
 use tokio::sync::watch;
 
 use super::context::Context;
-use crate::broker::dead_letter::Dying;
+use crate::broker::moves::Destination;
+use crate::broker::moves::MoveKind;
+use crate::broker::moves::Moving;
+use crate::broker::moves::attempts_before;
 
-/// How often leaders look for messages out of attempts.
+/// How often leaders look for messages whose invisible time ran out.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Most messages moved per broker group per sweep.
 const SWEEP_MAX: usize = 256;
 
+/// What the sweep knows of one consumer group on one broker group.
+struct Policy {
+    max_attempts: u32,
+    dlq: Option<Destination>,
+    /// `None` for orderly groups (they retry in place) and groups without a retry topic.
+    retry: Option<Destination>,
+}
+
 impl Context {
+    fn sweep_policy(&self, group: &ConsumerGroup, broker: GroupId) -> Policy {
+        Policy {
+            max_attempts: group.max_delivery_attempts,
+            dlq: self.dead_letter_queue(&group.name, broker),
+            retry: if group.fifo { None } else { self.retry_queue(&group.name, broker) },
+        }
+    }
+
     /// One sweep over the broker groups this node leads.
-    async fn sweep_dead_letters(&self) {
+    async fn sweep(&self) {
         for b in self.brokers.all().filter(|b| b.group.is_leader()) {
-            let attempts = |g: &str| self.ns.read_local(|s| s.groups.get(g).map(|g| g.max_delivery_attempts));
-            let expired = b.expired(attempts, SWEEP_MAX);
-            let mut by_group: BTreeMap<(String, String), Vec<Dying>> = BTreeMap::new();
+            let broker = b.group.id();
+            let policies: BTreeMap<String, Policy> = self.ns.read_local(|s| {
+                s.groups.values().map(|g| (g.name.clone(), self.sweep_policy(g, broker))).collect()
+            });
+            // A group without a retry queue has nothing to move before its last attempt; a retry
+            // copy's earlier attempts are counted once its record is read.
+            let expired = b.expired(
+                |g, attempt| {
+                    policies
+                        .get(g)
+                        .is_some_and(|p| p.retry.is_some() || (p.dlq.is_some() && attempt >= p.max_attempts))
+                },
+                SWEEP_MAX,
+            );
+            let mut moves: BTreeMap<(String, String, MoveKind), Vec<Moving>> = BTreeMap::new();
             for e in expired {
-                match b.message_at(&e.topic, e.queue, e.offset).await {
-                    Ok(Some(message)) => by_group.entry((e.group, e.topic)).or_default().push(Dying {
-                        queue: e.queue,
-                        message,
-                        epoch: e.epoch,
-                        attempt: e.attempt,
-                    }),
+                let Some(policy) = policies.get(&e.group) else { continue };
+                let message = match b.message_at(&e.topic, e.queue, e.offset).await {
+                    Ok(Some(m)) => m,
                     // Retention removed it; the next receive acks it away.
-                    Ok(None) => {}
+                    Ok(None) => continue,
                     Err(err) => {
-                        tracing::warn!(group = %b.group.id(), error = %err, "dead-letter sweep cannot read a message")
+                        tracing::warn!(group = %broker, error = %err, "sweep cannot read a message");
+                        continue;
                     }
-                }
+                };
+                let before = RecordView::parse(&message.record).map_or(0, |v| attempts_before(&v));
+                let attempt = before + e.attempt;
+                let kind = if policy.dlq.is_some() && attempt >= policy.max_attempts {
+                    MoveKind::DeadLetter
+                } else if policy.retry.is_some() {
+                    MoveKind::Retry
+                } else {
+                    continue;
+                };
+                moves.entry((e.group, e.topic, kind)).or_default().push(Moving {
+                    queue: e.queue,
+                    message,
+                    epoch: e.epoch,
+                    attempt,
+                });
             }
-            for ((group, topic), dying) in by_group {
-                let Some(dlq) = self.dead_letter_queue(&group, b.group.id()) else { continue };
-                if let Err(e) = b.dead_letter(&group, &topic, &dlq, &dying).await {
-                    tracing::warn!(consumer_group = %group, %topic, error = %e, "dead-letter sweep failed; next round");
+            for ((group, topic, kind), items) in moves {
+                let Some(policy) = policies.get(&group) else { continue };
+                let to = match kind {
+                    MoveKind::DeadLetter => &policy.dlq,
+                    MoveKind::Retry => &policy.retry,
+                };
+                let Some(to) = to else { continue };
+                if let Err(e) = b.move_out(&group, &topic, kind, to, &items).await {
+                    tracing::warn!(consumer_group = %group, %topic, error = %e, "sweep move failed; next round");
                 }
             }
         }
@@ -56,6 +107,6 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             () = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = shutdown.changed() => return,
         }
-        ctx.sweep_dead_letters().await;
+        ctx.sweep().await;
     }
 }

@@ -23,7 +23,7 @@ impl Context {
     /// Topic `name` for a producer: created (MIXED, the default queue count) when it does not
     /// exist and auto-creation is on; TOPIC_NOT_FOUND otherwise.
     pub async fn producer_topic(&self, name: &str) -> Result<Topic, BrokerError> {
-        match self.topic(name) {
+        match self.topic(name).await {
             Err(BrokerError::NotFound { .. }) if self.consumer.auto_create_topics => {}
             other => return other,
         }

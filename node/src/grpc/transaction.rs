@@ -66,7 +66,7 @@ impl Context {
         let r = req.into_inner();
         let res = async {
             client_id(&md)?;
-            let topic = self.topic(&topic_name(r.topic.as_ref()))?;
+            let topic = self.topic(&topic_name(r.topic.as_ref())).await?;
             let commit = match pb::TransactionResolution::try_from(r.resolution) {
                 Ok(pb::TransactionResolution::Commit) => true,
                 Ok(pb::TransactionResolution::Rollback) => false,

@@ -68,9 +68,10 @@ pub(crate) fn cq(g: GroupId, topic_id: u32, queue: u32, offset: u64) -> Vec<u8> 
     group_key(g, &[&tq(CQ, topic_id, queue)[..], &offset.to_be_bytes()].concat())
 }
 
-/// `I` message id.
-pub(crate) fn msg_id(g: GroupId, id: &str) -> Vec<u8> {
-    group_key(g, &[&[MSG_ID], id.as_bytes()].concat())
+/// `I` topic id, message id (per topic: a retry or dead-letter copy keeps the id of its original,
+/// and both stay findable).
+pub(crate) fn msg_id(g: GroupId, topic_id: u32, id: &str) -> Vec<u8> {
+    group_key(g, &[&[MSG_ID][..], &topic_id.to_be_bytes(), id.as_bytes()].concat())
 }
 
 /// `K` key index entry; `key_prefix` without queue and offset gives the scan prefix of a key.

@@ -1,9 +1,9 @@
 //! Broker groups: a Raft group whose log is the CommitLog (message bytes stored once, in the
 //! entries) and whose state machine builds consume queues, indexes and consumer offsets.
 
-pub mod dead_letter;
 pub mod id_table;
 pub mod keys;
+pub mod moves;
 mod notify;
 pub mod pop;
 pub mod reader;

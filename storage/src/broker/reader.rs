@@ -93,7 +93,7 @@ pub fn append_entry(
     };
     match entry.payload {
         EntryPayload::Normal(Command::Append(a)) => Ok(Some((a.store_ms, a.store_host, a.batch))),
-        EntryPayload::Normal(Command::DeadLetter(d)) => {
+        EntryPayload::Normal(Command::Move(d)) => {
             Ok(Some((d.append.store_ms, d.append.store_host, d.append.batch)))
         }
         EntryPayload::Normal(Command::Deliver(d)) => {
@@ -163,16 +163,18 @@ pub fn messages(
     Ok(out)
 }
 
-/// Where the message with client id `id` is: `(topic id, queue, offset)`.
-pub fn find_id(store: &Store, group: GroupId, id: &str) -> Result<Option<(u32, u32, u64)>> {
-    let Some(v) = store.db().get_pinned_cf(store.cf(CF_SM)?, keys::msg_id(group, id))? else {
+/// Where the message of topic `topic_id` with client id `id` is: `(queue, offset)`.
+pub fn find_id(store: &Store, group: GroupId, topic_id: u32, id: &str) -> Result<Option<(u32, u64)>> {
+    let Some(v) = store.db().get_pinned_cf(store.cf(CF_SM)?, keys::msg_id(group, topic_id, id))? else {
         return Ok(None);
     };
-    if v.len() != 16 {
+    let (Ok(q), Ok(o)) = (
+        <[u8; 4]>::try_from(v.get(..4).unwrap_or_default()),
+        <[u8; 8]>::try_from(v.get(4..).unwrap_or_default()),
+    ) else {
         return Err(corrupt("message id index", format!("bad value for {id:?}")));
-    }
-    let u32_at = |i: usize| u32::from_be_bytes(v[i..i + 4].try_into().unwrap_or_default());
-    Ok(Some((u32_at(0), u32_at(4), u64::from_be_bytes(v[8..16].try_into().unwrap_or_default()))))
+    };
+    Ok(Some((u32::from_be_bytes(q), u64::from_be_bytes(o))))
 }
 
 /// Messages of a topic with key `key`: `(queue, offset)`, at most `max`, oldest first.

@@ -223,11 +223,10 @@ impl BrokerState {
             let unit =
                 CqUnit { log_index, pos: p.pos, len: p.len, store_ms, tag_hash: keys::tag_hash(v.tag) };
             sink.put(&keys::cq(self.group, tid, v.queue_id, offset), &unit.encode());
-            let mut loc = [0u8; 16];
-            loc[..4].copy_from_slice(&tid.to_be_bytes());
-            loc[4..8].copy_from_slice(&v.queue_id.to_be_bytes());
-            loc[8..].copy_from_slice(&offset.to_be_bytes());
-            sink.put(&keys::msg_id(self.group, v.message_id), &loc);
+            let mut loc = [0u8; 12];
+            loc[..4].copy_from_slice(&v.queue_id.to_be_bytes());
+            loc[4..].copy_from_slice(&offset.to_be_bytes());
+            sink.put(&keys::msg_id(self.group, tid, v.message_id), &loc);
             for k in &v.keys {
                 sink.put(&keys::key(self.group, tid, k, v.queue_id, offset), &[]);
             }
@@ -240,7 +239,7 @@ impl BrokerState {
         Ok(offsets)
     }
 
-    /// Appends the copies a dead-letter move, a delivery or a commit carries. Decoding fails
+    /// Appends the copies a move, a delivery or a commit carries. Decoding fails
     /// before any change, so a corrupt batch leaves everything as it was.
     fn append_copies(
         &mut self,
@@ -266,7 +265,7 @@ impl BrokerState {
                 &keys::cq(self.group, e.topic_id, e.queue, new_min),
             );
             for id in &e.ids {
-                sink.delete(&keys::msg_id(self.group, id));
+                sink.delete(&keys::msg_id(self.group, e.topic_id, id));
             }
             for (k, off) in &e.keys {
                 sink.delete(&keys::key(self.group, e.topic_id, k, e.queue, *off));
@@ -306,13 +305,13 @@ impl BrokerState {
         }
     }
 
-    /// Applies a move to the dead-letter topic (see [`super::dead_letter`]): if every item is
+    /// Applies a move to the retry or dead-letter topic (see [`super::moves`]): if every item is
     /// still in flight under its epoch and the copies decode, removes the items from flight and
     /// appends the copies; otherwise changes nothing. Returns the copies' queue offsets.
-    pub fn apply_dead_letter(
+    pub fn apply_move(
         &mut self,
         log_index: u64,
-        cmd: &super::dead_letter::DeadLetterCmd,
+        cmd: &super::moves::MoveCmd,
         sink: &mut impl Sink,
         touched_names: &mut Vec<(String, u32)>,
     ) -> Result<Vec<u64>, String> {
@@ -519,7 +518,7 @@ mod tests {
 
     #[test]
     fn dead_letter_moves_in_flight_messages_once() {
-        use crate::broker::dead_letter::DeadLetterCmd;
+        use crate::broker::moves::MoveCmd;
         use crate::broker::pop::AckCmd;
         use crate::broker::pop::AckOp;
         use crate::broker::pop::PopCmd;
@@ -534,7 +533,7 @@ mod tests {
         let pop =
             PopCmd { group: "g".into(), topic: "a".into(), now_ms: 0, invisible_ms: 10, queues: vec![take] };
         s.apply_pop(&pop, &mut sink).unwrap();
-        let cmd = |epoch: u32, batch: Bytes| DeadLetterCmd {
+        let cmd = |epoch: u32, batch: Bytes| MoveCmd {
             ack: AckCmd {
                 group: "g".into(),
                 topic: "a".into(),
@@ -547,27 +546,22 @@ mod tests {
         // A stale epoch: rejected, nothing changes.
         let before = s.clone();
         let mut sink = Vec::new();
-        assert!(
-            s.apply_dead_letter(2, &cmd(9, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).is_err()
-        );
+        assert!(s.apply_move(2, &cmd(9, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).is_err());
         assert_eq!((&s, sink.len()), (&before, 0));
         // A corrupt copy: rejected, nothing changes.
         let mut bad = batch(&[("%DLQ%g", 0)]).to_vec();
         bad.truncate(bad.len() - 1);
-        assert!(s.apply_dead_letter(2, &cmd(1, Bytes::from(bad)), &mut sink, &mut Vec::new()).is_err());
+        assert!(s.apply_move(2, &cmd(1, Bytes::from(bad)), &mut sink, &mut Vec::new()).is_err());
         assert_eq!((&s, sink.len()), (&before, 0));
         // The real move: out of flight, into the dead-letter queue; offset 1 stays in flight.
-        let offsets =
-            s.apply_dead_letter(2, &cmd(1, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).unwrap();
+        let offsets = s.apply_move(2, &cmd(1, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).unwrap();
         assert_eq!(offsets, vec![0]);
         assert_eq!(s.queue("%DLQ%g", 0).next, 1);
         let tid = s.topic_id("a").unwrap();
         let inflight: Vec<u64> = s.pops.queues[&("g".to_string(), tid, 0)].inflight.keys().copied().collect();
         assert_eq!(inflight, vec![1]);
         // Twice: rejected, so a retried move never makes a second copy.
-        assert!(
-            s.apply_dead_letter(3, &cmd(1, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).is_err()
-        );
+        assert!(s.apply_move(3, &cmd(1, batch(&[("%DLQ%g", 0)])), &mut sink, &mut Vec::new()).is_err());
         assert_eq!(s.queue("%DLQ%g", 0).next, 1);
     }
 

@@ -416,9 +416,9 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
                         appended(st.apply_txn(log_id.index, &t, &mut sink, &mut touched))
                     }
-                    EntryPayload::Normal(Command::DeadLetter(d)) => {
+                    EntryPayload::Normal(Command::Move(d)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-                        appended(st.apply_dead_letter(log_id.index, &d, &mut sink, &mut touched))
+                        appended(st.apply_move(log_id.index, &d, &mut sink, &mut touched))
                     }
                     EntryPayload::Normal(Command::CommitOffsets(c)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());

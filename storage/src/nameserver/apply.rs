@@ -127,12 +127,15 @@ impl MetaState {
                 };
                 changes.push(Change::group(&group));
                 self.groups.insert(group.name.clone(), group.clone());
-                // The group's dead-letter topic comes with it (one queue per broker group, so
-                // each broker group keeps its own dead letters); it outlives the group.
-                let dlq = names::dlq_topic(&spec.name);
-                if !self.topics.contains_key(&dlq) && !self.broker_groups.is_empty() {
+                // The group's retry and dead-letter topics come with it (one queue per broker
+                // group, so each broker group keeps its own retries and dead letters); they
+                // outlive the group.
+                for name in [names::retry_topic(&spec.name), names::dlq_topic(&spec.name)] {
+                    if self.topics.contains_key(&name) || self.broker_groups.is_empty() {
+                        continue;
+                    }
                     let spec = TopicSpec {
-                        name: dlq,
+                        name,
                         queue_count: self.broker_groups.len() as u32,
                         message_type: MessageType::Mixed,
                         permission: Permission::Read,

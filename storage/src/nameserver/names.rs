@@ -51,6 +51,17 @@ pub enum NameError {
     },
 }
 
+/// The retry topic of consumer group `group`: messages whose delivery failed wait there for
+/// their next attempt.
+pub fn retry_topic(group: &str) -> String {
+    format!("%RETRY%{group}")
+}
+
+/// Whether `topic` is a consumer group's retry topic.
+pub fn is_retry_topic(topic: &str) -> bool {
+    topic.starts_with("%RETRY%")
+}
+
 /// The dead-letter topic of consumer group `group`.
 pub fn dlq_topic(group: &str) -> String {
     format!("%DLQ%{group}")

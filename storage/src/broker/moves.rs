@@ -1,7 +1,9 @@
-//! Dead letters: a handed-out message that used up its delivery attempts moves to its consumer
-//! group's dead-letter topic (`%DLQ%<group>`) in one Raft entry that both removes it from flight
-//! and appends its copy to the dead-letter queue, so a leader change can neither lose it nor
-//! move it twice.
+//! Moves out of flight: a handed-out message whose delivery failed (its invisible time ran out
+//! or the consumer gave it back) moves to its consumer group's retry topic (`%RETRY%<group>`),
+//! and one that used up its delivery attempts to the group's dead-letter topic (`%DLQ%<group>`).
+//! Each move is one Raft entry that both removes the messages from flight and appends their
+//! copies, so a leader change can neither lose a message nor move it twice, and the original
+//! queue's progress is not held back by a message waiting for its retry.
 
 use bytes::Bytes;
 
@@ -15,28 +17,28 @@ use crate::codec::slice_of;
 use crate::command::AppendBatch;
 use crate::error::DecodeError;
 
-/// Moves messages in flight to the dead-letter topic.
+/// Moves messages in flight to the retry or dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetterCmd {
+pub struct MoveCmd {
     /// The messages leaving flight: every item must still be in flight under its epoch, or the
     /// whole command is rejected and changes nothing.
     pub ack: AckCmd,
-    /// Their copies for the dead-letter topic (original topic, id and attempt in properties).
+    /// Their copies (original topic, id and attempt in properties).
     pub append: AppendBatch,
 }
 
-impl DeadLetterCmd {
+impl MoveCmd {
     /// Appends the encoding to `w`.
     pub fn encode(&self, w: &mut Writer) {
         encode_ack(w, &self.ack);
         w.i64(self.append.store_ms).str(&self.append.store_host).bytes(&self.append.batch);
     }
 
-    /// Decodes what [`DeadLetterCmd::encode`] wrote; the batch shares `whole`'s memory.
+    /// Decodes what [`MoveCmd::encode`] wrote; the batch shares `whole`'s memory.
     pub fn decode(r: &mut Reader<'_>, whole: &Bytes) -> Result<Self, DecodeError> {
         let ack = decode_ack(r)?;
         if ack.op != AckOp::Ack {
-            return Err(DecodeError::new("dead-letter command", "its items must be acks"));
+            return Err(DecodeError::new("move command", "its items must be acks"));
         }
         let store_ms = r.i64()?;
         let store_host = r.str()?.to_string();

@@ -1,0 +1,212 @@
+//! Moving handed-out messages out of flight on the leader of a broker group: after a failed
+//! delivery (its invisible time ran out, or the consumer gave it back) to the consumer group's
+//! retry topic, so the original queue's progress is not held back while it waits; after its last
+//! attempt, or on `ForwardMessageToDeadLetterQueue`, to the group's dead-letter topic. Either is
+//! one Raft entry (`MoveCmd`) that removes the message from flight and appends its copy.
+
+use raftmq_storage::Command;
+use raftmq_storage::Response;
+use raftmq_storage::broker::moves::MoveCmd;
+use raftmq_storage::broker::pop::AckCmd;
+use raftmq_storage::broker::pop::AckOp;
+use raftmq_storage::broker::reader::StoredMessage;
+use raftmq_storage::broker::record::BatchBuilder;
+use raftmq_storage::broker::record::NewMessage;
+use raftmq_storage::broker::record::RecordView;
+use raftmq_storage::broker::record::StoredType;
+use raftmq_storage::command::AppendBatch;
+use raftmq_storage::nameserver::names;
+
+use super::BrokerGroup;
+use crate::clock::now_ms;
+use crate::error::BrokerError;
+
+/// Property: the topic a dead letter came from (as RocketMQ names it).
+pub const ORIGIN_TOPIC: &str = "DLQ_ORIGIN_TOPIC";
+/// Property: the message id of the original (the copy keeps it too).
+pub const ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
+/// Property: how many times delivery was retried before the copy was made.
+pub const RECONSUME_TIMES: &str = "RECONSUME_TIME";
+/// Property: the topic a message in a retry topic came from (as RocketMQ names it).
+pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+
+/// Where moved messages of a consumer group go on this broker group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// `%RETRY%<group>` or `%DLQ%<group>`.
+    pub topic: String,
+    /// Its queue on this broker group.
+    pub queue: u32,
+}
+
+/// Why a message moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MoveKind {
+    /// A delivery failed; the copy is delivered again from the retry topic.
+    Retry,
+    /// The deliveries are used up; the copy is a dead letter.
+    DeadLetter,
+}
+
+/// One in-flight message to move.
+#[derive(Debug, Clone)]
+pub struct Moving {
+    /// Queue of the message in its source topic.
+    pub queue: u32,
+    /// The message as stored.
+    pub message: StoredMessage,
+    /// The epoch of its delivery (the move is refused if it was delivered again since).
+    pub epoch: u32,
+    /// Deliveries so far, counting those before any earlier retry copy.
+    pub attempt: u32,
+}
+
+/// The topic a stored message belongs to for its consumers: a retry copy's original topic, or
+/// the record's own.
+pub fn origin_topic<'a>(v: &RecordView<'a>) -> &'a str {
+    if names::is_retry_topic(v.topic)
+        && let Some((_, t)) = v.properties.iter().find(|(k, _)| *k == RETRY_TOPIC)
+    {
+        return t;
+    }
+    v.topic
+}
+
+/// Deliveries a stored message had before this copy was made: the count a retry copy carries,
+/// 0 for anything else (a user property of the same name on a normal message counts for nothing).
+pub fn attempts_before(v: &RecordView<'_>) -> u32 {
+    if !names::is_retry_topic(v.topic) {
+        return 0;
+    }
+    v.properties.iter().find(|(k, _)| *k == RECONSUME_TIMES).and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+}
+
+impl BrokerGroup {
+    /// Moves `items` of `(group, topic)` to `to` in one Raft entry: out of flight and into the
+    /// destination together. Returns false if one of them was acked or delivered again meanwhile
+    /// (then nothing moved). This node must lead the group.
+    pub async fn move_out(
+        &self,
+        group: &str,
+        topic: &str,
+        kind: MoveKind,
+        to: &Destination,
+        items: &[Moving],
+    ) -> Result<bool, BrokerError> {
+        let mut batch = BatchBuilder::new();
+        let mut acks = Vec::with_capacity(items.len());
+        for d in items {
+            let v = RecordView::parse(&d.message.record).map_err(|e| BrokerError::Internal(e.to_string()))?;
+            batch.push(&copy(&v, kind, to, d.attempt));
+            acks.push((d.queue, d.message.offset, d.epoch));
+        }
+        let now = now_ms();
+        let cmd = MoveCmd {
+            ack: AckCmd {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                now_ms: now,
+                op: AckOp::Ack,
+                items: acks,
+            },
+            append: AppendBatch { store_ms: now, store_host: self.store_host.clone(), batch: batch.finish() },
+        };
+        match self.group.write(Command::Move(cmd)).await? {
+            Response::Appended(offsets) => {
+                match kind {
+                    MoveKind::DeadLetter => tracing::info!(
+                        broker = %self.group.id(), consumer_group = %group, %topic, count = offsets.len(),
+                        dlq = %to.topic, "moved messages out of delivery attempts to the dead-letter queue"
+                    ),
+                    MoveKind::Retry => tracing::debug!(
+                        broker = %self.group.id(), consumer_group = %group, %topic, count = offsets.len(),
+                        "moved messages whose delivery failed to the retry topic"
+                    ),
+                }
+                self.pop_changed.notify_waiters();
+                Ok(true)
+            }
+            Response::Rejected(reason) => {
+                tracing::debug!(consumer_group = %group, %topic, reason = %reason, "move out of flight was stale");
+                Ok(false)
+            }
+            other => Err(BrokerError::Internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+}
+
+/// The copy of a stored message for `to`: same id, body, tag, keys and properties, plus where it
+/// came from and how often it was delivered. Deliverable at once.
+fn copy(v: &RecordView<'_>, kind: MoveKind, to: &Destination, attempt: u32) -> NewMessage {
+    let origin = origin_topic(v).to_string();
+    let mut m = v.to_new();
+    m.properties.retain(|(k, _)| {
+        ![ORIGIN_TOPIC, ORIGIN_MESSAGE_ID, RECONSUME_TIMES, RETRY_TOPIC].contains(&k.as_str())
+    });
+    match kind {
+        MoveKind::Retry => {
+            m.properties.push((RETRY_TOPIC.to_string(), origin));
+            m.properties.push((RECONSUME_TIMES.to_string(), attempt.to_string()));
+        }
+        MoveKind::DeadLetter => {
+            m.properties.push((ORIGIN_TOPIC.to_string(), origin));
+            m.properties.push((ORIGIN_MESSAGE_ID.to_string(), v.message_id.to_string()));
+            m.properties.push((RECONSUME_TIMES.to_string(), attempt.saturating_sub(1).to_string()));
+        }
+    }
+    m.topic = to.topic.clone();
+    m.queue_id = to.queue;
+    if m.message_type == StoredType::Delay {
+        m.message_type = StoredType::Normal;
+    }
+    m.delivery_ms = None;
+    m
+}
+
+/// A message in flight past its deadline, found by a sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Consumer group.
+    pub group: String,
+    /// Topic (the group's retry topic for a retry copy).
+    pub topic: String,
+    /// Queue.
+    pub queue: u32,
+    /// Offset.
+    pub offset: u64,
+    /// Epoch of its last delivery.
+    pub epoch: u32,
+    /// Deliveries of this copy.
+    pub attempt: u32,
+}
+
+impl BrokerGroup {
+    /// In-flight messages whose invisible time is over and that `sweeps(group, attempt)` accepts
+    /// (at most `limit`): the ones a sweep moves on (to the retry or dead-letter topic) even when
+    /// the group receives no more.
+    pub fn expired(&self, sweeps: impl Fn(&str, u32) -> bool, limit: usize) -> Vec<Expired> {
+        let now = now_ms();
+        self.data.read(|s| {
+            let mut out = Vec::new();
+            for ((group, tid, queue), p) in &s.pops.queues {
+                let Some(topic) = s.topic_name(*tid) else { continue };
+                for (offset, f) in &p.inflight {
+                    if f.deadline_ms <= now && sweeps(group, f.attempt) {
+                        out.push(Expired {
+                            group: group.clone(),
+                            topic: topic.to_string(),
+                            queue: *queue,
+                            offset: *offset,
+                            epoch: f.epoch,
+                            attempt: f.attempt,
+                        });
+                        if out.len() >= limit {
+                            return out;
+                        }
+                    }
+                }
+            }
+            out
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! Prometheus metrics of a node, served as `GET /metrics` on its client port (plain HTTP/1.1
+//! beside the gRPC services). Every node reports its own view of each Raft group (role, term,
+//! indexes); per-queue and per-consumer-group figures come from the group's leader only, so
+//! summing over nodes counts each once.
+
+pub mod exposition;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use raftmq_storage::Store;
+
+use self::exposition::Exposition;
+use crate::broker::Brokers;
+use crate::broker::flow::Flow;
+use crate::grpc::context::ServiceStats;
+use crate::nameserver::NameServer;
+
+/// RocksDB properties exported (summed over column families).
+const ROCKSDB_PROPERTIES: [(&str, &str); 4] = [
+    ("rocksdb.cur-size-all-mem-tables", "raftmq_rocksdb_memtable_bytes"),
+    ("rocksdb.estimate-live-data-size", "raftmq_rocksdb_live_data_bytes"),
+    ("rocksdb.total-sst-files-size", "raftmq_rocksdb_sst_bytes"),
+    ("rocksdb.estimate-pending-compaction-bytes", "raftmq_rocksdb_pending_compaction_bytes"),
+];
+
+/// What the metrics page reads.
+#[derive(Clone)]
+pub struct Metrics {
+    /// This node.
+    pub node_id: u64,
+    /// The NameServer group.
+    pub ns: NameServer,
+    /// The broker groups.
+    pub brokers: Brokers,
+    /// The node's store.
+    pub store: Arc<Store>,
+    /// Flow control.
+    pub flow: Arc<Flow>,
+    /// The MessagingService's counters.
+    pub service: Arc<ServiceStats>,
+}
+
+impl Metrics {
+    /// The page, built off the async workers (it reads RocksDB properties).
+    pub async fn page(self) -> String {
+        tokio::task::spawn_blocking(move || self.render()).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "metrics page failed");
+            String::new()
+        })
+    }
+
+    /// The page.
+    pub fn render(&self) -> String {
+        let node = self.node_id.to_string();
+        let mut e = Exposition::default();
+        self.raft(&mut e, &node);
+        self.queues(&mut e);
+        self.flow(&mut e, &node);
+        e.family("raftmq_send_seconds", "histogram", "Time to answer a SendMessage, seconds.");
+        e.histogram("raftmq_send_seconds", &[("node", &node)], &self.service.send_latency.snapshot());
+        e.family("raftmq_fsync_seconds", "histogram", "Time of one WAL fsync of the Raft log, seconds.");
+        e.histogram(
+            "raftmq_fsync_seconds",
+            &[("node", &node)],
+            &self.store.log_writer_stats().sync_latency.snapshot(),
+        );
+        for (property, name) in ROCKSDB_PROPERTIES {
+            if let Some(v) = self.store.property(property) {
+                e.family(name, "gauge", &format!("RocksDB {property}, bytes."));
+                e.sample(name, &[("node", &node)], v);
+            }
+        }
+        e.finish()
+    }
+
+    fn raft(&self, e: &mut Exposition, node: &str) {
+        let mut groups = vec![self.ns.group().status()];
+        groups.extend(self.brokers.all().map(|b| b.group.status()));
+        e.family("raftmq_raft_term", "gauge", "Current Raft term of the group on this node.");
+        for s in &groups {
+            e.sample("raftmq_raft_term", &[("node", node), ("group", &s.group.name())], s.term);
+        }
+        e.family("raftmq_raft_leader", "gauge", "1 when this node leads the group.");
+        for s in &groups {
+            e.sample(
+                "raftmq_raft_leader",
+                &[("node", node), ("group", &s.group.name())],
+                u8::from(s.role == "leader"),
+            );
+        }
+        e.family("raftmq_raft_role", "gauge", "The group's role on this node (label role), always 1.");
+        for s in &groups {
+            e.sample("raftmq_raft_role", &[("node", node), ("group", &s.group.name()), ("role", &s.role)], 1);
+        }
+        for (name, help, get) in [
+            (
+                "raftmq_raft_last_log_index",
+                "Index of the last entry in this node's log.",
+                (|s| s.last_log_index) as fn(&raftmq_raft::GroupStatus) -> Option<u64>,
+            ),
+            ("raftmq_raft_commit_index", "Highest index this node knows committed.", |s| s.committed),
+            ("raftmq_raft_applied_index", "Highest index applied to this node's state machine.", |s| {
+                s.applied
+            }),
+        ] {
+            e.family(name, "gauge", help);
+            for s in &groups {
+                e.sample(name, &[("node", node), ("group", &s.group.name())], get(s).unwrap_or(0));
+            }
+        }
+        e.family("raftmq_raft_apply_lag", "gauge", "Committed entries not yet applied on this node.");
+        for s in &groups {
+            let lag = s.committed.unwrap_or(0).saturating_sub(s.applied.unwrap_or(0));
+            e.sample("raftmq_raft_apply_lag", &[("node", node), ("group", &s.group.name())], lag);
+        }
+    }
+
+    /// Per queue and per consumer group, from the groups this node leads.
+    fn queues(&self, e: &mut Exposition) {
+        let mut messages = Vec::new();
+        let mut lags = Vec::new();
+        for b in self.brokers.all().filter(|b| b.group.is_leader()) {
+            let broker = b.group.id().name();
+            b.data.read(|s| {
+                for ((tid, queue), q) in &s.queues {
+                    let Some(topic) = s.topic_name(*tid) else { continue };
+                    messages.push((broker.clone(), topic.to_string(), *queue, q.next));
+                }
+                let end = |tid: u32, queue: u32| s.queues.get(&(tid, queue)).map_or(0, |q| q.next);
+                for ((group, tid, queue), p) in &s.pops.queues {
+                    let Some(topic) = s.topic_name(*tid) else { continue };
+                    lags.push((
+                        group.clone(),
+                        topic.to_string(),
+                        *queue,
+                        end(*tid, *queue).saturating_sub(p.committed()),
+                    ));
+                }
+                for ((group, tid, queue), offset) in &s.consumers {
+                    let Some(topic) = s.topic_name(*tid) else { continue };
+                    lags.push((
+                        group.clone(),
+                        topic.to_string(),
+                        *queue,
+                        end(*tid, *queue).saturating_sub(*offset),
+                    ));
+                }
+            });
+        }
+        e.family(
+            "raftmq_queue_messages_total",
+            "counter",
+            "Messages ever stored in the queue (its next offset).",
+        );
+        for (broker, topic, queue, n) in &messages {
+            let q = queue.to_string();
+            e.sample(
+                "raftmq_queue_messages_total",
+                &[("broker", broker), ("topic", topic), ("queue", &q)],
+                n,
+            );
+        }
+        e.family(
+            "raftmq_consumer_lag",
+            "gauge",
+            "Messages of the queue the consumer group has not consumed yet.",
+        );
+        for (group, topic, queue, lag) in &lags {
+            let q = queue.to_string();
+            e.sample(
+                "raftmq_consumer_lag",
+                &[("consumer_group", group), ("topic", topic), ("queue", &q)],
+                lag,
+            );
+        }
+    }
+
+    fn flow(&self, e: &mut Exposition, node: &str) {
+        e.family("raftmq_flow_rejected_total", "counter", "Sends refused with TOO_MANY_REQUESTS, by reason.");
+        for b in self.brokers.all() {
+            let g = b.group.id().name();
+            let n = b.batcher.stats().rejected.load(Ordering::Relaxed);
+            e.sample(
+                "raftmq_flow_rejected_total",
+                &[("node", node), ("group", &g), ("reason", "backlog")],
+                n,
+            );
+        }
+        let n = self.flow.rejected_memory.load(Ordering::Relaxed);
+        e.sample("raftmq_flow_rejected_total", &[("node", node), ("group", ""), ("reason", "memory")], n);
+        e.family(
+            "raftmq_flow_backlog_bytes",
+            "gauge",
+            "Bytes of sends accepted and not yet acknowledged, per broker group.",
+        );
+        for b in self.brokers.all() {
+            e.sample(
+                "raftmq_flow_backlog_bytes",
+                &[("node", node), ("group", &b.group.id().name())],
+                b.batcher.backlog_bytes(),
+            );
+        }
+        e.family(
+            "raftmq_flow_backlog_limit_bytes",
+            "gauge",
+            "The backlog bound per broker group ([broker] inflight_mib_max).",
+        );
+        for b in self.brokers.all() {
+            e.sample(
+                "raftmq_flow_backlog_limit_bytes",
+                &[("node", node), ("group", &b.group.id().name())],
+                b.batcher.backlog_max_bytes(),
+            );
+        }
+        e.family("raftmq_memory_resident_bytes", "gauge", "Resident memory of the node process.");
+        e.sample(
+            "raftmq_memory_resident_bytes",
+            &[("node", node)],
+            self.flow.rss_bytes.load(Ordering::Relaxed),
+        );
+        e.family(
+            "raftmq_memory_budget_bytes",
+            "gauge",
+            "The node's memory budget ([broker] memory_budget_mib; 0: none).",
+        );
+        e.sample("raftmq_memory_budget_bytes", &[("node", node)], self.flow.budget_bytes);
+    }
+}
