@@ -33,6 +33,35 @@ pub struct ClusterArgs {
     /// Use these node configs (`*.toml`, one per node, in node-id order) instead of generating them.
     #[arg(long)]
     pub config_dir: Option<PathBuf>,
+    /// With `--config-dir`: run the configs on this machine, replacing host names in their
+    /// addresses (`node1=127.0.0.11,node2=127.0.0.12,node3=127.0.0.13` for `deploy/`) and keeping
+    /// each node's data in `<data-dir>/node-<id>`; the rewritten configs go to `<data-dir>/cluster`.
+    #[arg(long, requires = "config_dir")]
+    pub host_map: Option<String>,
+}
+
+/// The configs of `files` with hosts replaced by `map` and data under `data_dir`, written to
+/// `data_dir/cluster`; every other setting as in the originals.
+fn mapped_configs(files: &[PathBuf], map: &str, data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let map = crate::config::parse_host_map(map).map_err(anyhow::Error::msg)?;
+    let out = data_dir.join("cluster");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut written = Vec::new();
+    for f in files {
+        let mut raw = crate::config::RawConfig::load(f).map_err(anyhow::Error::msg)?;
+        raw.map_hosts(&map);
+        let id = raw.node_id.with_context(|| format!("{}: node_id is missing", f.display()))?;
+        raw.data_dir = Some(data_dir.join(format!("node-{id}")));
+        let path = out.join(format!("node-{id}.toml"));
+        let text = format!(
+            "# {} with --host-map applied; rewritten on start\n{}",
+            f.display(),
+            toml::to_string_pretty(&raw)?
+        );
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 fn config_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -53,9 +82,10 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 9 {
         bail!("--nodes must be 1-9 (node i listens on 708i and 808i), got {}", args.nodes);
     }
-    let files = match &args.config_dir {
-        Some(dir) => config_files(dir)?,
-        None => write_configs(&args.data_dir, &default_ports(args.nodes), args.broker_groups, &|_| {})?,
+    let files = match (&args.config_dir, &args.host_map) {
+        (Some(dir), Some(map)) => mapped_configs(&config_files(dir)?, map, &args.data_dir)?,
+        (Some(dir), None) => config_files(dir)?,
+        (None, _) => write_configs(&args.data_dir, &default_ports(args.nodes), args.broker_groups, &|_| {})?,
     };
     let exe = std::env::current_exe().context("cannot find the raftmq executable")?;
     let mut cluster = LocalCluster::new(&exe, &files, |_| Output::Prefixed)?;

@@ -246,12 +246,56 @@ impl RawConfig {
         if let Some(v) = get("RAFTMQ_LOG") {
             self.log.level = v;
         }
+        if let Some(v) = get("RAFTMQ_HOST_MAP") {
+            self.map_hosts(&parse_host_map(&v)?);
+        }
         Ok(())
+    }
+
+    /// Replaces host names in every address (listen, advertised, initial members) by `map`'s
+    /// value: the container configs under `deploy/` (hosts `node1`..`node3`) then run on one
+    /// machine with `node1=127.0.0.11,...`, every other setting unchanged.
+    pub fn map_hosts(&mut self, map: &std::collections::BTreeMap<String, String>) {
+        let swap = |addr: &mut String| {
+            if let Some((host, port)) = addr.rsplit_once(':')
+                && let Some(to) = map.get(host)
+            {
+                *addr = format!("{to}:{port}");
+            }
+        };
+        for a in [
+            &mut self.raft_addr,
+            &mut self.client_addr,
+            &mut self.advertise_raft_addr,
+            &mut self.advertise_client_addr,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            swap(a);
+        }
+        for m in &mut self.initial_members {
+            swap(&mut m.raft_addr);
+            swap(&mut m.client_addr);
+        }
     }
 }
 
+/// Parses `host=ip,host=ip` (the value of `RAFTMQ_HOST_MAP` and `raftmq cluster --host-map`).
+pub fn parse_host_map(v: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    v.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((h, to)) if !h.trim().is_empty() && !to.trim().is_empty() => {
+                Ok((h.trim().to_string(), to.trim().to_string()))
+            }
+            _ => Err(format!("host map entry {p:?} is not host=address; for example node1=127.0.0.11")),
+        })
+        .collect()
+}
+
 /// Environment variables a node reads.
-pub const ENV_VARS: [&str; 7] = [
+pub const ENV_VARS: [&str; 8] = [
     "RAFTMQ_NODE_ID",
     "RAFTMQ_DATA_DIR",
     "RAFTMQ_RAFT_ADDR",
@@ -259,6 +303,7 @@ pub const ENV_VARS: [&str; 7] = [
     "RAFTMQ_ADVERTISE_RAFT_ADDR",
     "RAFTMQ_ADVERTISE_CLIENT_ADDR",
     "RAFTMQ_LOG",
+    "RAFTMQ_HOST_MAP",
 ];
 
 /// The default member list: `raftmq cluster`'s three nodes on 127.0.0.1.

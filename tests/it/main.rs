@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod t00_boundaries;
+mod t05_deploy;
 mod t10_nameserver;
 mod t20_commitlog;
 mod t30_consumers;

@@ -85,3 +85,25 @@ fn bad_configs_say_what_to_fix() {
     let e = RawConfig::from_toml("node_id = 1\nnode_idd = 2").unwrap_err();
     assert!(e.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn host_map_rewrites_every_address_and_nothing_else() {
+    let text = "node_id = 2\nraft_addr = \"node2:7080\"\nclient_addr = \"node2:8080\"\n\
+                advertise_client_addr = \"node2:8080\"\n\
+                [[initial_members]]\nid = 1\nraft_addr = \"node1:7080\"\nclient_addr = \"node1:8080\"\n\
+                [[initial_members]]\nid = 2\nraft_addr = \"node2:7080\"\nclient_addr = \"node2:8080\"\n\
+                [[initial_members]]\nid = 3\nraft_addr = \"other:7080\"\nclient_addr = \"node3:8080\"\n";
+    let mut raw = RawConfig::from_toml(text).unwrap();
+    raw.apply_env(|k| {
+        (k == "RAFTMQ_HOST_MAP").then(|| "node1=127.0.0.11, node2=127.0.0.12,node3=127.0.0.13".into())
+    })
+    .unwrap();
+    assert_eq!(raw.raft_addr.as_deref(), Some("127.0.0.12:7080"));
+    assert_eq!(raw.advertise_client_addr.as_deref(), Some("127.0.0.12:8080"));
+    assert_eq!(raw.initial_members[0].raft_addr, "127.0.0.11:7080");
+    assert_eq!(raw.initial_members[2].raft_addr, "other:7080", "unmapped hosts stay");
+    assert_eq!(raw.initial_members[2].client_addr, "127.0.0.13:8080");
+    assert_eq!(raw.node_id, Some(2));
+    let e = parse_host_map("node1").unwrap_err();
+    assert!(e.contains("node1=127.0.0.11"), "{e}");
+}
