@@ -294,8 +294,11 @@ fn consume_thread(
                 Err(_) => return,
             }
         };
-        for received in work.batch {
-            let settle = consume(listener, &received.message, opts);
+        for mut received in work.batch {
+            let (settle, attempt) = consume(listener, &received.message, opts);
+            // Retried in place: the broker records the attempts the listener saw (a dead
+            // letter's RECONSUME_TIME counts them).
+            received.message.delivery_attempt = attempt;
             if tx.send(Outcome { received, settle }).is_err() {
                 return;
             }
@@ -304,8 +307,8 @@ fn consume_thread(
 }
 
 /// Runs the listener on one message; orderly, retries it in place until it succeeds or used up
-/// its attempts (the listener sees the attempt number rise).
-fn consume(listener: &Listener, message: &MessageView, opts: &PushConsumerOptions) -> Settle {
+/// its attempts (the listener sees the attempt number rise). What to do, and the last attempt.
+fn consume(listener: &Listener, message: &MessageView, opts: &PushConsumerOptions) -> (Settle, u32) {
     let mut view = std::borrow::Cow::Borrowed(message);
     loop {
         let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(&view))) {
@@ -315,11 +318,12 @@ fn consume(listener: &Listener, message: &MessageView, opts: &PushConsumerOption
                 ConsumeResult::Failure
             }
         };
+        let attempt = view.delivery_attempt;
         match result {
-            ConsumeResult::Success => return Settle::Ack,
-            ConsumeResult::Failure if !opts.orderly => return Settle::Retry,
-            ConsumeResult::Failure if view.delivery_attempt >= opts.max_delivery_attempts => {
-                return Settle::DeadLetter;
+            ConsumeResult::Success => return (Settle::Ack, attempt),
+            ConsumeResult::Failure if !opts.orderly => return (Settle::Retry, attempt),
+            ConsumeResult::Failure if attempt >= opts.max_delivery_attempts => {
+                return (Settle::DeadLetter, attempt);
             }
             ConsumeResult::Failure => {
                 std::thread::sleep(opts.orderly_retry);

@@ -26,10 +26,14 @@ use crate::broker::Brokers;
 use crate::config::NodeConfig;
 use crate::error::BrokerError;
 
+/// Longest wait for this node to catch up with the NameServer leader before a current read.
+const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The NameServer as seen from this node.
 #[derive(Clone)]
 pub struct NameServer {
     group: Group,
+    host: Arc<RaftHost>,
     meta: SharedMeta,
     /// Addresses from this node's config: known before any membership reached the node.
     configured: Arc<BTreeMap<NodeId, NodeInfo>>,
@@ -37,8 +41,13 @@ pub struct NameServer {
 
 impl NameServer {
     /// Wraps the started NameServer group; `configured` are the addresses the config lists.
-    pub fn new(group: Group, meta: SharedMeta, configured: BTreeMap<NodeId, NodeInfo>) -> Self {
-        Self { group, meta, configured: Arc::new(configured) }
+    pub fn new(
+        group: Group,
+        host: Arc<RaftHost>,
+        meta: SharedMeta,
+        configured: BTreeMap<NodeId, NodeInfo>,
+    ) -> Self {
+        Self { group, host, meta, configured: Arc::new(configured) }
     }
 
     /// Where node `id` is: from the Raft membership, else the NameServer's member records, else
@@ -86,6 +95,13 @@ impl NameServer {
     /// Reads the metadata after making sure it is current (linearizable).
     pub async fn read<R>(&self, f: impl FnOnce(&MetaState) -> R) -> Result<R, BrokerError> {
         self.group.ensure_linearizable().await?;
+        Ok(self.meta.read(f))
+    }
+
+    /// Reads this node's copy of the metadata once it has applied what the leader had committed
+    /// (on any node, leader or not): it sees every change acknowledged before the call.
+    pub async fn read_current<R>(&self, f: impl FnOnce(&MetaState) -> R) -> Result<R, BrokerError> {
+        self.host.read_barrier(&self.group, READ_BARRIER_TIMEOUT).await?;
         Ok(self.meta.read(f))
     }
 

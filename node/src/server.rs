@@ -131,7 +131,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         .iter()
         .map(|m| (m.id, raftmq_storage::NodeInfo::new(m.raft_addr.clone(), m.client_addr.clone())))
         .collect();
-    let ns = NameServer::new(ns_group, meta, configured);
+    let ns = NameServer::new(ns_group, host.clone(), meta, configured);
     let b = &config.broker;
     let batcher = BatcherOptions {
         batch_bytes_max: (b.batch_kib_max << 10) as usize,

@@ -148,6 +148,30 @@ impl RaftHost {
         Ok(GroupStatus::from_pb(&resp.into_inner()))
     }
 
+    /// Waits until this node's replica of `group` has applied everything its leader had
+    /// committed when asked (a read index taken from the leader), so a local read after it sees
+    /// every write acknowledged before the call. On the leader it is a linearizable-read check.
+    pub async fn read_barrier(&self, group: &crate::Group, timeout: Duration) -> Result<(), RaftError> {
+        let id = group.id();
+        let Some(leader) = group.leader_id() else {
+            return Err(RaftError::NoQuorum { group: id, reason: "no leader known".into() });
+        };
+        if leader == self.node_id {
+            return group.ensure_linearizable().await;
+        }
+        let st = self
+            .remote_status(leader, id, timeout)
+            .await
+            .map_err(|reason| RaftError::NoQuorum { group: id, reason })?;
+        let Some(committed) = st.committed else { return Ok(()) };
+        group
+            .wait_for(timeout, "the leader's commit index to apply here", |s| {
+                s.applied.is_some_and(|a| a >= committed)
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// Stops every group.
     pub async fn shutdown(&self) {
         self.groups.shutdown().await;

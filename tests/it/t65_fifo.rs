@@ -173,4 +173,6 @@ async fn fifo_groups_keep_send_order_and_a_stuck_message_goes_to_the_dlq() {
     .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(&dead[0].message.body[..], b"stuck/0");
+    let retried = dead[0].message.properties.get("RECONSUME_TIME").map(String::as_str);
+    assert_eq!(retried, Some("2"), "three attempts in place: two retries");
 }

@@ -13,10 +13,12 @@ use anyhow::bail;
 use clap::Subcommand;
 use raftmq_client::Message;
 use raftmq_client::MessageView;
+use raftmq_client::OffsetPolicy;
 use raftmq_client::Producer;
 use raftmq_client::ProducerOptions;
 use raftmq_client::PullConsumer;
 use raftmq_client::PullConsumerOptions;
+use raftmq_storage::nameserver::names;
 use serde_json::Value;
 use serde_json::json;
 
@@ -51,12 +53,13 @@ pub enum DlqCommand {
 
 /// Every dead letter of `group`, up to `limit`.
 async fn dead_letters(server: &str, group: &str, limit: usize) -> anyhow::Result<Vec<MessageView>> {
-    let topic = format!("%DLQ%{group}");
+    let topic = names::dlq_topic(group);
     let pull = PullConsumer::new(PullConsumerOptions::new(server, group))?;
     let queues = pull.queues(&topic).await.with_context(|| format!("the dead-letter topic {topic}"))?;
     let mut out = Vec::new();
     for q in queues {
-        let mut offset = 0;
+        // From the first retained offset: retention may have removed the oldest.
+        let mut offset = pull.query_offset(&topic, q, OffsetPolicy::Beginning).await?;
         while out.len() < limit {
             let p = pull.pull(&topic, q, offset, 32, Duration::ZERO).await?;
             out.extend(p.messages);

@@ -76,11 +76,7 @@ pub struct LeaderInfo {
 /// Counters of the MessagingService.
 #[derive(Debug, Default)]
 pub struct ServiceStats {
-    /// SendMessage calls answered.
-    pub sends: std::sync::atomic::AtomicU64,
-    /// Their total time in the handler, microseconds.
-    pub send_micros: std::sync::atomic::AtomicU64,
-    /// Their time in the handler.
+    /// Time in the handler of every SendMessage answered.
     pub send_latency: raftmq_storage::latency::LatencyHistogram,
 }
 
@@ -97,18 +93,6 @@ pub struct ConsumerOptions {
     pub auto_create_topics: bool,
     /// The retry schedule push consumers get in their settings: the wait before attempt 2, 3, ...
     pub retry_delays_ms: Vec<u64>,
-}
-
-impl Default for ConsumerOptions {
-    fn default() -> Self {
-        Self {
-            invisible_ms_min: 10_000,
-            auto_create_groups: true,
-            delay_max_ms: 3 * 24 * 3600 * 1000,
-            auto_create_topics: false,
-            retry_delays_ms: super::telemetry::RETRY_SCHEDULE_SECS.iter().map(|s| s * 1000).collect(),
-        }
-    }
 }
 
 /// Shared state of the MessagingService handlers.
@@ -169,8 +153,10 @@ impl Context {
             return Ok(t);
         }
         // This node's copy of the metadata may not have applied a topic created a moment ago
-        // (through another node): ask the NameServer group before saying it does not exist.
-        match self.ns.read(|s| s.topics.get(name).cloned()).await {
+        // (through another node): catch up with the NameServer leader before saying it does not
+        // exist. (Boxed: the slow path's remote call would otherwise inflate every handler's
+        // future.)
+        match Box::pin(self.ns.read_current(|s| s.topics.get(name).cloned())).await {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(MetaError::TopicNotFound(name.to_string()).into()),
             Err(e) => {
@@ -239,8 +225,6 @@ impl Context {
             .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
     }
 
-    /// Where to forward a request for group `id` that this node does not lead, or why it cannot.
-    /// A request that was already forwarded is never forwarded again.
     /// Sends the unary request `msg` on to the leader of `g` (once) with `call`; its answer, or
     /// why the leader could not be asked.
     pub async fn forward_unary<Q, A, F, Fut>(
@@ -262,6 +246,8 @@ impl Context {
             .map_err(|s| leader_silent(target.node, &g, &s))
     }
 
+    /// Where to forward a request for group `id` that this node does not lead, or why it cannot.
+    /// A request that was already forwarded is never forwarded again.
     pub fn forward_target(&self, id: GroupId, md: &MetadataMap) -> Result<LeaderInfo, BrokerError> {
         let leader = self.leader(id).filter(|l| l.node != self.node_id);
         match leader {

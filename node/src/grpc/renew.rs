@@ -33,10 +33,13 @@ struct Held {
     handle: ReceiptHandle,
 }
 
-/// Messages this node renews, by (broker group, queue, offset, consumer group).
+/// (broker group, from the retry topic, queue, offset, consumer group).
+type HeldKey = (GroupId, bool, u32, u64, String);
+
+/// Messages this node renews, by [`HeldKey`].
 #[derive(Default)]
 pub struct Renewals {
-    held: Mutex<HashMap<(GroupId, u32, u64, String), Held>>,
+    held: Mutex<HashMap<HeldKey, Held>>,
 }
 
 impl Renewals {
@@ -44,15 +47,16 @@ impl Renewals {
     pub fn hold(&self, client: &str, group: &str, topic: &str, handle: ReceiptHandle) {
         let held =
             Held { client: client.to_string(), group: group.to_string(), topic: topic.to_string(), handle };
-        self.lock().insert((handle.group, handle.queue, handle.offset, group.to_string()), held);
+        self.lock()
+            .insert((handle.group, handle.retry, handle.queue, handle.offset, group.to_string()), held);
     }
 
     /// Stops renewing a message (acked, or its invisible time changed).
     pub fn release(&self, group: &str, handle: &ReceiptHandle) {
-        self.lock().remove(&(handle.group, handle.queue, handle.offset, group.to_string()));
+        self.lock().remove(&(handle.group, handle.retry, handle.queue, handle.offset, group.to_string()));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(GroupId, u32, u64, String), Held>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HeldKey, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -61,7 +65,8 @@ impl Renewals {
     }
 
     fn renewed(&self, held: &Held, deadline_ms: i64) {
-        let key = (held.handle.group, held.handle.queue, held.handle.offset, held.group.clone());
+        let key =
+            (held.handle.group, held.handle.retry, held.handle.queue, held.handle.offset, held.group.clone());
         if let Some(h) = self.lock().get_mut(&key)
             && h.handle.epoch == held.handle.epoch
         {

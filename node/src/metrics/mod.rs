@@ -5,6 +5,8 @@
 
 pub mod exposition;
 
+use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -119,32 +121,26 @@ impl Metrics {
     /// Per queue and per consumer group, from the groups this node leads.
     fn queues(&self, e: &mut Exposition) {
         let mut messages = Vec::new();
-        let mut lags = Vec::new();
+        // One series per (group, topic, queue): a group that both receives and commits offsets
+        // is counted by its receive state, as `admin message` shows it.
+        let mut lags: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
         for b in self.brokers.all().filter(|b| b.group.is_leader()) {
             let broker = b.group.id().name();
             b.data.read(|s| {
+                let names: HashMap<u32, &str> = s.topics.iter().map(|(n, id)| (*id, n.as_str())).collect();
                 for ((tid, queue), q) in &s.queues {
-                    let Some(topic) = s.topic_name(*tid) else { continue };
+                    let Some(topic) = names.get(tid) else { continue };
                     messages.push((broker.clone(), topic.to_string(), *queue, q.next));
                 }
                 let end = |tid: u32, queue: u32| s.queues.get(&(tid, queue)).map_or(0, |q| q.next);
-                for ((group, tid, queue), p) in &s.pops.queues {
-                    let Some(topic) = s.topic_name(*tid) else { continue };
-                    lags.push((
-                        group.clone(),
-                        topic.to_string(),
-                        *queue,
-                        end(*tid, *queue).saturating_sub(p.committed()),
-                    ));
-                }
-                for ((group, tid, queue), offset) in &s.consumers {
-                    let Some(topic) = s.topic_name(*tid) else { continue };
-                    lags.push((
-                        group.clone(),
-                        topic.to_string(),
-                        *queue,
-                        end(*tid, *queue).saturating_sub(*offset),
-                    ));
+                let committed = s.consumers.iter().map(|(k, o)| (k, *o));
+                let popped = s.pops.queues.iter().map(|(k, p)| (k, p.committed()));
+                for ((group, tid, queue), done) in committed.chain(popped) {
+                    let Some(topic) = names.get(tid) else { continue };
+                    lags.insert(
+                        (group.clone(), topic.to_string(), *queue),
+                        end(*tid, *queue).saturating_sub(done),
+                    );
                 }
             });
         }
@@ -166,7 +162,7 @@ impl Metrics {
             "gauge",
             "Messages of the queue the consumer group has not consumed yet.",
         );
-        for (group, topic, queue, lag) in &lags {
+        for ((group, topic, queue), lag) in &lags {
             let q = queue.to_string();
             e.sample(
                 "raftmq_consumer_lag",
