@@ -147,7 +147,8 @@ impl Default for BrokerSection {
             auto_create_topics: false,
             transaction_check_secs: 30,
             transaction_checks_max: 15,
-            retry_delays_ms: crate::grpc::telemetry::RETRY_SCHEDULE_SECS.iter().map(|s| s * 1000).collect(),
+            // RocketMQ's schedule (10 s, 30 s, 1 min ... 2 h), the SDK's default too.
+            retry_delays_ms: raftmq_client::push::RETRY_DELAYS_SECS.iter().map(|s| s * 1000).collect(),
         }
     }
 }

@@ -39,9 +39,9 @@ pub async fn run(
             (p + s.proposals.load(Ordering::Relaxed), m + s.messages.load(Ordering::Relaxed))
         });
         let now = (
-            l.syncs.load(Ordering::Relaxed),
+            l.sync_latency.count(),
             l.synced_ops.load(Ordering::Relaxed),
-            l.sync_micros.load(Ordering::Relaxed),
+            l.sync_latency.sum_micros(),
             sm.ops.load(Ordering::Relaxed),
             sm.write_micros.load(Ordering::Relaxed),
             proposals,
@@ -73,8 +73,7 @@ pub async fn run(
             append_us_avg,
             proposal_us_avg,
             send_handler_us_avg = {
-                let now =
-                    (service.sends.load(Ordering::Relaxed), service.send_micros.load(Ordering::Relaxed));
+                let now = (service.send_latency.count(), service.send_latency.sum_micros());
                 let avg = d(now.1, last_sends.1) / d(now.0, last_sends.0).max(1);
                 last_sends = now;
                 avg

@@ -41,6 +41,16 @@ impl LatencyHistogram {
         self.sum_micros.fetch_add(us, Ordering::Relaxed);
     }
 
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Their sum, microseconds.
+    pub fn sum_micros(&self) -> u64 {
+        self.sum_micros.load(Ordering::Relaxed)
+    }
+
     /// The current counts.
     pub fn snapshot(&self) -> LatencySnapshot {
         let mut total = 0;

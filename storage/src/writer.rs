@@ -79,17 +79,13 @@ pub(crate) struct WriteOp {
 pub struct WriterStats {
     /// Write operations performed.
     pub ops: AtomicU64,
-    /// WAL fsyncs performed.
-    pub syncs: AtomicU64,
     /// Operations that waited for an fsync (the callbacks the fsyncs served).
     pub synced_ops: AtomicU64,
     /// Bytes written.
     pub bytes: AtomicU64,
-    /// Time spent in `flush_wal(true)`, microseconds.
-    pub sync_micros: AtomicU64,
     /// Longest single `flush_wal(true)`, microseconds (reset by whoever reads it).
     pub sync_micros_max: AtomicU64,
-    /// Every `flush_wal(true)`'s time.
+    /// Every `flush_wal(true)`'s time (its count is the number of fsyncs).
     pub sync_latency: crate::latency::LatencyHistogram,
     /// Time spent writing batches, microseconds.
     pub write_micros: AtomicU64,
@@ -257,9 +253,7 @@ fn sync_loop(db: &DB, stats: &WriterStats, shared: &SyncShared) {
                 let took = t.elapsed();
                 let us = took.as_micros() as u64;
                 stats.sync_latency.observe(took);
-                stats.sync_micros.fetch_add(us, Ordering::Relaxed);
                 stats.sync_micros_max.fetch_max(us, Ordering::Relaxed);
-                stats.syncs.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = &r {
                     tracing::error!(error = %e, "wal fsync failed; failing every write from now on");
                     shared.queue.lock().unwrap_or_else(|p| p.into_inner()).failure = Some(e.clone());

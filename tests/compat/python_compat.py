@@ -165,6 +165,25 @@ def pair(config, topic, group, checker=None):
         producer.shutdown()
 
 
+def receive_acked(consumer, count, seconds):
+    """Receives and acks until `count` messages came or `seconds` passed; their bodies in order."""
+    got = []
+    deadline = time.time() + seconds
+    while time.time() < deadline and len(got) < count:
+        for m in consumer.receive(16, 15):
+            got.append(m.body.decode())
+            consumer.ack(m)
+    return got
+
+
+def expect_quiet(consumer, seconds, what):
+    """Fails if any message comes within `seconds`."""
+    quiet = time.time() + seconds
+    while time.time() < quiet:
+        for m in consumer.receive(16, 15):
+            fail(f"{what}: also consumed {m.body.decode()}")
+
+
 def transactions(config, topic, group):
     checker = Checker()
     with pair(config, topic, group, checker) as (producer, consumer):
@@ -181,19 +200,11 @@ def transactions(config, topic, group):
         half("commit-by-check")
         half("rollback-by-check")
         want = {"client-commit", "commit-by-check"}
-        got = []
-        deadline = time.time() + 30
-        while time.time() < deadline and len(got) < len(want):
-            for m in consumer.receive(16, 15):
-                got.append(m.body.decode())
-                consumer.ack(m)
+        got = receive_acked(consumer, len(want), 30)
         if sorted(got) != sorted(want):
             fail(f"transactions: consumed {got}, wanted {sorted(want)} (checked back: {checker.checked})")
         # The rolled-back ones never come, the committed ones only once.
-        quiet = time.time() + 4
-        while time.time() < quiet:
-            for m in consumer.receive(16, 15):
-                fail(f"transactions: also consumed {m.body.decode()}")
+        expect_quiet(consumer, 4, "transactions")
         if "commit-by-check" not in checker.checked or "rollback-by-check" not in checker.checked:
             fail(f"transactions: the broker did not check back both open ones: {checker.checked}")
         print("ok transactions: client commit and rollback, check-back commit and rollback", flush=True)
@@ -225,10 +236,7 @@ def delay(config, topic, group):
         late = got[0][1]
         if late < 0 or late > 1000:
             fail(f"delay: delivered {late} ms after its time (must be 0-1000)")
-        quiet = time.time() + 3
-        while time.time() < quiet:
-            for m in consumer.receive(16, 15):
-                fail(f"delay: also consumed {m.body.decode()} (recalled or twice)")
+        expect_quiet(consumer, 3, "delay (recalled or twice)")
         print(f"ok delay: scheduled message {late} ms after its time, recalled one never delivered", flush=True)
 
 
@@ -241,12 +249,7 @@ def fifo(config, topic, group):
             msg.body = body.encode()
             msg.message_group = "order-1"
             producer.send(msg)
-        got = []
-        deadline = time.time() + 30
-        while time.time() < deadline and len(got) < len(want):
-            for m in consumer.receive(16, 15):
-                got.append(m.body.decode())
-                consumer.ack(m)
+        got = receive_acked(consumer, len(want), 30)
         if got != want:
             fail(f"fifo: consumed {got}, wanted {want}")
         print(f"ok fifo: {len(got)} messages of one message group in send order", flush=True)

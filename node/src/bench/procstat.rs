@@ -56,8 +56,7 @@ impl NodeProcs {
     pub fn sample_rss(&mut self) {
         for pid in &self.pids {
             if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                && let Some(line) = s.lines().find(|l| l.starts_with("VmRSS:"))
-                && let Some(kib) = line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok())
+                && let Some(kib) = crate::broker::flow::vm_rss_kib(&s)
             {
                 self.rss_max_kib = self.rss_max_kib.max(kib);
             }

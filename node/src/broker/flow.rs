@@ -106,7 +106,7 @@ impl Flow {
 }
 
 /// `VmRSS` of a `/proc/<pid>/status` text, KiB.
-fn vm_rss_kib(status: &str) -> Option<u64> {
+pub(crate) fn vm_rss_kib(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }

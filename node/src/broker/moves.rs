@@ -5,6 +5,7 @@
 //! one Raft entry (`MoveCmd`) that removes the message from flight and appends its copy.
 
 use raftmq_storage::Command;
+use raftmq_storage::GroupId;
 use raftmq_storage::Response;
 use raftmq_storage::broker::moves::MoveCmd;
 use raftmq_storage::broker::pop::AckCmd;
@@ -15,6 +16,8 @@ use raftmq_storage::broker::record::NewMessage;
 use raftmq_storage::broker::record::RecordView;
 use raftmq_storage::broker::record::StoredType;
 use raftmq_storage::command::AppendBatch;
+use raftmq_storage::nameserver::ConsumerGroup;
+use raftmq_storage::nameserver::MetaState;
 use raftmq_storage::nameserver::names;
 
 use super::BrokerGroup;
@@ -39,6 +42,14 @@ pub struct Destination {
     pub queue: u32,
 }
 
+impl Destination {
+    /// The queue of `topic` on broker group `broker`, if the topic exists and has one there.
+    pub fn of(s: &MetaState, topic: String, broker: GroupId) -> Option<Destination> {
+        let queue = s.topics.get(&topic)?.queues.iter().find(|q| GroupId(q.group) == broker)?.queue_id;
+        Some(Destination { topic, queue })
+    }
+}
+
 /// Why a message moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MoveKind {
@@ -46,6 +57,52 @@ pub enum MoveKind {
     Retry,
     /// The deliveries are used up; the copy is a dead letter.
     DeadLetter,
+}
+
+/// Where a consumer group's due messages go on one broker group, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovePolicy {
+    /// Deliveries a message gets; after them a due message is a dead letter.
+    pub max_attempts: u32,
+    /// The group's dead-letter queue here (`None`: no DLQ topic, messages are never dropped).
+    pub dlq: Option<Destination>,
+    /// The group's retry queue here (`None`: an orderly group, which retries in place, or one
+    /// without a retry topic).
+    pub retry: Option<Destination>,
+}
+
+impl MovePolicy {
+    /// The policy of `group` on broker group `broker`, from the NameServer's metadata.
+    pub fn of(s: &MetaState, group: &ConsumerGroup, broker: GroupId) -> MovePolicy {
+        MovePolicy {
+            max_attempts: group.max_delivery_attempts,
+            dlq: Destination::of(s, names::dlq_topic(&group.name), broker),
+            retry: if group.fifo {
+                None
+            } else {
+                Destination::of(s, names::retry_topic(&group.name), broker)
+            },
+        }
+    }
+
+    /// Where a due message that had `attempt` deliveries moves (`None`: delivered again in place).
+    pub fn kind(&self, attempt: u32) -> Option<MoveKind> {
+        if self.dlq.is_some() && attempt >= self.max_attempts {
+            Some(MoveKind::DeadLetter)
+        } else if self.retry.is_some() {
+            Some(MoveKind::Retry)
+        } else {
+            None
+        }
+    }
+
+    /// The destination of `kind`.
+    pub fn to(&self, kind: MoveKind) -> Option<&Destination> {
+        match kind {
+            MoveKind::DeadLetter => self.dlq.as_ref(),
+            MoveKind::Retry => self.retry.as_ref(),
+        }
+    }
 }
 
 /// One in-flight message to move.
@@ -188,8 +245,10 @@ impl BrokerGroup {
         let now = now_ms();
         self.data.read(|s| {
             let mut out = Vec::new();
+            let names: std::collections::HashMap<u32, &str> =
+                s.topics.iter().map(|(n, id)| (*id, n.as_str())).collect();
             for ((group, tid, queue), p) in &s.pops.queues {
-                let Some(topic) = s.topic_name(*tid) else { continue };
+                let Some(topic) = names.get(tid) else { continue };
                 for (offset, f) in &p.inflight {
                     if f.deadline_ms <= now && sweeps(group, f.attempt) {
                         out.push(Expired {

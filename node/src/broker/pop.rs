@@ -32,8 +32,8 @@ use tokio::time::Instant;
 
 use super::BrokerGroup;
 use super::filter::Filter;
-use super::moves::Destination;
 use super::moves::MoveKind;
+use super::moves::MovePolicy;
 use super::moves::Moving;
 use super::moves::attempts_before;
 use crate::clock::now_ms;
@@ -65,14 +65,8 @@ pub struct ReceiveRequest<'a> {
     pub consume_from: ConsumeFrom,
     /// Orderly group: a queue with a message in flight hands out nothing new.
     pub fifo: bool,
-    /// Deliveries a message gets; a due message that had them all goes to `dlq` instead.
-    pub max_attempts: u32,
-    /// The group's dead-letter queue on this broker group (`None`: the group has no DLQ topic,
-    /// so messages are delivered again, never dropped).
-    pub dlq: Option<Destination>,
-    /// The group's retry queue on this broker group (`None`: an orderly group, or one without a
-    /// retry topic; due messages are then delivered again in place).
-    pub retry: Option<Destination>,
+    /// Where due messages go: the retry queue, or the dead-letter queue after the last attempt.
+    pub moves: MovePolicy,
     /// Look at the retry queue before the topic's queues (callers alternate, so neither starves).
     pub retry_first: bool,
     /// When to stop waiting for messages.
@@ -160,7 +154,7 @@ impl BrokerGroup {
             filter: req.filter.clone(),
             retry: false,
         }];
-        if let Some(r) = &req.retry {
+        if let Some(r) = &req.moves.retry {
             let retry = Source { topic: &r.topic, queues: vec![r.queue], filter: Filter::All, retry: true };
             if req.retry_first {
                 sources.insert(0, retry);
@@ -227,10 +221,8 @@ impl BrokerGroup {
             self.settle(req.group, src.topic, AckOp::Ack, plan.gone.clone()).await?;
         }
         // Dead letters and retries first, then plan again on the state without them.
-        for (kind, items, to) in
-            [(MoveKind::DeadLetter, &plan.dead, &req.dlq), (MoveKind::Retry, &plan.retry, &req.retry)]
-        {
-            if let (false, Some(to)) = (items.is_empty(), to) {
+        for (kind, items) in [(MoveKind::DeadLetter, &plan.dead), (MoveKind::Retry, &plan.retry)] {
+            if let (false, Some(to)) = (items.is_empty(), req.moves.to(kind)) {
                 return Ok(if self.move_out(req.group, src.topic, kind, to, items).await? {
                     Step::Moved
                 } else {
@@ -364,8 +356,7 @@ impl BrokerGroup {
         };
         let data = self.data.clone();
         let (filter, max, fifo, from) = (src.filter.clone(), req.max, req.fifo, req.consume_from);
-        let (has_dlq, has_retry, max_attempts) = (req.dlq.is_some(), req.retry.is_some(), req.max_attempts);
-        let dies = move |attempt: u32| has_dlq && attempt >= max_attempts;
+        let moves = req.moves.clone();
         super::read::blocking(move || {
             let (store, log, group) = (data.store(), data.log(), data.group());
             let mut plan = Plan::default();
@@ -408,21 +399,20 @@ impl BrokerGroup {
                         None => 0,
                     };
                     let attempt = before + attempt;
-                    match found {
-                        Some(message) if dies(attempt) => {
-                            plan.dead.push(Moving { queue: q.queue, message, epoch, attempt });
+                    match (found, moves.kind(attempt)) {
+                        (Some(message), Some(kind)) => {
+                            let to =
+                                if kind == MoveKind::DeadLetter { &mut plan.dead } else { &mut plan.retry };
+                            to.push(Moving { queue: q.queue, message, epoch, attempt });
                         }
-                        Some(message) if has_retry => {
-                            plan.retry.push(Moving { queue: q.queue, message, epoch, attempt });
-                        }
-                        Some(m) => {
+                        (Some(m), None) => {
                             bytes += m.record.len();
                             plan.messages.insert((q.queue, o), m);
                             cmd.redeliver.push((o, epoch));
                             left -= 1;
                         }
                         // Retention removed it: nothing to deliver any more.
-                        _ => plan.gone.push((q.queue, o, epoch)),
+                        (None, _) => plan.gone.push((q.queue, o, epoch)),
                     }
                 }
                 if !blocked && left > 0 && bytes < RECEIVE_BYTES_MAX {

@@ -186,7 +186,6 @@ impl BrokerGroup {
 }
 
 impl BrokerGroup {
-    /// Messages of `topic` with `message_id` (if not empty) or with `key`: `(queue, message)`.
     /// Messages of `topic` stored in `[from_ms, to_ms)`, oldest first per queue, at most `max`.
     pub async fn in_time_range(
         &self,
@@ -244,6 +243,7 @@ impl BrokerGroup {
         })
     }
 
+    /// Messages of `topic` with `message_id` (if not empty) or with `key`: `(queue, message)`.
     pub async fn find(
         &self,
         topic: &str,

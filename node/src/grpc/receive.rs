@@ -38,6 +38,7 @@ use super::receipt::ReceiptHandle;
 use super::renew::AUTO_RENEW_INVISIBLE_MS;
 use crate::broker::filter::Filter;
 use crate::broker::moves::Destination;
+use crate::broker::moves::MovePolicy;
 use crate::broker::pop::ReceiveRequest;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
@@ -123,21 +124,7 @@ impl Context {
     /// The dead-letter queue of consumer group `group` on broker group `broker`, if the group
     /// has its `%DLQ%` topic (created with the group).
     pub fn dead_letter_queue(&self, group: &str, broker: GroupId) -> Option<Destination> {
-        self.queue_on(names::dlq_topic(group), broker)
-    }
-
-    /// The retry queue of consumer group `group` on broker group `broker`, if the group has its
-    /// `%RETRY%` topic (created with the group).
-    pub fn retry_queue(&self, group: &str, broker: GroupId) -> Option<Destination> {
-        self.queue_on(names::retry_topic(group), broker)
-    }
-
-    /// The queue of `topic` on broker group `broker`.
-    fn queue_on(&self, topic: String, broker: GroupId) -> Option<Destination> {
-        let queue = self.ns.read_local(|s| {
-            s.topics.get(&topic)?.queues.iter().find(|q| GroupId(q.group) == broker).map(|q| q.queue_id)
-        })?;
-        Some(Destination { topic, queue })
+        self.ns.read_local(|s| Destination::of(s, names::dlq_topic(group), broker))
     }
 
     /// Checks an invisible time against the allowed range.
@@ -277,9 +264,7 @@ impl Context {
                     invisible_ms: rc.invisible_ms,
                     consume_from: rc.group.consume_from,
                     fifo: rc.group.fifo,
-                    max_attempts: rc.group.max_delivery_attempts,
-                    dlq: self.dead_letter_queue(&rc.group.name, rc.broker),
-                    retry: if rc.group.fifo { None } else { self.retry_queue(&rc.group.name, rc.broker) },
+                    moves: self.ns.read_local(|s| MovePolicy::of(s, &rc.group, rc.broker)),
                     retry_first: self.next_rr().is_multiple_of(4),
                     deadline: Instant::now() + rc.wait,
                 };
@@ -448,28 +433,21 @@ impl Context {
     ) -> Result<Vec<pb::Status>, BrokerError> {
         if let Some(b) = self.local_leader(g).cloned() {
             // Messages handed out from the retry topic are acked there.
-            let mut statuses = vec![None; items.len()];
-            for retry in [false, true] {
-                let (at, handles): (Vec<usize>, Vec<_>) = items
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, h))| h.retry == retry)
-                    .map(|(n, (_, h))| (n, (h.queue, h.offset, h.epoch)))
-                    .unzip();
-                if at.is_empty() {
-                    continue;
-                }
-                let source = if retry { names::retry_topic(group) } else { topic.to_string() };
+            let mut by_source: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (n, (_, h)) in items.iter().enumerate() {
+                by_source.entry(h.source_topic(group, topic)).or_default().push(n);
+            }
+            let mut statuses = vec![ok_status(); items.len()];
+            for (source, at) in by_source {
+                let handles =
+                    at.iter().map(|n| (items[*n].1.queue, items[*n].1.offset, items[*n].1.epoch)).collect();
                 let results = b.settle(group, &source, AckOp::Ack, handles).await?;
                 let now = now_ms();
                 for (n, res) in at.into_iter().zip(results) {
-                    statuses[n] = Some(ack_status(&items[n].1, res, now));
+                    statuses[n] = ack_status(&items[n].1, res, now);
                 }
             }
-            return Ok(statuses
-                .into_iter()
-                .map(|s| s.unwrap_or_else(|| BrokerError::Internal("entry not settled".into()).status()))
-                .collect());
+            return Ok(statuses);
         }
         let sub = pb::AckMessageRequest {
             group: r.group.clone(),

@@ -7,14 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftmq_storage::GroupId;
 use raftmq_storage::broker::record::RecordView;
-use raftmq_storage::nameserver::ConsumerGroup;
 use tokio::sync::watch;
 
 use super::context::Context;
-use crate::broker::moves::Destination;
 use crate::broker::moves::MoveKind;
+use crate::broker::moves::MovePolicy;
 use crate::broker::moves::Moving;
 use crate::broker::moves::attempts_before;
 
@@ -23,40 +21,18 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Most messages moved per broker group per sweep.
 const SWEEP_MAX: usize = 256;
 
-/// What the sweep knows of one consumer group on one broker group.
-struct Policy {
-    max_attempts: u32,
-    dlq: Option<Destination>,
-    /// `None` for orderly groups (they retry in place) and groups without a retry topic.
-    retry: Option<Destination>,
-}
-
 impl Context {
-    fn sweep_policy(&self, group: &ConsumerGroup, broker: GroupId) -> Policy {
-        Policy {
-            max_attempts: group.max_delivery_attempts,
-            dlq: self.dead_letter_queue(&group.name, broker),
-            retry: if group.fifo { None } else { self.retry_queue(&group.name, broker) },
-        }
-    }
-
     /// One sweep over the broker groups this node leads.
     async fn sweep(&self) {
         for b in self.brokers.all().filter(|b| b.group.is_leader()) {
             let broker = b.group.id();
-            let policies: BTreeMap<String, Policy> = self.ns.read_local(|s| {
-                s.groups.values().map(|g| (g.name.clone(), self.sweep_policy(g, broker))).collect()
+            let policies: BTreeMap<String, MovePolicy> = self.ns.read_local(|s| {
+                s.groups.values().map(|g| (g.name.clone(), MovePolicy::of(s, g, broker))).collect()
             });
             // A group without a retry queue has nothing to move before its last attempt; a retry
             // copy's earlier attempts are counted once its record is read.
-            let expired = b.expired(
-                |g, attempt| {
-                    policies
-                        .get(g)
-                        .is_some_and(|p| p.retry.is_some() || (p.dlq.is_some() && attempt >= p.max_attempts))
-                },
-                SWEEP_MAX,
-            );
+            let expired =
+                b.expired(|g, attempt| policies.get(g).is_some_and(|p| p.kind(attempt).is_some()), SWEEP_MAX);
             let mut moves: BTreeMap<(String, String, MoveKind), Vec<Moving>> = BTreeMap::new();
             for e in expired {
                 let Some(policy) = policies.get(&e.group) else { continue };
@@ -71,13 +47,7 @@ impl Context {
                 };
                 let before = RecordView::parse(&message.record).map_or(0, |v| attempts_before(&v));
                 let attempt = before + e.attempt;
-                let kind = if policy.dlq.is_some() && attempt >= policy.max_attempts {
-                    MoveKind::DeadLetter
-                } else if policy.retry.is_some() {
-                    MoveKind::Retry
-                } else {
-                    continue;
-                };
+                let Some(kind) = policy.kind(attempt) else { continue };
                 moves.entry((e.group, e.topic, kind)).or_default().push(Moving {
                     queue: e.queue,
                     message,
@@ -86,12 +56,7 @@ impl Context {
                 });
             }
             for ((group, topic, kind), items) in moves {
-                let Some(policy) = policies.get(&group) else { continue };
-                let to = match kind {
-                    MoveKind::DeadLetter => &policy.dlq,
-                    MoveKind::Retry => &policy.retry,
-                };
-                let Some(to) = to else { continue };
+                let Some(to) = policies.get(&group).and_then(|p| p.to(kind)) else { continue };
                 if let Err(e) = b.move_out(&group, &topic, kind, to, &items).await {
                     tracing::warn!(consumer_group = %group, %topic, error = %e, "sweep move failed; next round");
                 }

@@ -31,11 +31,6 @@ use crate::session::client_id;
 /// The stream a `Telemetry` call answers with.
 pub type TelemetryStream = Pin<Box<dyn Stream<Item = Result<pb::TelemetryCommand, Status>> + Send>>;
 
-/// RocketMQ's retry schedule: the wait before delivery attempt 2, 3, ... 17 of a message whose
-/// consumption failed (10 s, 30 s, 1 min, 2 min, ... 10 min, 20 min, 30 min, 1 h, 2 h); the
-/// default of `[broker] retry_delays_ms`.
-pub const RETRY_SCHEDULE_SECS: [u64; 16] =
-    [10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200];
 /// Messages per receive the consumers are told to ask for.
 const RECEIVE_BATCH: i32 = 32;
 /// Long-polling time the consumers are told to use.

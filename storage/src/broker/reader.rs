@@ -168,13 +168,10 @@ pub fn find_id(store: &Store, group: GroupId, topic_id: u32, id: &str) -> Result
     let Some(v) = store.db().get_pinned_cf(store.cf(CF_SM)?, keys::msg_id(group, topic_id, id))? else {
         return Ok(None);
     };
-    let (Ok(q), Ok(o)) = (
-        <[u8; 4]>::try_from(v.get(..4).unwrap_or_default()),
-        <[u8; 8]>::try_from(v.get(4..).unwrap_or_default()),
-    ) else {
-        return Err(corrupt("message id index", format!("bad value for {id:?}")));
-    };
-    Ok(Some((u32::from_be_bytes(q), u64::from_be_bytes(o))))
+    let mut r = crate::codec::Reader::new(&v, "message id index");
+    let loc = (r.u32()?, r.u64()?);
+    r.finish()?;
+    Ok(Some(loc))
 }
 
 /// Messages of a topic with key `key`: `(queue, offset)`, at most `max`, oldest first.

@@ -147,7 +147,6 @@ fn u32_of(b: &[u8], what: &'static str) -> Result<u32> {
     Ok(u32::from_be_bytes(b.try_into().map_err(|_| DecodeError::new(what, "not a u32"))?))
 }
 
-/// Loads the in-memory state of `group` from its records. Blocking.
 /// The answer to a command that appends copies (or refuses, changing nothing).
 fn appended(r: std::result::Result<Vec<u64>, String>) -> Response {
     match r {
@@ -156,6 +155,7 @@ fn appended(r: std::result::Result<Vec<u64>, String>) -> Response {
     }
 }
 
+/// Loads the in-memory state of `group` from its records. Blocking.
 fn load_state(store: &Store, group: GroupId) -> Result<BrokerState> {
     let mut s = BrokerState::new(group);
     scan(store, group, keys::TOPIC, |k, v| {

@@ -92,74 +92,48 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, SqlError> {
     while i < b.len() {
         let c = b[i];
         let at = i;
-        let kind = match c {
-            b' ' | b'\t' | b'\r' | b'\n' => {
-                i += 1;
-                continue;
-            }
-            b'(' => {
-                i += 1;
-                Kind::Open
-            }
-            b')' => {
-                i += 1;
-                Kind::Close
-            }
-            b',' => {
-                i += 1;
-                Kind::Comma
-            }
-            b'-' => {
-                i += 1;
-                Kind::Minus
-            }
-            b'+' => {
-                i += 1;
-                Kind::Plus
-            }
-            b'=' => {
-                i += 1;
-                Kind::Cmp("=")
-            }
-            b'<' | b'>' => {
-                let two = b.get(i + 1).copied();
-                let (op, len) = match (c, two) {
-                    (b'<', Some(b'>')) => ("<>", 2),
-                    (b'<', Some(b'=')) => ("<=", 2),
-                    (b'>', Some(b'=')) => (">=", 2),
-                    (b'<', _) => ("<", 1),
-                    _ => (">", 1),
-                };
-                i += len;
-                Kind::Cmp(op)
-            }
+        if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
+            continue;
+        }
+        // Every arm gives the token and the offset after it.
+        let (kind, end) = match c {
+            b'(' => (Kind::Open, i + 1),
+            b')' => (Kind::Close, i + 1),
+            b',' => (Kind::Comma, i + 1),
+            b'-' => (Kind::Minus, i + 1),
+            b'+' => (Kind::Plus, i + 1),
+            b'=' => (Kind::Cmp("="), i + 1),
+            b'<' | b'>' => match (c, b.get(i + 1).copied()) {
+                (b'<', Some(b'>')) => (Kind::Cmp("<>"), i + 2),
+                (b'<', Some(b'=')) => (Kind::Cmp("<="), i + 2),
+                (b'>', Some(b'=')) => (Kind::Cmp(">="), i + 2),
+                (b'<', _) => (Kind::Cmp("<"), i + 1),
+                _ => (Kind::Cmp(">"), i + 1),
+            },
             b'\'' => {
                 let (s, end) = string(src, i)?;
-                i = end;
-                Kind::Str(s)
+                (Kind::Str(s), end)
             }
-            b'0'..=b'9' | b'.' => {
-                let (k, end) = number(src, i)?;
-                i = end;
-                k
-            }
+            b'0'..=b'9' | b'.' => number(src, i)?,
             c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' => {
                 let end = b[i..]
                     .iter()
                     .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'.'))
                     .map_or(b.len(), |n| i + n);
                 let word = &src[i..end];
-                i = end;
-                match Keyword::of(word) {
+                let kind = match Keyword::of(word) {
                     Some(k) => Kind::Keyword(k),
                     None => Kind::Ident(word.to_string()),
-                }
+                };
+                (kind, end)
             }
             _ => {
                 let ch = src[i..].chars().next().unwrap_or('?');
                 return Err(SqlError::at(src, at, format!("unexpected character {ch:?}")));
             }
         };
+        i = end;
         out.push(Token { kind, at });
     }
     out.push(Token { kind: Kind::End, at: src.len() });
