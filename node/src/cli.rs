@@ -29,6 +29,9 @@ enum Cmd {
     /// Measure (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Chaos runs: the workload and the history checker (see chaos/README.md).
+    #[command(subcommand)]
+    Chaos(crate::chaos::ChaosCommand),
 }
 
 /// `raftmq node` options. Flags override the environment, which overrides the file.
@@ -124,6 +127,7 @@ fn run() -> anyhow::Result<()> {
             Cmd::Cluster(args) => crate::cluster::run(args).await,
             Cmd::Admin(args) => crate::admin::cli::run(args).await,
             Cmd::Bench(cmd) => crate::bench::run(cmd).await,
+            Cmd::Chaos(cmd) => crate::chaos::run(cmd).await,
         }
     })
 }

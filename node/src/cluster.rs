@@ -109,21 +109,66 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                     let id = i as u64 + 1;
                     if !reported[i] && let Ok(Some(status)) = cluster.try_wait(id).await {
                         reported[i] = true;
-                        eprintln!("[cluster] node-{id} exited ({status}); restart it with: raftmq node --config {}", files[i].display());
+                        eprintln!("[cluster] node-{id} exited ({status}); restart it with: chaos/restart node{id} (or raftmq node --config {})", files[i].display());
                     }
-                }
-                if cluster.running().is_empty() {
-                    bail!("every node exited");
                 }
             }
         }
     }
     eprintln!("[cluster] stopping");
     for id in 1..=cluster.nodes.len() as u64 {
-        match cluster.stop(id, Duration::from_secs(15)).await {
+        let result = if reported[id as usize - 1] {
+            // Restarted outside this process (chaos/restart): stop it through its pid file.
+            stop_adopted(&cluster.nodes[id as usize - 1].config, Duration::from_secs(15)).await
+        } else {
+            cluster.stop(id, Duration::from_secs(15)).await
+        };
+        match result {
             Ok(()) => eprintln!("[cluster] node-{id} stopped"),
             Err(e) => eprintln!("[cluster] {e}"),
         }
     }
     Ok(())
+}
+
+/// Stops a node this process did not start, found through `raftmq.pid` in its data directory:
+/// SIGCONT (it may be paused), SIGTERM, then SIGKILL after `timeout`.
+async fn stop_adopted(config: &Path, timeout: Duration) -> anyhow::Result<()> {
+    use nix::sys::signal::Signal;
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+
+    let raw = crate::config::RawConfig::load(config).map_err(anyhow::Error::msg)?;
+    let Some(dir) = raw.data_dir else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(dir.join("raftmq.pid")) else { return Ok(()) };
+    let Ok(pid) = text.trim().parse::<i32>() else { return Ok(()) };
+    let pid = Pid::from_raw(pid);
+    // A stale pid file may name some other process by now: only signal a raftmq.
+    let is_raftmq = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).next().is_some_and(|exe| exe.ends_with(b"raftmq")));
+    let alive = || kill(pid, None).is_ok() && !is_zombie(pid.as_raw());
+    if !is_raftmq {
+        return Ok(());
+    }
+    if !alive() {
+        return Ok(());
+    }
+    let _ = kill(pid, Signal::SIGCONT);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + timeout;
+    while alive() {
+        if std::time::Instant::now() > deadline {
+            let _ = kill(pid, Signal::SIGKILL);
+            bail!("node (pid {pid}) did not stop within {timeout:?} of SIGTERM; killed it");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
 }

@@ -6,6 +6,7 @@
 //! hint instead, so a loop is impossible.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -55,9 +56,16 @@ pub fn forwarded<T>(msg: T, original: &MetadataMap, from: u64, timeout: Duration
 #[derive(Default)]
 pub struct ClientChannels {
     channels: RwLock<HashMap<String, Channel>>,
+    source: Option<IpAddr>,
 }
 
 impl ClientChannels {
+    /// Channels whose connections leave from `source` (this node's own address), so that a
+    /// partition of the node cuts its forwarded requests too.
+    pub fn with_source(source: Option<IpAddr>) -> Self {
+        Self { channels: RwLock::default(), source }
+    }
+
     /// The channel to `addr` (`host:port`), created on first use.
     pub fn get(&self, addr: &str) -> Result<Channel, String> {
         if let Some(c) = self.channels.read().unwrap_or_else(|e| e.into_inner()).get(addr) {
@@ -65,6 +73,7 @@ impl ClientChannels {
         }
         let ep = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad node address {addr:?}: {e}"))?
+            .local_address(self.source)
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))

@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod balance;
 pub mod bench;
+pub mod chaos;
 pub mod broker;
 pub mod cli;
 pub mod clock;

@@ -102,7 +102,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let raft_listener = bind(config.raft_listen, "raft_addr, internal").await?;
     let client_listener = bind(config.client_listen, "client_addr").await?;
 
-    let host = Arc::new(RaftHost::new(node_id, store.clone(), config.raft.clone()));
+    // On a loopback address (127.0.0.11-13 in deploy/run-local), outgoing connections leave
+    // from it too, so a firewall rule on that address isolates the node in both directions.
+    let source = Some(config.raft_listen.ip()).filter(|ip| ip.is_loopback());
+    let host = Arc::new(RaftHost::new(node_id, store.clone(), config.raft.clone(), source));
     for m in config.initial_members.iter().filter(|m| m.id != node_id) {
         host.set_peer_addr(m.id, &m.raft_addr);
     }
@@ -158,7 +161,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
     }
 
-    let channels = Arc::new(ClientChannels::default());
+    let channels = Arc::new(ClientChannels::with_source(source));
     let admin = AdminServiceServer::new(AdminServiceImpl::new(
         node_id,
         ns.clone(),

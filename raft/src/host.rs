@@ -1,6 +1,7 @@
 //! Everything Raft on one node: the peer pool, the router, the hosted groups and the service
 //! peers call. The node crate starts groups through this and never touches openraft itself.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +44,9 @@ pub struct RaftHost {
 
 impl RaftHost {
     /// A host for node `node_id` over `store`; no group runs yet.
-    pub fn new(node_id: NodeId, store: Arc<Store>, timeouts: RaftSettings) -> Self {
-        let peers = Arc::new(PeerPool::default());
+    /// With `source`, connections to peers leave from that local address.
+    pub fn new(node_id: NodeId, store: Arc<Store>, timeouts: RaftSettings, source: Option<IpAddr>) -> Self {
+        let peers = Arc::new(PeerPool::with_source(source));
         let router = RaftRouter::new(peers.clone());
         Self { node_id, store, peers, router, groups: Groups::default(), timeouts }
     }

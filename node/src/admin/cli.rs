@@ -57,6 +57,15 @@ pub enum AdminCommand {
 pub enum ClusterCommand {
     /// Members, and for each group: leader, term, and each replica's log, commit, apply and match.
     Status,
+    /// Print the node id of a group's leader (for scripts such as `chaos/kill leader:broker-a`).
+    Leader {
+        /// Group: `nameserver`, `broker-a`, ...
+        #[arg(long, default_value = "nameserver")]
+        group: String,
+        /// Seconds to wait for the group to have a leader.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
 }
 
 /// Topic commands.
@@ -145,6 +154,29 @@ pub enum GroupCommand {
     },
 }
 
+/// The leader of `group` as the node `client` talks to sees it, waiting up to `wait` for one.
+async fn leader(client: &AdminClient, group: &str, wait: Duration) -> anyhow::Result<u64> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let status = client.cluster_status().await;
+        if let Ok(s) = &status {
+            if !s.groups.iter().any(|g| g.name == group) {
+                anyhow::bail!("no group {group}; groups: {}", s.groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", "));
+            }
+            if let Some(l) = s.groups.iter().find(|g| g.name == group).and_then(|g| g.leader) {
+                return Ok(l);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return match status {
+                Err(e) => Err(anyhow::Error::from(e).context(format!("no leader of {group} within {wait:?}"))),
+                Ok(_) => anyhow::bail!("no leader of {group} within {wait:?}"),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs one admin command; the output goes to stdout.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let client = AdminClient::connect(&args.server, Duration::from_secs(args.timeout))?;
@@ -155,6 +187,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cluster status from {}", args.server))?;
             if args.json { cluster_json(&s).to_string() } else { cluster_table(&s) }
+        }
+        AdminCommand::Cluster(ClusterCommand::Leader { group, wait }) => {
+            leader(&client, &group, Duration::from_secs(wait)).await?.to_string()
         }
         AdminCommand::Topic(cmd) => topic(&client, cmd, args.json).await?,
         AdminCommand::Group(cmd) => group(&client, cmd, args.json).await?,

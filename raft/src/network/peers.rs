@@ -4,6 +4,7 @@
 //! notice a dead or partitioned peer and let the channel reconnect once it is reachable again.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -17,9 +18,11 @@ use tonic::transport::Endpoint;
 pub const INTERNAL_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
 /// Builds a lazily-connecting channel to `addr` (`host:port`) with raftmq's transport settings.
-pub fn channel(addr: &str) -> Result<Channel, String> {
+/// With `source`, connections leave from that local address (see [`PeerPool::with_source`]).
+pub fn channel(addr: &str, source: Option<IpAddr>) -> Result<Channel, String> {
     let ep = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+        .local_address(source)
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
@@ -40,15 +43,23 @@ struct Peer {
 #[derive(Default)]
 pub struct PeerPool {
     peers: RwLock<HashMap<NodeId, Peer>>,
+    source: Option<IpAddr>,
 }
 
 impl PeerPool {
+    /// A pool whose connections leave from `source`: a node listening on its own address (such
+    /// as 127.0.0.12) also sends from it, so a firewall rule on that address cuts the node off
+    /// in both directions (the chaos scripts' partitions rely on this).
+    pub fn with_source(source: Option<IpAddr>) -> Self {
+        Self { peers: RwLock::default(), source }
+    }
+
     /// Records (or updates) where node `id` listens for Raft traffic.
     pub fn set_addr(&self, id: NodeId, addr: &str) {
         if self.peers.read().unwrap_or_else(|e| e.into_inner()).get(&id).is_some_and(|p| p.addr == addr) {
             return;
         }
-        match channel(addr) {
+        match channel(addr, self.source) {
             Ok(channel) => {
                 tracing::info!(node = id, %addr, "peer address");
                 self.peers
