@@ -19,6 +19,7 @@ pub mod rebalance;
 pub mod routes;
 pub mod simple;
 mod stop;
+pub mod trace;
 mod wire;
 
 pub use admin::AdminClient;

@@ -156,6 +156,9 @@ pub struct MessageView {
     pub delivery_attempt: u32,
     /// Body.
     pub body: Bytes,
+    /// The producer's W3C trace context, if it sent one: continue the trace in your processing
+    /// with [`crate::trace::set_parent`].
+    pub trace_context: Option<String>,
 }
 
 fn ms(t: Option<&prost_types::Timestamp>) -> i64 {
@@ -163,8 +166,21 @@ fn ms(t: Option<&prost_types::Timestamp>) -> i64 {
 }
 
 impl MessageView {
+    /// Each delivered message that carries a trace context records a `deliver` span (target
+    /// [`crate::trace::TARGET`]) in the producer's trace.
     pub(crate) fn from_wire(m: pb::Message) -> Option<Self> {
         let sys = m.system_properties?;
+        if let Some(tp) = &sys.trace_context {
+            let span = tracing::info_span!(
+                target: crate::trace::TARGET,
+                "deliver",
+                otel.kind = "consumer",
+                messaging.message.id = %sys.message_id,
+                messaging.destination.queue = sys.queue_id,
+                messaging.offset = sys.queue_offset.unwrap_or(0),
+            );
+            crate::trace::set_parent(&span, tp);
+        }
         Some(Self {
             topic: m.topic.map(|t| t.name).unwrap_or_default(),
             message_id: sys.message_id,
@@ -177,6 +193,7 @@ impl MessageView {
             born_ms: ms(sys.born_timestamp.as_ref()),
             store_ms: ms(sys.store_timestamp.as_ref()),
             delivery_attempt: sys.delivery_attempt.unwrap_or(1).max(1) as u32,
+            trace_context: sys.trace_context,
             body: m.body,
         })
     }

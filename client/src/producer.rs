@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use raftmq_proto::rocketmq as pb;
 use raftmq_proto::rocketmq::Code;
+use tracing::Instrument;
 
 use crate::error::ClientError;
 use crate::error::check;
@@ -167,8 +168,26 @@ impl Producer {
 
     /// Sends one message and waits until a quorum stored it. Concurrent sends to the same node
     /// travel together in one request (see `lanes`); a failed send is retried on another queue.
+    ///
+    /// Runs in a `send` span (target [`crate::trace::TARGET`]) whose context travels in the
+    /// message, so the nodes and the consumers continue its trace.
     pub async fn send(&self, msg: Message) -> Result<SendReceipt, ClientError> {
-        let wire = msg.to_wire(new_message_id(), &self.host);
+        let span = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "send",
+            otel.kind = "producer",
+            messaging.destination = %msg.topic,
+        );
+        let mut wire = msg.to_wire(new_message_id(), &self.host);
+        if let (Some(tp), Some(sys)) = (crate::trace::traceparent(&span), wire.system_properties.as_mut())
+            && sys.trace_context.is_none()
+        {
+            sys.trace_context = Some(tp);
+        }
+        self.send_wire(msg, wire).instrument(span).await
+    }
+
+    async fn send_wire(&self, msg: Message, wire: pb::Message) -> Result<SendReceipt, ClientError> {
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
         let mut throttle = self.opts.throttle_initial;
         let mut last_err = ClientError::Transport("not sent".into());

@@ -52,6 +52,10 @@ struct NodeArgs {
     /// Client listen address.
     #[arg(long)]
     client_addr: Option<String>,
+    /// Export spans over OTLP/gRPC to this collector (`http://host:4317`); overrides
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` and `[log] otlp_endpoint`.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
     /// Check the configuration, print it and exit.
     #[arg(long)]
     check: bool,
@@ -74,6 +78,9 @@ fn node_config(args: &NodeArgs) -> anyhow::Result<crate::config::NodeConfig> {
     }
     if let Some(v) = &args.client_addr {
         raw.client_addr = Some(v.clone());
+    }
+    if let Some(v) = &args.otlp_endpoint {
+        raw.log.otlp_endpoint = Some(v.clone());
     }
     let origin = args.config.as_ref().map_or("the command line".to_string(), |p| p.display().to_string());
     raw.validate().map_err(|e| anyhow::anyhow!("invalid configuration ({origin}): {e}"))
@@ -120,8 +127,16 @@ fn run() -> anyhow::Result<()> {
                     println!("configuration OK: {config:#?}");
                     return Ok(());
                 }
-                crate::telemetry::init(&config.log_level).map_err(anyhow::Error::msg)?;
-                crate::server::run(config, shutdown_signal()).await?;
+                let export = config.otlp_endpoint.as_ref().map(|endpoint| crate::telemetry::Export {
+                    endpoint: endpoint.clone(),
+                    service_name: config.service_name.clone(),
+                    instance: format!("node-{}", config.node_id),
+                });
+                let telemetry =
+                    crate::telemetry::init(&config.log_level, export.as_ref()).map_err(anyhow::Error::msg)?;
+                let result = crate::server::run(config, shutdown_signal()).await;
+                telemetry.shutdown().await;
+                result?;
                 Ok(())
             }
             Cmd::Cluster(args) => crate::cluster::run(args).await,

@@ -160,11 +160,20 @@ pub struct LogSection {
     /// `tracing` filter, e.g. `info` or `info,raftmq_raft=debug`; `RUST_LOG` overrides it.
     /// Default `info,openraft=warn`.
     pub level: String,
+    /// Where spans go over OTLP/gRPC, e.g. `http://jaeger:4317`; none: no export.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or `raftmq node --otlp-endpoint` set it too.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (the node id goes beside it). Default `raftmq`.
+    pub service_name: String,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        Self { level: "info,openraft=warn".to_string() }
+        Self {
+            level: "info,openraft=warn".to_string(),
+            otlp_endpoint: None,
+            service_name: "raftmq".to_string(),
+        }
     }
 }
 
@@ -247,6 +256,9 @@ impl RawConfig {
         if let Some(v) = get("RAFTMQ_LOG") {
             self.log.level = v;
         }
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.is_empty()) {
+            self.log.otlp_endpoint = Some(v);
+        }
         if let Some(v) = get("RAFTMQ_HOST_MAP") {
             self.map_hosts(&parse_host_map(&v)?);
         }
@@ -296,7 +308,7 @@ pub fn parse_host_map(v: &str) -> Result<std::collections::BTreeMap<String, Stri
 }
 
 /// Environment variables a node reads.
-pub const ENV_VARS: [&str; 8] = [
+pub const ENV_VARS: [&str; 9] = [
     "RAFTMQ_NODE_ID",
     "RAFTMQ_DATA_DIR",
     "RAFTMQ_RAFT_ADDR",
@@ -305,6 +317,7 @@ pub const ENV_VARS: [&str; 8] = [
     "RAFTMQ_ADVERTISE_CLIENT_ADDR",
     "RAFTMQ_LOG",
     "RAFTMQ_HOST_MAP",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
 
 /// The default member list: `raftmq cluster`'s three nodes on 127.0.0.1.
@@ -345,6 +358,10 @@ pub struct NodeConfig {
     pub broker: BrokerSection,
     /// Log filter.
     pub log_level: String,
+    /// OTLP/gRPC endpoint for spans (`http://host:port`), if any.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans.
+    pub service_name: String,
 }
 
 fn socket_addr(field: &str, v: &str) -> Result<SocketAddr, String> {
@@ -362,6 +379,16 @@ impl RawConfig {
             .ok_or("node_id is missing: set node_id in the config, RAFTMQ_NODE_ID or --node-id")?;
         if node_id == 0 {
             return Err("node_id must be 1 or more".into());
+        }
+        if let Some(e) = &self.log.otlp_endpoint
+            && !(e.starts_with("http://") && e.len() > "http://".len())
+        {
+            return Err(format!(
+                "log.otlp_endpoint {e:?}: give the collector's OTLP/gRPC address as http://host:port (e.g. http://jaeger:4317)"
+            ));
+        }
+        if self.log.service_name.trim().is_empty() {
+            return Err("log.service_name must not be empty".into());
         }
         let members = if self.initial_members.is_empty() { default_members(3) } else { self.initial_members };
         let mut ids = BTreeSet::new();
@@ -466,6 +493,8 @@ impl RawConfig {
             raft,
             broker: self.broker,
             log_level: self.log.level,
+            otlp_endpoint: self.log.otlp_endpoint,
+            service_name: self.log.service_name,
         })
     }
 }

@@ -22,8 +22,8 @@
 pub mod admin;
 pub mod balance;
 pub mod bench;
-pub mod chaos;
 pub mod broker;
+pub mod chaos;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

@@ -20,6 +20,7 @@ mod t70_query;
 mod t75_auto_create;
 mod t80_transactions;
 mod t85_flow_control;
+mod t90_traces;
 
 use std::path::Path;
 

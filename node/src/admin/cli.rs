@@ -161,7 +161,10 @@ async fn leader(client: &AdminClient, group: &str, wait: Duration) -> anyhow::Re
         let status = client.cluster_status().await;
         if let Ok(s) = &status {
             if !s.groups.iter().any(|g| g.name == group) {
-                anyhow::bail!("no group {group}; groups: {}", s.groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", "));
+                anyhow::bail!(
+                    "no group {group}; groups: {}",
+                    s.groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
+                );
             }
             if let Some(l) = s.groups.iter().find(|g| g.name == group).and_then(|g| g.leader) {
                 return Ok(l);
@@ -169,7 +172,9 @@ async fn leader(client: &AdminClient, group: &str, wait: Duration) -> anyhow::Re
         }
         if std::time::Instant::now() > deadline {
             return match status {
-                Err(e) => Err(anyhow::Error::from(e).context(format!("no leader of {group} within {wait:?}"))),
+                Err(e) => {
+                    Err(anyhow::Error::from(e).context(format!("no leader of {group} within {wait:?}")))
+                }
                 Ok(_) => anyhow::bail!("no leader of {group} within {wait:?}"),
             };
         }

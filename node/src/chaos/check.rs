@@ -185,7 +185,8 @@ pub fn check(events: &[Event]) -> Report {
         };
         for o in offsets {
             if !places.iter().any(|p| p.2 == *o) {
-                r.inconsistent.push(format!("{body:?} acknowledged at offset {o} but delivered at {places:?}"));
+                r.inconsistent
+                    .push(format!("{body:?} acknowledged at offset {o} but delivered at {places:?}"));
             }
         }
     }
@@ -211,7 +212,8 @@ pub fn check(events: &[Event]) -> Report {
                 done.iter().filter(|(inv, _, _)| *inv >= start && end.is_none_or(|e| *inv <= e)).collect();
             let mut took: Vec<i64> = inside.iter().map(|(inv, fin, _)| fin - inv).collect();
             took.sort_unstable();
-            let pick = |q: f64| (!took.is_empty()).then(|| took[((took.len() - 1) as f64 * q).round() as usize]);
+            let pick =
+                |q: f64| (!took.is_empty()).then(|| took[((took.len() - 1) as f64 * q).round() as usize]);
             Window {
                 fault,
                 start,

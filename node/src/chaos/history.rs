@@ -105,7 +105,10 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<Event>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not a history event", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a history event", path.display(), i + 1))
+        })
         .collect()
 }
 

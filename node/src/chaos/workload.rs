@@ -99,7 +99,14 @@ impl Shared {
     }
 
     /// Sends one attempt and records it; true if acknowledged.
-    async fn attempt(&self, producer: &Producer, id: String, msg: Message, body: &str, group: Option<String>) -> bool {
+    async fn attempt(
+        &self,
+        producer: &Producer,
+        id: String,
+        msg: Message,
+        body: &str,
+        group: Option<String>,
+    ) -> bool {
         self.rec.record(Event::Invoke {
             id: id.clone(),
             topic: msg.topic.clone(),
@@ -196,7 +203,11 @@ pub async fn run(args: WorkloadArgs) -> anyhow::Result<()> {
         c.ok.load(Ordering::Relaxed),
         c.unknown.load(Ordering::Relaxed),
         c.received.load(Ordering::Relaxed),
-        if drained { "drained".to_string() } else { format!("{pending} acknowledged not consumed at the deadline") }
+        if drained {
+            "drained".to_string()
+        } else {
+            format!("{pending} acknowledged not consumed at the deadline")
+        }
     );
     drop(shared);
     writer.await??;
@@ -229,12 +240,23 @@ async fn prepare(servers: &str, normal: &str, fifo: &str, group: &str) -> anyhow
 async fn try_prepare(admin: &AdminClient, normal: &str, fifo: &str, group: &str) -> Result<(), ClientError> {
     for (name, kind) in [(normal, "NORMAL"), (fifo, "FIFO")] {
         if admin.describe_topic(name).await.is_err() {
-            let spec = TopicSpec { name: name.into(), queue_count: 8, message_type: kind.into(), ..Default::default() };
+            let spec = TopicSpec {
+                name: name.into(),
+                queue_count: 8,
+                message_type: kind.into(),
+                ..Default::default()
+            };
             admin.create_topic(spec).await?;
         }
     }
     if admin.describe_group(group).await.is_err() {
-        admin.create_group(GroupSpec { name: group.into(), consume_from: "FIRST".into(), ..Default::default() }).await?;
+        admin
+            .create_group(GroupSpec {
+                name: group.into(),
+                consume_from: "FIRST".into(),
+                ..Default::default()
+            })
+            .await?;
     }
     Ok(())
 }
@@ -266,7 +288,8 @@ async fn send_normal(shared: Arc<Shared>, producer: Producer, topic: String, rat
         let body = format!("normal:{n}");
         let id = format!("n{n}");
         n += 1;
-        let (shared, producer, msg) = (shared.clone(), producer.clone(), Message::new(topic.clone(), body.clone()));
+        let (shared, producer, msg) =
+            (shared.clone(), producer.clone(), Message::new(topic.clone(), body.clone()));
         tokio::spawn(async move {
             shared.attempt(&producer, id, msg, &body, None).await;
             drop(permit);

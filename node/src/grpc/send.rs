@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::join_all;
 use md5::Digest;
+use raftmq_client::trace;
 use raftmq_proto::rocketmq as pb;
 use raftmq_proto::rocketmq::Code;
 use raftmq_storage::GroupId;
@@ -17,6 +18,7 @@ use raftmq_storage::nameserver::Permission;
 use raftmq_storage::nameserver::Topic;
 use tonic::Request;
 use tonic::metadata::MetadataMap;
+use tracing::Instrument;
 
 use super::context::BODY_BYTES_MAX;
 use super::context::Context;
@@ -168,12 +170,41 @@ fn entry(status: pb::Status, message_id: &str, offset: i64) -> pb::SendResultEnt
 impl Context {
     /// Serves a `SendMessage`: one result entry per message, in request order. Also returns the
     /// groups the messages went to, for the leader header.
+    ///
+    /// The work runs in a `SendMessage` span (target [`raftmq_client::trace::TARGET`]) under the
+    /// caller's trace: the `traceparent` header, else the first message's trace context.
     pub async fn send(
         &self,
         req: Request<pb::SendMessageRequest>,
     ) -> (pb::SendMessageResponse, Vec<GroupId>) {
         let md = req.metadata().clone();
         let req = req.into_inner();
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "SendMessage",
+            otel.kind = "server",
+            node.id = self.node_id,
+            messages = req.messages.len(),
+            forwarded = crate::forward::is_forwarded(&md),
+        );
+        let parent =
+            md.get(trace::TRACEPARENT).and_then(|v| v.to_str().ok()).map(str::to_string).or_else(|| {
+                req.messages
+                    .first()
+                    .and_then(|m| m.system_properties.as_ref())
+                    .and_then(|s| s.trace_context.clone())
+            });
+        if let Some(p) = parent {
+            trace::set_parent(&span, &p);
+        }
+        self.send_traced(md, req).instrument(span).await
+    }
+
+    async fn send_traced(
+        &self,
+        md: MetadataMap,
+        req: pb::SendMessageRequest,
+    ) -> (pb::SendMessageResponse, Vec<GroupId>) {
         let fail = |e: BrokerError| {
             (pb::SendMessageResponse { status: Some(e.status()), entries: Vec::new() }, Vec::new())
         };
@@ -271,7 +302,9 @@ impl Context {
             let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
             let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
             let types: Vec<StoredType> = nms.iter().map(|m| m.message_type).collect();
-            return match b.batcher.append(nms).await {
+            // Propose, replicate to a quorum that fsyncs, apply: acknowledged after all three.
+            let span = tracing::info_span!(target: trace::TARGET, "commitlog.append", group = %g, messages = nms.len());
+            return match b.batcher.append(nms).instrument(span).await {
                 Ok(offsets) => idx
                     .into_iter()
                     .zip(ids)
@@ -315,8 +348,14 @@ impl Context {
         };
         let wire: Vec<pb::Message> = msgs.iter().map(|(_, m)| to_wire(m)).collect();
         let timeout = deadline_left(md).unwrap_or(Duration::from_secs(5));
-        let fwd = forwarded(pb::SendMessageRequest { messages: wire }, md, self.node_id, timeout);
-        match client.send_message(fwd).await {
+        let span = tracing::info_span!(target: trace::TARGET, "forward", otel.kind = "client", group = %g, leader = target.node);
+        let mut fwd = forwarded(pb::SendMessageRequest { messages: wire }, md, self.node_id, timeout);
+        if let Some(tp) = trace::traceparent(&span)
+            && let Ok(v) = tp.parse()
+        {
+            fwd.metadata_mut().insert(trace::TRACEPARENT, v);
+        }
+        match client.send_message(fwd).instrument(span).await {
             Ok(r) => {
                 let r = r.into_inner();
                 if r.entries.len() != msgs.len() {

@@ -119,7 +119,10 @@ fn a_duplicate_after_an_unknown_send_is_reported_not_failed() {
 #[test]
 fn unavailability_runs_from_the_fault_to_the_first_ack_of_a_later_send() {
     let mut h = clean();
-    h.insert(0, Event::Fault { phase: FaultPhase::Start, action: "kill".into(), target: "node2".into(), at: 12 });
+    h.insert(
+        0,
+        Event::Fault { phase: FaultPhase::Start, action: "kill".into(), target: "node2".into(), at: 12 },
+    );
     h.push(Event::Fault { phase: FaultPhase::End, action: "restart".into(), target: "node2".into(), at: 40 });
     let r = check(&h);
     assert_eq!(r.windows.len(), 1);
