@@ -143,9 +143,17 @@ async fn stop_adopted(config: &Path, timeout: Duration) -> anyhow::Result<()> {
     let Ok(text) = std::fs::read_to_string(dir.join("raftmq.pid")) else { return Ok(()) };
     let Ok(pid) = text.trim().parse::<i32>() else { return Ok(()) };
     let pid = Pid::from_raw(pid);
-    // A stale pid file may name some other process by now: only signal a raftmq.
-    let is_raftmq = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| c.split(|b| *b == 0).next().is_some_and(|exe| exe.ends_with(b"raftmq")));
+    // A stale pid file may name some other process by now: only signal `raftmq node --config
+    // <this config>`.
+    // The path may be spelled differently (relative, absolute): compare `<dir>/<file>`.
+    let tail: PathBuf = config.iter().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
+    let want = tail.as_os_str().as_encoded_bytes();
+    let is_raftmq = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.first().is_some_and(|exe| exe.ends_with(b"raftmq"))
+            && args.contains(&b"node".as_slice())
+            && args.iter().any(|a| a.ends_with(want))
+    });
     let alive = || kill(pid, None).is_ok() && !is_zombie(pid.as_raw());
     if !is_raftmq {
         return Ok(());

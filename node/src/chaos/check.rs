@@ -251,13 +251,19 @@ fn holes(at_offset: &BTreeMap<(&str, u32, u64), &str>) -> Vec<String> {
     out
 }
 
-/// FIFO bodies are `fifo:<group>:<k>`: in each queue, in offset order, a group's `k` never goes
+/// FIFO bodies are `<topic>:<group>:<k>`: in each queue, in offset order, a group's `k` never goes
 /// back (the same `k` twice is a duplicate of an unknown send), and a group stays on one queue.
 fn fifo_order(at_offset: &BTreeMap<(&str, u32, u64), &str>, fifo_group: &HashMap<&str, &str>) -> Vec<String> {
     let mut out = Vec::new();
     let mut last: HashMap<&str, (u32, u64, u64)> = HashMap::new(); // group -> (queue, offset, k)
+    let mut first = HashSet::new();
     for ((topic, queue, offset), body) in at_offset {
         let Some(group) = fifo_group.get(body) else { continue };
+        // A later copy of a body (a resend after an unknown outcome that landed late) is a
+        // duplicate, reported as such; the order is that of first copies.
+        if !first.insert(*body) {
+            continue;
+        }
         let Some(k) = body.rsplit(':').next().and_then(|k| k.parse::<u64>().ok()) else { continue };
         if let Some((q, o, prev)) = last.get(group) {
             if q != queue {

@@ -56,24 +56,27 @@ pub struct WorkloadArgs {
     pub prefix: String,
 }
 
-/// Bodies acknowledged but not yet consumed, and bodies consumed: the drain waits for the first
-/// to empty.
+/// (body, offset) pairs acknowledged but not yet consumed, and those consumed: the drain waits
+/// for the first to empty. By offset, not by body alone: a body stored twice (a retried send) is
+/// drained only once the acknowledged copy was read, which is what the checker asks.
 #[derive(Default)]
 struct Ledger {
-    pending: HashSet<String>,
-    seen: HashSet<String>,
+    pending: HashSet<(String, u64)>,
+    seen: HashSet<(String, u64)>,
 }
 
 impl Ledger {
-    fn acked(&mut self, body: &str) {
-        if !self.seen.contains(body) {
-            self.pending.insert(body.to_string());
+    fn acked(&mut self, body: &str, offset: u64) {
+        let key = (body.to_string(), offset);
+        if !self.seen.contains(&key) {
+            self.pending.insert(key);
         }
     }
 
-    fn consumed(&mut self, body: &str) {
-        self.pending.remove(body);
-        self.seen.insert(body.to_string());
+    fn consumed(&mut self, body: String, offset: u64) {
+        let key = (body, offset);
+        self.pending.remove(&key);
+        self.seen.insert(key);
     }
 }
 
@@ -83,6 +86,19 @@ struct Counters {
     ok: AtomicU64,
     unknown: AtomicU64,
     received: AtomicU64,
+}
+
+impl Counters {
+    fn summary(&self) -> String {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "{} sends, {} acknowledged, {} unknown, {} deliveries",
+            n(&self.invoked),
+            n(&self.ok),
+            n(&self.unknown),
+            n(&self.received)
+        )
+    }
 }
 
 struct Shared {
@@ -117,7 +133,7 @@ impl Shared {
         self.counters.invoked.fetch_add(1, Ordering::Relaxed);
         match producer.send(msg).await {
             Ok(r) => {
-                self.ledger().acked(body);
+                self.ledger().acked(body, r.offset);
                 self.rec.record(Event::Ok { id, offset: r.offset, at: now_ms() });
                 self.counters.ok.fetch_add(1, Ordering::Relaxed);
                 true
@@ -196,13 +212,9 @@ pub async fn run(args: WorkloadArgs) -> anyhow::Result<()> {
     progress.abort();
     let pending = shared.ledger().pending.len();
     shared.rec.record(Event::End { drained, at: now_ms() });
-    let c = &shared.counters;
     eprintln!(
-        "[workload] done: {} sends, {} acknowledged, {} unknown, {} deliveries; {}",
-        c.invoked.load(Ordering::Relaxed),
-        c.ok.load(Ordering::Relaxed),
-        c.unknown.load(Ordering::Relaxed),
-        c.received.load(Ordering::Relaxed),
+        "[workload] done: {}; {}",
+        shared.counters.summary(),
         if drained {
             "drained".to_string()
         } else {
@@ -214,6 +226,11 @@ pub async fn run(args: WorkloadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A topic of the workload exists before it started.
+#[derive(Debug, thiserror::Error)]
+#[error("topic {0} exists already: a chaos history needs fresh topics; pass another --prefix")]
+struct StaleTopic(String);
+
 /// Creates the topics and the group (already existing ones are fine), retrying while the cluster
 /// starts.
 async fn prepare(servers: &str, normal: &str, fifo: &str, group: &str) -> anyhow::Result<()> {
@@ -223,11 +240,13 @@ async fn prepare(servers: &str, normal: &str, fifo: &str, group: &str) -> anyhow
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut turn = 0;
+    let mut created = HashSet::new();
     loop {
         let admin = AdminClient::connect(addrs[turn % addrs.len()], Duration::from_secs(5))?;
         turn += 1;
-        match try_prepare(&admin, normal, fifo, group).await {
+        match try_prepare(&admin, normal, fifo, group, &mut created).await {
             Ok(()) => return Ok(()),
+            Err(e) if e.is::<StaleTopic>() => return Err(e),
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "cluster not ready for the workload yet");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -237,17 +256,27 @@ async fn prepare(servers: &str, normal: &str, fifo: &str, group: &str) -> anyhow
     }
 }
 
-async fn try_prepare(admin: &AdminClient, normal: &str, fifo: &str, group: &str) -> Result<(), ClientError> {
+/// Creates the topics; `created` remembers which this run made, so a retry after a lost answer
+/// does not take them for a previous run's.
+async fn try_prepare(
+    admin: &AdminClient,
+    normal: &str,
+    fifo: &str,
+    group: &str,
+    created: &mut HashSet<String>,
+) -> anyhow::Result<()> {
     for (name, kind) in [(normal, "NORMAL"), (fifo, "FIFO")] {
-        if admin.describe_topic(name).await.is_err() {
-            let spec = TopicSpec {
-                name: name.into(),
-                queue_count: 8,
-                message_type: kind.into(),
-                ..Default::default()
-            };
-            admin.create_topic(spec).await?;
+        if created.contains(name) {
+            continue;
         }
+        if admin.describe_topic(name).await.is_ok() {
+            // Reading an old run's messages from offset 0 would make them look unexpected.
+            bail!(StaleTopic(name.to_string()));
+        }
+        let spec =
+            TopicSpec { name: name.into(), queue_count: 8, message_type: kind.into(), ..Default::default() };
+        admin.create_topic(spec).await?;
+        created.insert(name.to_string());
     }
     if admin.describe_group(group).await.is_err() {
         admin
@@ -285,8 +314,9 @@ async fn send_normal(shared: Arc<Shared>, producer: Producer, topic: String, rat
     while !shared.stop_sending.load(Ordering::Relaxed) {
         tick.tick().await;
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        let body = format!("normal:{n}");
-        let id = format!("n{n}");
+        // Named after the topic, so histories of runs with different prefixes never collide.
+        let body = format!("{topic}:{n}");
+        let id = format!("{topic}/{n}");
         n += 1;
         let (shared, producer, msg) =
             (shared.clone(), producer.clone(), Message::new(topic.clone(), body.clone()));
@@ -307,9 +337,9 @@ async fn send_fifo(shared: Arc<Shared>, producer: Producer, topic: String, g: u3
     let mut k = 0u64;
     let mut attempt = 0u64;
     while !shared.stop_sending.load(Ordering::Relaxed) {
-        let body = format!("fifo:{group}:{k}");
+        let body = format!("{topic}:{group}:{k}");
         let msg = Message::new(topic.clone(), body.clone()).with_message_group(group.clone());
-        let id = format!("f{g}-{k}-{attempt}");
+        let id = format!("{topic}/{group}/{k}/{attempt}");
         attempt += 1;
         if shared.attempt(&producer, id, msg, &body, Some(group.clone())).await {
             k += 1;
@@ -331,7 +361,7 @@ async fn consume(shared: Arc<Shared>, consumer: PullConsumer, topic: String, que
             Ok(p) => {
                 for m in &p.messages {
                     let body = String::from_utf8_lossy(&m.body).into_owned();
-                    shared.ledger().consumed(&body);
+                    shared.ledger().consumed(body.clone(), m.offset);
                     shared.counters.received.fetch_add(1, Ordering::Relaxed);
                     shared.rec.record(Event::Recv {
                         topic: topic.clone(),
@@ -362,13 +392,9 @@ async fn progress(shared: Arc<Shared>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let c = &shared.counters;
         eprintln!(
-            "[workload] {} sends, {} acknowledged, {} unknown, {} deliveries, {} acknowledged not yet consumed",
-            c.invoked.load(Ordering::Relaxed),
-            c.ok.load(Ordering::Relaxed),
-            c.unknown.load(Ordering::Relaxed),
-            c.received.load(Ordering::Relaxed),
+            "[workload] {}, {} acknowledged not yet consumed",
+            shared.counters.summary(),
             shared.ledger().pending.len()
         );
     }

@@ -18,11 +18,13 @@ use tonic::transport::Endpoint;
 pub const INTERNAL_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
 /// Builds a lazily-connecting channel to `addr` (`host:port`) with raftmq's transport settings.
-/// With `source`, connections leave from that local address (see [`PeerPool::with_source`]).
+/// With `source`, connections leave from that local address (see [`PeerPool::with_source`]),
+/// unless `addr` is an IP address that is not loopback (a loopback source cannot reach it).
 pub fn channel(addr: &str, source: Option<IpAddr>) -> Result<Channel, String> {
+    let remote = addr.parse::<std::net::SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
     let ep = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
-        .local_address(source)
+        .local_address(source.filter(|_| !remote))
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
