@@ -290,11 +290,7 @@ async fn bad_input_gets_a_clear_status_and_stores_nothing() {
     assert_eq!(e.code(), tonic::Code::Unimplemented);
 
     // A send to a node that leads no broker group is forwarded to a leader, client id and all.
-    let mut leaders = Vec::new();
-    for g in ["broker-a", "broker-b"] {
-        leaders.push(c.cluster.wait_leader(g, None, START).await.unwrap().0);
-    }
-    let idle = (1..=3).find(|n| !leaders.contains(n)).unwrap();
+    let idle = raftmq_tests::idle_node(&mut c).await;
     let mut raw = raftmq_client::proto::rocketmq::messaging_service_client::MessagingServiceClient::connect(
         format!("http://{}", c.cluster.node(idle).client_addr),
     )
@@ -325,6 +321,9 @@ async fn retention_removes_old_messages_and_a_lagging_replica_rejoins_by_snapsho
     for g in ["nameserver", "broker-a"] {
         c.cluster.wait_leader(g, None, START).await.unwrap();
     }
+    // The leader balancer moves broker-a to its preferred node once: wait for that, so the victim
+    // chosen below is not the next leader and no transfer races the sends.
+    c.cluster.wait_balanced(START).await.unwrap();
     let (leader, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
     let victim = if leader == 3 { 2 } else { 3 };
     let alive = if leader == 1 { 1 } else { leader };
