@@ -140,9 +140,8 @@ async fn stop_adopted(config: &Path, timeout: Duration) -> anyhow::Result<()> {
 
     let raw = crate::config::RawConfig::load(config).map_err(anyhow::Error::msg)?;
     let Some(dir) = raw.data_dir else { return Ok(()) };
-    let Ok(text) = std::fs::read_to_string(dir.join("raftmq.pid")) else { return Ok(()) };
-    let Ok(pid) = text.trim().parse::<i32>() else { return Ok(()) };
-    let pid = Pid::from_raw(pid);
+    let Some(pid) = crate::server::read_pid(&dir) else { return Ok(()) };
+    let pid = Pid::from_raw(pid as i32);
     // A stale pid file may name some other process by now: only signal `raftmq node --config
     // <this config>`.
     // The path may be spelled differently (relative, absolute): compare `<dir>/<file>`.

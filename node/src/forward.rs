@@ -73,10 +73,7 @@ impl ClientChannels {
         }
         let ep = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad node address {addr:?}: {e}"))?
-            .local_address(
-                self.source
-                    .filter(|_| !addr.parse::<std::net::SocketAddr>().is_ok_and(|a| !a.ip().is_loopback())),
-            )
+            .local_address(raftmq_raft::network::peers::source_toward(addr, self.source))
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))

@@ -79,6 +79,15 @@ fn server_builder() -> Server {
         .http2_keepalive_timeout(Some(Duration::from_secs(2)))
 }
 
+/// The file in a node's data directory that holds its process id, for the chaos scripts, the
+/// benchmarks' CPU figures and `raftmq cluster` stopping nodes it did not start.
+pub const PID_FILE: &str = "raftmq.pid";
+
+/// The process id a node recorded in `data_dir`, if the file is there and holds one.
+pub fn read_pid(data_dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?.trim().parse().ok()
+}
+
 /// Runs a node until `shutdown` resolves, then stops it cleanly.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
     let node_id = config.node_id;
@@ -94,7 +103,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             dir: config.data_dir.display().to_string(),
             reason: e.to_string(),
         })?;
-    let pid_file = config.data_dir.join("raftmq.pid");
+    let pid_file = config.data_dir.join(PID_FILE);
     if let Err(e) = std::fs::write(&pid_file, std::process::id().to_string()) {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write pid file");
     }

@@ -63,6 +63,17 @@ pub fn provider(export: &Export) -> Result<SdkTracerProvider, String> {
     Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
 }
 
+/// The layer that turns the [`raftmq_client::trace::TARGET`] spans into OpenTelemetry spans of
+/// `provider` (the nodes' exporter, or an application's or test's).
+pub fn trace_layer<S>(provider: &SdkTracerProvider, scope: &'static str) -> impl Layer<S> + use<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(scope))
+        .with_filter(Targets::new().with_target(raftmq_client::trace::TARGET, Level::INFO))
+}
+
 /// Installs the global subscriber: logs filtered by `RUST_LOG` if set, else `level` (a `tracing`
 /// filter); spans exported to `export` if given. Call inside a tokio runtime.
 pub fn init(level: &str, export: Option<&Export>) -> Result<Telemetry, String> {
@@ -70,17 +81,17 @@ pub fn init(level: &str, export: Option<&Export>) -> Result<Telemetry, String> {
         Ok(f) => f,
         Err(_) => EnvFilter::try_new(level).map_err(|e| format!("log level {level:?}: {e}"))?,
     };
+    // The traced spans are for the exporter only: off in the log layer, so without an export
+    // their callsites stay disabled and a send creates no span at all.
+    let off = format!("{}=off", raftmq_client::trace::TARGET);
+    let filter = filter.add_directive(off.parse().map_err(|e| format!("{off}: {e}"))?);
     let fmt = tracing_subscriber::fmt::layer()
         .with_target(true)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_filter(filter);
     let provider = export.map(provider).transpose()?;
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("raftmq"))
-            .with_filter(Targets::new().with_target(raftmq_client::trace::TARGET, Level::INFO))
-    });
+    let otel = provider.as_ref().map(|p| trace_layer(p, "raftmq"));
     tracing_subscriber::registry().with(fmt).with(otel).try_init().map_err(|e| e.to_string())?;
     Ok(Telemetry { provider })
 }

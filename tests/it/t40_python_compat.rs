@@ -10,7 +10,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use raftmq_client::admin::GroupSpec;
-use raftmq_client::admin::TopicSpec;
 use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::create_groups;
 
@@ -35,17 +34,10 @@ async fn official_python_client_produces_and_consumes() {
     .await;
     // One queue, on one broker: the Python simple consumer long-polls one broker at a time
     // (20 s when it has nothing), so every receive asks where the transactions are.
-    let tx = TopicSpec {
-        name: "py-tx".into(),
-        queue_count: 1,
-        message_type: "TRANSACTION".into(),
-        ..Default::default()
-    };
-    c.admin(1).create_topic(tx).await.unwrap();
-    for (name, kind) in [("py-delay", "DELAY"), ("py-fifo", "FIFO"), ("py-retry-topic", "NORMAL")] {
-        let spec =
-            TopicSpec { name: name.into(), queue_count: 1, message_type: kind.into(), ..Default::default() };
-        c.admin(1).create_topic(spec).await.unwrap();
+    for (name, kind) in
+        [("py-tx", "TRANSACTION"), ("py-delay", "DELAY"), ("py-fifo", "FIFO"), ("py-retry-topic", "NORMAL")]
+    {
+        raftmq_tests::create_topic(&c, name, 1, kind).await;
     }
     let fifo = GroupSpec {
         name: "py-fifo-group".into(),

@@ -13,7 +13,6 @@ use raftmq_client::ProducerOptions;
 use raftmq_client::SimpleConsumer;
 use raftmq_client::SimpleConsumerOptions;
 use raftmq_client::Subscription;
-use raftmq_client::admin::TopicSpec;
 use raftmq_client::proto::rocketmq::Code;
 use raftmq_tests::START;
 use raftmq_tests::cluster_with_topic;
@@ -29,13 +28,7 @@ fn now_ms() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_messages_arrive_once_on_time_across_a_leader_kill() {
     let mut c = cluster_with_topic(node_bin(), "plain", 4).await;
-    let spec = TopicSpec {
-        name: "sched".into(),
-        queue_count: 4,
-        message_type: "DELAY".into(),
-        ..Default::default()
-    };
-    c.admin(1).create_topic(spec).await.unwrap();
+    raftmq_tests::create_topic(&c, "sched", 4, "DELAY").await;
     create_groups(&c, &["g-delay"]).await;
     let producer = Producer::new(ProducerOptions::new(endpoints(&c))).unwrap();
 

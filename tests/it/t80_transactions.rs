@@ -13,7 +13,6 @@ use raftmq_client::SendReceipt;
 use raftmq_client::SimpleConsumer;
 use raftmq_client::SimpleConsumerOptions;
 use raftmq_client::Subscription;
-use raftmq_client::admin::TopicSpec;
 use raftmq_client::proto::rocketmq::Code;
 use raftmq_tests::START;
 use raftmq_tests::cluster_with_topic_tuned;
@@ -42,13 +41,7 @@ async fn half_messages_commit_roll_back_and_time_out() {
         c.broker.transaction_checks_max = 2;
     })
     .await;
-    let spec = TopicSpec {
-        name: "tx".into(),
-        queue_count: 4,
-        message_type: "TRANSACTION".into(),
-        ..Default::default()
-    };
-    c.admin(1).create_topic(spec).await.unwrap();
+    raftmq_tests::create_topic(&c, "tx", 4, "TRANSACTION").await;
     create_groups(&c, &["g-tx"]).await;
     let producer = Producer::new(ProducerOptions::new(endpoints(&c))).unwrap();
     let mut o = SimpleConsumerOptions::new(endpoints(&c), "g-tx");

@@ -18,12 +18,11 @@ use raftmq_client::PullConsumerOptions;
 use raftmq_client::proto::rocketmq as pb;
 use raftmq_client::trace;
 use raftmq_node::telemetry::Export;
-use raftmq_tests::START;
 use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::create_groups;
 use raftmq_tests::endpoints;
 use raftmq_tests::eventually;
-use tracing_subscriber::Layer;
+use raftmq_tests::idle_node;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::node_bin;
@@ -98,21 +97,13 @@ async fn one_send_is_one_connected_trace_across_client_and_nodes() {
         instance: "client".into(),
     })
     .unwrap();
-    use opentelemetry::trace::TracerProvider;
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("test")).with_filter(
-            tracing_subscriber::filter::Targets::new().with_target(trace::TARGET, tracing::Level::INFO),
-        ),
-    );
+    let subscriber =
+        tracing_subscriber::registry().with(raftmq_node::telemetry::trace_layer(&provider, "test"));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     // Send through the node that leads no broker group, as an official client with an old route
     // would: it must forward to the leader.
-    let mut leaders = Vec::new();
-    for g in ["broker-a", "broker-b"] {
-        leaders.push(c.cluster.wait_leader(g, None, START).await.unwrap().0);
-    }
-    let idle = (1..=3).find(|n| !leaders.contains(n)).unwrap();
+    let idle = idle_node(&mut c).await;
     let send = tracing::info_span!(target: trace::TARGET, "send", otel.kind = "producer");
     let tp = trace::traceparent(&send).expect("the client span is recorded");
     let mut raw = pb::messaging_service_client::MessagingServiceClient::connect(format!(

@@ -136,6 +136,32 @@ pub async fn cluster_with_topic_tuned(
     c
 }
 
+/// The node that leads neither broker group of a balanced 3-node, 2-group cluster: requests it
+/// takes for a broker group are forwarded.
+pub async fn idle_node(c: &mut TestCluster) -> u64 {
+    let mut leaders = Vec::new();
+    for g in ["broker-a", "broker-b"] {
+        match c.cluster.wait_leader(g, None, START).await {
+            Ok((l, _)) => leaders.push(l),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    match (1..=3).find(|n| !leaders.contains(n)) {
+        Some(n) => n,
+        None => panic!("every node leads a broker group: {leaders:?}"),
+    }
+}
+
+/// Creates topic `name` of `queues` queues and message type `kind` (NORMAL, FIFO, DELAY,
+/// TRANSACTION) through node 1.
+pub async fn create_topic(c: &TestCluster, name: &str, queues: u32, kind: &str) {
+    let spec =
+        TopicSpec { name: name.into(), queue_count: queues, message_type: kind.into(), ..Default::default() };
+    if let Err(e) = c.admin(1).create_topic(spec).await {
+        panic!("create topic {name}: {e}");
+    }
+}
+
 /// Creates clustering consumer groups that start from each queue's first offset.
 pub async fn create_groups(c: &TestCluster, groups: &[&str]) {
     let admin = c.admin(1);

@@ -4,7 +4,7 @@
 mod leader_kill;
 mod load;
 mod procstat;
-mod stats;
+pub(crate) mod stats;
 
 use clap::Subcommand;
 

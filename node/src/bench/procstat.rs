@@ -19,8 +19,7 @@ impl NodeProcs {
         let mut pids = Vec::new();
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.flatten() {
-                if let Ok(p) = std::fs::read_to_string(e.path().join("raftmq.pid"))
-                    && let Ok(pid) = p.trim().parse::<u32>()
+                if let Some(pid) = crate::server::read_pid(&e.path())
                     && Path::new(&format!("/proc/{pid}")).exists()
                 {
                     pids.push(pid);

@@ -12,12 +12,14 @@ use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
 
 use super::history::Event;
 use super::history::FaultPhase;
+use crate::bench::stats::summarize;
 
 /// Options of `raftmq chaos check`.
 #[derive(Debug, Args)]
@@ -210,10 +212,10 @@ pub fn check(events: &[Event]) -> Report {
             let first_ack_ms = acks.iter().filter(|(inv, _)| *inv >= start).map(|(_, ok)| ok - start).min();
             let inside: Vec<&(i64, i64, bool)> =
                 done.iter().filter(|(inv, _, _)| *inv >= start && end.is_none_or(|e| *inv <= e)).collect();
-            let mut took: Vec<i64> = inside.iter().map(|(inv, fin, _)| fin - inv).collect();
-            took.sort_unstable();
-            let pick =
-                |q: f64| (!took.is_empty()).then(|| took[((took.len() - 1) as f64 * q).round() as usize]);
+            let took: Vec<Duration> =
+                inside.iter().map(|(inv, fin, _)| Duration::from_millis((fin - inv).max(0) as u64)).collect();
+            let s = summarize(&took);
+            let pick = |d: Duration| (s.n > 0).then_some(d.as_millis() as i64);
             Window {
                 fault,
                 start,
@@ -221,9 +223,9 @@ pub fn check(events: &[Event]) -> Report {
                 first_ack_ms,
                 sends: inside.len(),
                 unknown: inside.iter().filter(|d| !d.2).count(),
-                send_p50_ms: pick(0.5),
-                send_p99_ms: pick(0.99),
-                send_max_ms: took.last().copied(),
+                send_p50_ms: pick(s.p50),
+                send_p99_ms: pick(s.p99),
+                send_max_ms: pick(s.max),
             }
         })
         .collect();

@@ -21,6 +21,7 @@ pub enum ChaosCommand {
 pub async fn run(cmd: ChaosCommand) -> anyhow::Result<()> {
     match cmd {
         ChaosCommand::Workload(args) => workload::run(args).await,
-        ChaosCommand::Check(args) => check::run(args),
+        // Reading and judging a long history is blocking work: off the runtime's workers.
+        ChaosCommand::Check(args) => tokio::task::spawn_blocking(move || check::run(args)).await?,
     }
 }

@@ -17,14 +17,21 @@ use tonic::transport::Endpoint;
 /// plus one oversized entry).
 pub const INTERNAL_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
-/// Builds a lazily-connecting channel to `addr` (`host:port`) with raftmq's transport settings.
-/// With `source`, connections leave from that local address (see [`PeerPool::with_source`]),
-/// unless `addr` is an IP address that is not loopback (a loopback source cannot reach it).
-pub fn channel(addr: &str, source: Option<IpAddr>) -> Result<Channel, String> {
+/// The local address a connection to `addr` leaves from: `source`, unless `addr` is an IP
+/// address that is not loopback (a loopback source cannot reach it). Peer and forwarding
+/// channels both follow this rule.
+pub fn source_toward(addr: &str, source: Option<IpAddr>) -> Option<IpAddr> {
     let remote = addr.parse::<std::net::SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
+    source.filter(|_| !remote)
+}
+
+/// Builds a lazily-connecting channel to `addr` (`host:port`) with raftmq's transport settings.
+/// With `source`, connections leave from that local address (see [`PeerPool::with_source`] and
+/// [`source_toward`]).
+pub fn channel(addr: &str, source: Option<IpAddr>) -> Result<Channel, String> {
     let ep = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
-        .local_address(source.filter(|_| !remote))
+        .local_address(source_toward(addr, source))
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
