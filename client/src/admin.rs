@@ -215,6 +215,15 @@ impl AdminClient {
         check(r.status.as_ref())
     }
 
+    /// Lag of consumer group `group` on every queue it consumed from, as the answering node's
+    /// replicas see it.
+    pub async fn consumer_lag(&self, group: &str) -> Result<pb::ConsumerLagResponse, ClientError> {
+        let req = pb::ConsumerLagRequest { group: group.to_string() };
+        let r = self.inner.clone().consumer_lag(self.req(req)).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r)
+    }
+
     /// Messages of `topic` with this message id.
     pub async fn message_by_id(
         &self,

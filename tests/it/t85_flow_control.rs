@@ -15,32 +15,12 @@ use raftmq_client::proto::rocketmq::Code;
 use raftmq_tests::TestCluster;
 use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::endpoints;
-use tokio::io::AsyncReadExt;
-use tokio::io::AsyncWriteExt;
+use raftmq_tests::metric_sum as sum;
+use raftmq_tests::metrics;
 
 use crate::node_bin;
 
 const QUEUES: u32 = 4;
-
-/// `GET /metrics` of a node, over plain HTTP/1.1.
-async fn metrics(c: &TestCluster, node: usize) -> String {
-    let addr = c.cluster.nodes[node].client_addr.clone();
-    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: raftmq\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut page = String::new();
-    s.read_to_string(&mut page).await.unwrap();
-    assert!(page.starts_with("HTTP/1.1 200"), "{}", &page[..page.len().min(200)]);
-    page
-}
-
-/// Sum of the samples of `name` whose line contains every one of `with`.
-fn sum(page: &str, name: &str, with: &[&str]) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| with.iter().all(|w| l.contains(w)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 /// Messages stored in the topic, over all queues.
 async fn stored(c: &TestCluster, topic: &str) -> u64 {

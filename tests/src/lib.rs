@@ -187,3 +187,27 @@ pub async fn cluster_with_topic(bin: &Path, topic: &str, queues: u32) -> TestClu
 pub fn endpoints(c: &TestCluster) -> String {
     c.cluster.nodes.iter().map(|n| n.client_addr.clone()).collect::<Vec<_>>().join(",")
 }
+
+/// `GET /metrics` of node index `node`, over plain HTTP/1.1.
+pub async fn metrics(c: &TestCluster, node: usize) -> String {
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
+    let addr = c.cluster.nodes[node].client_addr.clone();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect to the metrics port");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: raftmq\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send the metrics request");
+    let mut page = String::new();
+    s.read_to_string(&mut page).await.expect("read the metrics page");
+    assert!(page.starts_with("HTTP/1.1 200"), "{}", &page[..page.len().min(200)]);
+    page
+}
+
+/// Sum of the samples of metric `name` on `page` whose line contains every one of `with`.
+pub fn metric_sum(page: &str, name: &str, with: &[&str]) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| with.iter().all(|w| l.contains(w)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -152,6 +152,11 @@ pub enum GroupCommand {
         /// Group name.
         name: String,
     },
+    /// Lag of a consumer group on each queue it consumed from, and in all.
+    Lag {
+        /// Group name.
+        name: String,
+    },
 }
 
 /// The leader of `group` as the node `client` talks to sees it, waiting up to `wait` for one.
@@ -282,10 +287,60 @@ async fn group(client: &AdminClient, cmd: GroupCommand, as_json: bool) -> anyhow
             let g = client.describe_group(&name).await?;
             if as_json { group_json(&g).to_string() } else { rows(&[g]) }
         }
+        GroupCommand::Lag { name } => {
+            let l = client.consumer_lag(&name).await?;
+            if as_json { lag_json(&l).to_string() } else { lag_table(&l) }
+        }
         GroupCommand::List => {
             let gs = client.list_groups().await?;
             if as_json { Value::Array(gs.iter().map(group_json).collect()).to_string() } else { rows(&gs) }
         }
+    })
+}
+
+fn lag_table(l: &pb::ConsumerLagResponse) -> String {
+    let rows: Vec<Vec<String>> = l
+        .queues
+        .iter()
+        .map(|q| {
+            vec![
+                q.topic.clone(),
+                q.queue_id.to_string(),
+                q.broker_group.clone(),
+                q.min_offset.to_string(),
+                q.end_offset.to_string(),
+                q.consumed_offset.to_string(),
+                q.delivered_offset.to_string(),
+                q.inflight.to_string(),
+                q.lag.to_string(),
+            ]
+        })
+        .collect();
+    let total: u64 = l.queues.iter().map(|q| q.lag).sum();
+    let mut out = format!("answered by node {}\n\n", l.node_id);
+    out.push_str(&render(
+        &["TOPIC", "QUEUE", "BROKER", "MIN", "END", "CONSUMED", "DELIVERED", "INFLIGHT", "LAG"],
+        &rows,
+    ));
+    out.push_str(&format!("\ntotal lag: {total}\n"));
+    out
+}
+
+fn lag_json(l: &pb::ConsumerLagResponse) -> Value {
+    json!({
+        "node_id": l.node_id,
+        "total_lag": l.queues.iter().map(|q| q.lag).sum::<u64>(),
+        "queues": l.queues.iter().map(|q| json!({
+            "topic": q.topic,
+            "queue": q.queue_id,
+            "broker_group": q.broker_group,
+            "min_offset": q.min_offset,
+            "end_offset": q.end_offset,
+            "consumed_offset": q.consumed_offset,
+            "delivered_offset": q.delivered_offset,
+            "inflight": q.inflight,
+            "lag": q.lag,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -76,7 +76,8 @@ answer!(
     pb::StatusResponse,
     pb::ClusterStatusResponse,
     pb::QueryMessageResponse,
-    pb::ConsumerHeartbeatResponse
+    pb::ConsumerHeartbeatResponse,
+    pb::ConsumerLagResponse
 );
 
 /// The admin service of one node.
@@ -448,6 +449,34 @@ impl AdminServiceImpl {
         Ok(pb::ConsumerHeartbeatResponse { status: Some(ok_status()), members })
     }
 
+    /// Lag of a consumer group on every queue it consumed from, from this node's replicas.
+    fn consumer_lag_local(&self, r: pb::ConsumerLagRequest) -> Result<pb::ConsumerLagResponse, BrokerError> {
+        if r.group.is_empty() {
+            return Err(BrokerError::bad_request("give the consumer group"));
+        }
+        let mut queues = Vec::new();
+        for b in self.brokers.all() {
+            let broker = b.group.id().name();
+            queues.extend(b.lags(Some(&r.group)).into_iter().map(|l| pb::QueueLag {
+                lag: l.lag(),
+                topic: l.topic,
+                broker_group: broker.clone(),
+                queue_id: l.queue,
+                min_offset: l.min,
+                end_offset: l.end,
+                consumed_offset: l.consumed,
+                delivered_offset: l.delivered,
+                inflight: l.inflight,
+            }));
+        }
+        let known = self.ns.read_local(|s| s.groups.contains_key(&r.group));
+        if queues.is_empty() && !known {
+            return Err(MetaError::GroupNotFound(r.group).into());
+        }
+        queues.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
+        Ok(pb::ConsumerLagResponse { status: Some(ok_status()), node_id: self.node_id, queues })
+    }
+
     async fn query_message_local(
         &self,
         r: pb::QueryMessageRequest,
@@ -516,6 +545,15 @@ impl AdminService for AdminServiceImpl {
         req: Request<pb::QueryMessageRequest>,
     ) -> Result<Response<pb::QueryMessageResponse>, Status> {
         let resp = self.query_message_local(req.into_inner()).await.unwrap_or_else(Answer::error);
+        Ok(Response::new(resp))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %req.get_ref().group))]
+    async fn consumer_lag(
+        &self,
+        req: Request<pb::ConsumerLagRequest>,
+    ) -> Result<Response<pb::ConsumerLagResponse>, Status> {
+        let resp = self.consumer_lag_local(req.into_inner()).unwrap_or_else(Answer::error);
         Ok(Response::new(resp))
     }
 

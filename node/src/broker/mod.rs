@@ -5,12 +5,14 @@ pub mod acks;
 pub mod batcher;
 pub mod filter;
 pub mod flow;
+pub mod lag;
 pub mod moves;
 pub mod offsets;
 pub mod pop;
 pub mod read;
 pub mod retention;
 pub mod timers;
+pub mod traffic;
 pub mod txn;
 
 use std::collections::BTreeMap;
@@ -47,6 +49,8 @@ pub struct BrokerGroup {
     pop_changed: tokio::sync::Notify,
     /// This node's client address, the store host of what it appends.
     store_host: String,
+    /// Messages and bytes stored and handed out through this node, per queue.
+    pub traffic: traffic::Traffic,
 }
 
 /// Every broker group on this node, by id.
@@ -83,6 +87,7 @@ impl Brokers {
                     pop_locks: Default::default(),
                     pop_changed: tokio::sync::Notify::new(),
                     store_host: store_host.to_string(),
+                    traffic: Default::default(),
                 }),
             );
         }

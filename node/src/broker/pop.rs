@@ -257,6 +257,7 @@ impl BrokerGroup {
                         })
                     })
                     .collect();
+                self.count_out(src.topic, out.iter().map(|d| (d.queue, &d.message)));
                 Ok(if out.is_empty() { Step::Idle(plan.next_due_ms) } else { Step::Delivered(out) })
             }
             Response::Rejected(reason) => Ok(Step::Stale(reason)),

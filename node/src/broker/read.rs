@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::BrokerGroup;
 use super::filter::Filter;
+use super::traffic::Direction;
 use crate::error::BrokerError;
 
 /// Most consume-queue units scanned per read round (bounds work when a filter skips most).
@@ -111,6 +112,7 @@ impl BrokerGroup {
             if offset < end {
                 let got = self.read(topic, queue, offset, end, req.max, req.bytes_max, req.filter).await?;
                 if !got.messages.is_empty() || Instant::now() >= req.deadline {
+                    self.count_out(topic, got.messages.iter().map(|m| (queue, m)));
                     return Ok(Ok(got));
                 }
                 // Everything scanned was filtered out: keep waiting from past it.
@@ -168,6 +170,16 @@ impl BrokerGroup {
             Ok(Pulled { messages: out, next_offset: next })
         })
         .await
+    }
+
+    /// Counts messages handed out to consumers in [`BrokerGroup::traffic`].
+    pub(super) fn count_out<'m>(
+        &self,
+        topic: &str,
+        messages: impl Iterator<Item = (u32, &'m StoredMessage)>,
+    ) {
+        let sizes = messages.map(|(q, m)| (q, RecordView::parse(&m.record).map_or(0, |v| v.body.len())));
+        self.traffic.count(Direction::Get, topic, sizes);
     }
 
     /// The first offset of a queue stored at or after `ms`.

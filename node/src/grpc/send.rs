@@ -25,6 +25,7 @@ use super::context::Context;
 use super::context::PROPERTIES_BYTES_MAX;
 use super::context::deadline_left;
 use super::context::leader_silent;
+use crate::broker::traffic::Direction;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::error::ok_status;
@@ -35,7 +36,7 @@ fn illegal(code: Code, message: impl Into<String>) -> BrokerError {
 }
 
 /// FNV-1a of a message group: which queue a FIFO message goes to. Stable across versions.
-fn group_hash(s: &str) -> u64 {
+pub fn group_hash(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.as_bytes() {
         h ^= u64::from(*b);
@@ -302,24 +303,30 @@ impl Context {
             let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
             let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
             let types: Vec<StoredType> = nms.iter().map(|m| m.message_type).collect();
+            let sizes: Vec<(u32, usize)> = nms.iter().map(|m| (m.queue_id, m.body.len())).collect();
+            let topic = nms.first().map(|m| m.topic.clone()).unwrap_or_default();
             // Propose, replicate to a quorum that fsyncs, apply: acknowledged after all three.
             let span = tracing::info_span!(target: trace::TARGET, "commitlog.append", group = %g, messages = nms.len());
             return match b.batcher.append(nms).instrument(span).await {
-                Ok(offsets) => idx
-                    .into_iter()
-                    .zip(ids)
-                    .zip(offsets)
-                    .zip(types)
-                    .map(|(((i, id), o), t)| {
-                        let mut e = entry(ok_status(), &id, o as i64);
-                        match t {
-                            StoredType::Transaction => e.transaction_id = super::transaction::locator(g, &id),
-                            StoredType::Delay => e.recall_handle = super::transaction::locator(g, &id),
-                            _ => {}
-                        }
-                        (i, e)
-                    })
-                    .collect(),
+                Ok(offsets) => {
+                    b.traffic.count(Direction::Put, &topic, sizes);
+                    idx.into_iter()
+                        .zip(ids)
+                        .zip(offsets)
+                        .zip(types)
+                        .map(|(((i, id), o), t)| {
+                            let mut e = entry(ok_status(), &id, o as i64);
+                            match t {
+                                StoredType::Transaction => {
+                                    e.transaction_id = super::transaction::locator(g, &id)
+                                }
+                                StoredType::Delay => e.recall_handle = super::transaction::locator(g, &id),
+                                _ => {}
+                            }
+                            (i, e)
+                        })
+                        .collect()
+                }
                 Err(e) => {
                     tracing::debug!(group = %g, error = %e, "append failed");
                     idx.into_iter().zip(ids).map(|(i, id)| (i, entry(e.status(), &id, -1))).collect()

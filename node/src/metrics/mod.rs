@@ -5,7 +5,6 @@
 
 pub mod exposition;
 
-use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +14,7 @@ use raftmq_storage::Store;
 use self::exposition::Exposition;
 use crate::broker::Brokers;
 use crate::broker::flow::Flow;
+use crate::broker::traffic::QueueTraffic;
 use crate::grpc::context::ServiceStats;
 use crate::nameserver::NameServer;
 
@@ -58,6 +58,7 @@ impl Metrics {
         let mut e = Exposition::default();
         self.raft(&mut e, &node);
         self.queues(&mut e);
+        self.traffic(&mut e, &node);
         self.flow(&mut e, &node);
         e.family("raftmq_send_seconds", "histogram", "Time to answer a SendMessage, seconds.");
         e.histogram("raftmq_send_seconds", &[("node", &node)], &self.service.send_latency.snapshot());
@@ -121,9 +122,7 @@ impl Metrics {
     /// Per queue and per consumer group, from the groups this node leads.
     fn queues(&self, e: &mut Exposition) {
         let mut messages = Vec::new();
-        // One series per (group, topic, queue): a group that both receives and commits offsets
-        // is counted by its receive state, as `admin message` shows it.
-        let mut lags: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
+        let mut lags = Vec::new();
         for b in self.brokers.all().filter(|b| b.group.is_leader()) {
             let broker = b.group.id().name();
             b.data.read(|s| {
@@ -132,18 +131,10 @@ impl Metrics {
                     let Some(topic) = names.get(tid) else { continue };
                     messages.push((broker.clone(), topic.to_string(), *queue, q.next));
                 }
-                let end = |tid: u32, queue: u32| s.queues.get(&(tid, queue)).map_or(0, |q| q.next);
-                let committed = s.consumers.iter().map(|(k, o)| (k, *o));
-                let popped = s.pops.queues.iter().map(|(k, p)| (k, p.committed()));
-                for ((group, tid, queue), done) in committed.chain(popped) {
-                    let Some(topic) = names.get(tid) else { continue };
-                    lags.insert(
-                        (group.clone(), topic.to_string(), *queue),
-                        end(*tid, *queue).saturating_sub(done),
-                    );
-                }
             });
+            lags.extend(b.lags(None));
         }
+        messages.sort();
         e.family(
             "raftmq_queue_messages_total",
             "counter",
@@ -162,13 +153,55 @@ impl Metrics {
             "gauge",
             "Messages of the queue the consumer group has not consumed yet.",
         );
-        for ((group, topic, queue), lag) in &lags {
-            let q = queue.to_string();
+        for l in &lags {
+            let q = l.queue.to_string();
             e.sample(
                 "raftmq_consumer_lag",
-                &[("consumer_group", group), ("topic", topic), ("queue", &q)],
-                lag,
+                &[("consumer_group", &l.group), ("topic", &l.topic), ("queue", &q)],
+                l.lag(),
             );
+        }
+    }
+
+    /// Messages and bytes stored and handed out through this node, per queue.
+    fn traffic(&self, e: &mut Exposition, node: &str) {
+        let mut rows = Vec::new();
+        for b in self.brokers.all() {
+            let broker = b.group.id().name();
+            rows.extend(b.traffic.snapshot().into_iter().map(|(k, t)| (broker.clone(), k, t)));
+        }
+        let families: [(&str, &str, fn(&QueueTraffic) -> u64); 4] = [
+            (
+                "raftmq_queue_put_messages_total",
+                "Messages this node stored in the queue as its leader.",
+                |t| t.put_messages,
+            ),
+            (
+                "raftmq_queue_put_bytes_total",
+                "Body bytes this node stored in the queue as its leader.",
+                |t| t.put_bytes,
+            ),
+            (
+                "raftmq_queue_get_messages_total",
+                "Messages of the queue this node handed out to consumers.",
+                |t| t.get_messages,
+            ),
+            (
+                "raftmq_queue_get_bytes_total",
+                "Body bytes of the queue this node handed out to consumers.",
+                |t| t.get_bytes,
+            ),
+        ];
+        for (name, help, value) in families {
+            e.family(name, "counter", help);
+            for (broker, (topic, queue), t) in &rows {
+                let q = queue.to_string();
+                e.sample(
+                    name,
+                    &[("node", node), ("broker", broker), ("topic", topic), ("queue", &q)],
+                    value(t),
+                );
+            }
         }
     }
 
