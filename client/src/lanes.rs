@@ -67,6 +67,17 @@ impl Lanes {
 async fn run_lane(routes: Arc<Routes>, addr: String, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(LANE_REQUESTS_MAX));
     while let Some(first) = rx.recv().await {
+        // A node that did not answer lately: fail what waits at once (nothing was sent), so the
+        // producer retries through another node instead of queueing behind hanging requests.
+        if routes.is_suspect(&addr) {
+            let mut replies = vec![first.reply];
+            while let Ok(p) = rx.try_recv() {
+                replies.push(p.reply);
+            }
+            let e = ClientError::Transport(format!("node {addr} did not answer lately; not sent"));
+            fail_all(replies, &e);
+            continue;
+        }
         // Wait for a request slot first: messages arriving meanwhile join this request.
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
         let mut batch = vec![first];
@@ -113,6 +124,7 @@ async fn send_batch(routes: &Routes, addr: &str, batch: Vec<Pending>) {
         let mut client = client;
         match client.send_message(routes.request(pb::SendMessageRequest { messages: msgs })).await {
             Ok(resp) => {
+                routes.answered(addr);
                 routes.learn(resp.metadata());
                 let resp = resp.into_inner();
                 if resp.entries.len() != n {
@@ -130,7 +142,10 @@ async fn send_batch(routes: &Routes, addr: &str, batch: Vec<Pending>) {
                     let _ = reply.send(Ok(entry));
                 }
             }
-            Err(s) => fail_all(replies, &ClientError::from(s)),
+            Err(s) => {
+                routes.failed(addr, &s);
+                fail_all(replies, &ClientError::from(s));
+            }
         }
     }
 }

@@ -25,6 +25,9 @@ use crate::error::check;
 
 /// How long a fetched route is trusted.
 const ROUTE_TTL: Duration = Duration::from_secs(30);
+/// How long a node that did not answer (connection refused or broken, deadline passed) is
+/// avoided: requests go to the other nodes, which forward them, instead of waiting on it.
+const SUSPECT_FOR: Duration = Duration::from_secs(3);
 /// Response header naming a group's leader.
 pub const LEADER_HEADER: &str = "x-raftmq-leader";
 /// Largest message the client sends or accepts.
@@ -79,6 +82,7 @@ pub struct Routes {
     channels: RwLock<HashMap<String, Channel>>,
     topics: RwLock<HashMap<String, TopicRoute>>,
     leaders: RwLock<HashMap<String, (u64, u64, String)>>,
+    suspects: RwLock<HashMap<String, Instant>>,
 }
 
 impl Routes {
@@ -100,6 +104,7 @@ impl Routes {
             channels: RwLock::default(),
             topics: RwLock::default(),
             leaders: RwLock::default(),
+            suspects: RwLock::default(),
         })
     }
 
@@ -145,17 +150,24 @@ impl Routes {
         self.refresh(topic).await
     }
 
-    /// Fetches `topic`'s route from the first access point that answers.
+    /// Fetches `topic`'s route from the first access point that answers, trying those not
+    /// suspected down first.
     pub async fn refresh(&self, topic: &str) -> Result<Arc<Vec<QueueRoute>>, ClientError> {
         let mut last = ClientError::Transport("no access point answered".into());
-        for addr in &self.access {
+        let mut order: Vec<&String> = self.access.iter().collect();
+        order.sort_by_key(|a| self.is_suspect(a));
+        for addr in order {
             let req = pb::QueryRouteRequest {
                 topic: crate::wire::resource(topic),
                 endpoints: Some(pb::Endpoints::default()),
             };
             let resp = match self.client(addr)?.query_route(self.request(req)).await {
-                Ok(r) => r.into_inner(),
+                Ok(r) => {
+                    self.answered(addr);
+                    r.into_inner()
+                }
                 Err(s) => {
+                    self.failed(addr, &s);
                     last = s.into();
                     continue;
                 }
@@ -266,6 +278,28 @@ impl Routes {
                 }
             }
         }
+    }
+
+    /// Notes that the node at `addr` failed a request with `s`: when the failure says it did not
+    /// answer (rather than refused the request), it is avoided for a while.
+    pub fn failed(&self, addr: &str, s: &tonic::Status) {
+        use tonic::Code;
+        if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown) {
+            let until = Instant::now() + SUSPECT_FOR;
+            self.suspects.write().unwrap_or_else(|e| e.into_inner()).insert(addr.to_string(), until);
+        }
+    }
+
+    /// Notes that the node at `addr` answered: it is no longer avoided.
+    pub fn answered(&self, addr: &str) {
+        if self.suspects.read().unwrap_or_else(|e| e.into_inner()).contains_key(addr) {
+            self.suspects.write().unwrap_or_else(|e| e.into_inner()).remove(addr);
+        }
+    }
+
+    /// Whether the node at `addr` failed to answer lately.
+    pub fn is_suspect(&self, addr: &str) -> bool {
+        self.suspects.read().unwrap_or_else(|e| e.into_inner()).get(addr).is_some_and(|t| Instant::now() < *t)
     }
 
     /// Forgets what is known of `group`'s leader (after it failed to answer).

@@ -5,16 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
+use super::scratch::ScratchCluster;
 use super::stats::ms;
 use super::stats::summarize;
-use crate::local_cluster::LocalCluster;
-use crate::local_cluster::Output;
-use crate::local_cluster::free_ports;
-use crate::local_cluster::write_configs;
 
 /// Options of `raftmq bench leader-kill`.
 #[derive(Debug, Args)]
@@ -38,20 +34,8 @@ pub struct LeaderKillArgs {
 
 /// Runs the benchmark on a fresh local 3-node cluster.
 pub async fn run(args: LeaderKillArgs) -> anyhow::Result<()> {
-    let tmp;
-    let dir = match &args.data_dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile_dir()?;
-            tmp.clone()
-        }
-    };
-    let files = write_configs(&dir, &free_ports(3)?, 2, &|_| {})?;
-    let exe = std::env::current_exe().context("cannot find the raftmq executable")?;
-    let logs = dir.clone();
-    let mut cluster =
-        LocalCluster::new(&exe, &files, |id| Output::File(logs.join(format!("node-{id}.log"))))?;
-    cluster.start_all()?;
+    let mut sc = ScratchCluster::start(args.data_dir.clone()).await?;
+    let cluster = &mut sc.cluster;
     let start = Duration::from_secs(30);
     cluster.wait_leader(&args.group, None, start).await?;
 
@@ -90,17 +74,9 @@ pub async fn run(args: LeaderKillArgs) -> anyhow::Result<()> {
             ms(s.p50),
             ms(s.p99),
             ms(s.max),
-            dir.display()
+            sc.dir.display()
         );
     }
-    for id in 1..=3 {
-        let _ = cluster.stop(id, Duration::from_secs(15)).await;
-    }
+    sc.stop().await;
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("raftmq-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

@@ -25,6 +25,7 @@ use super::context::Context;
 use super::context::PROPERTIES_BYTES_MAX;
 use super::context::deadline_left;
 use super::context::leader_silent;
+use crate::broker::BrokerGroup;
 use crate::broker::traffic::Direction;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
@@ -293,19 +294,67 @@ impl Context {
         if local.is_empty() { (rr as u32) % n } else { local[rr % local.len()] }
     }
 
+    /// Appends `msgs` to group `g` here if this node leads it, else forwards them to its leader.
+    /// When the leader is gone (its node refuses connections, or no leader is known), the send
+    /// waits for the next leader within the caller's deadline and goes there: a failover then
+    /// costs the producer time, not an error.
     async fn send_to_group(
         &self,
         g: GroupId,
         msgs: Vec<(usize, NewMessage)>,
         md: &MetadataMap,
     ) -> Vec<(usize, pb::SendResultEntry)> {
-        if let Some(b) = self.local_leader(g) {
+        let budget = deadline_left(md).unwrap_or(FAILOVER_WAIT_MAX).min(FAILOVER_WAIT_MAX);
+        let until = tokio::time::Instant::now() + budget.saturating_sub(DEADLINE_MARGIN);
+        let mut waited = false;
+        loop {
+            if let Some(b) = self.local_leader(g) {
+                return self.append_local(b, g, msgs).await;
+            }
+            match self.forward_send(g, &msgs, md).await {
+                Forwarded::Answered(entries) => return entries,
+                Forwarded::LeaderGone { gone, error } => {
+                    if waited || !self.await_leader(g, gone, until).await {
+                        return fail_all(&msgs, &error);
+                    }
+                    tracing::debug!(group = %g, gone = ?gone, "leader changed while forwarding; sending again");
+                    waited = true;
+                }
+            }
+        }
+    }
+
+    /// Waits until group `g` has a leader other than `gone`, until `until`.
+    async fn await_leader(&self, g: GroupId, gone: Option<u64>, until: tokio::time::Instant) -> bool {
+        let Some(b) = self.brokers.get(g) else { return false };
+        let mut rx = b.group.watch_leader();
+        let wait = async {
+            loop {
+                if rx.borrow_and_update().is_some_and(|l| Some(l) != gone) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout_at(until, wait).await.unwrap_or(false)
+    }
+
+    /// Appends to group `g`, led by this node: propose, replicate to a quorum that fsyncs, apply.
+    async fn append_local(
+        &self,
+        b: &BrokerGroup,
+        g: GroupId,
+        msgs: Vec<(usize, NewMessage)>,
+    ) -> Vec<(usize, pb::SendResultEntry)> {
+        {
             let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
             let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
             let types: Vec<StoredType> = nms.iter().map(|m| m.message_type).collect();
             let sizes: Vec<(u32, usize)> = nms.iter().map(|m| (m.queue_id, m.body.len())).collect();
             let topic = nms.first().map(|m| m.topic.clone()).unwrap_or_default();
-            // Propose, replicate to a quorum that fsyncs, apply: acknowledged after all three.
+            // Acknowledged after all three.
             let span = tracing::info_span!(target: trace::TARGET, "commitlog.append", group = %g, messages = nms.len());
             return match b.batcher.append(nms).instrument(span).await {
                 Ok(offsets) => {
@@ -333,25 +382,18 @@ impl Context {
                 }
             };
         }
-        self.forward_send(g, msgs, md).await
     }
 
-    async fn forward_send(
-        &self,
-        g: GroupId,
-        msgs: Vec<(usize, NewMessage)>,
-        md: &MetadataMap,
-    ) -> Vec<(usize, pb::SendResultEntry)> {
-        let fail_all = |msgs: &[(usize, NewMessage)], e: &BrokerError| -> Vec<(usize, pb::SendResultEntry)> {
-            msgs.iter().map(|(i, m)| (*i, entry(e.status(), &m.message_id, -1))).collect()
-        };
+    /// Forwards `msgs` to the leader of `g`.
+    async fn forward_send(&self, g: GroupId, msgs: &[(usize, NewMessage)], md: &MetadataMap) -> Forwarded {
         let target = match self.forward_target(g, md) {
             Ok(t) => t,
-            Err(e) => return fail_all(&msgs, &e),
+            Err(error) if self.leader(g).is_none() => return Forwarded::LeaderGone { gone: None, error },
+            Err(e) => return Forwarded::Answered(fail_all(msgs, &e)),
         };
         let mut client = match self.client(&target.client_addr) {
             Ok(c) => c,
-            Err(e) => return fail_all(&msgs, &e),
+            Err(e) => return Forwarded::Answered(fail_all(msgs, &e)),
         };
         let wire: Vec<pb::Message> = msgs.iter().map(|(_, m)| to_wire(m)).collect();
         let timeout = deadline_left(md).unwrap_or(Duration::from_secs(5));
@@ -372,17 +414,42 @@ impl Context {
                         r.entries.len(),
                         msgs.len()
                     ));
-                    return fail_all(&msgs, &e);
+                    return Forwarded::Answered(fail_all(msgs, &e));
                 }
-                msgs.iter().map(|(i, _)| *i).zip(r.entries).collect()
+                Forwarded::Answered(msgs.iter().map(|(i, _)| *i).zip(r.entries).collect())
             }
             Err(s) => {
                 tracing::warn!(group = %g, leader = target.node, error = %s, "forwarding send failed");
-                let e = leader_silent(target.node, &g, &s);
-                fail_all(&msgs, &e)
+                let error = leader_silent(target.node, &g, &s);
+                // Unavailable: the leader's node is down or unreachable (connection refused or
+                // broken); a deadline that passed says nothing sure, and is answered as it is.
+                if s.code() == tonic::Code::Unavailable {
+                    Forwarded::LeaderGone { gone: Some(target.node), error }
+                } else {
+                    Forwarded::Answered(fail_all(msgs, &error))
+                }
             }
         }
     }
+}
+
+/// Longest a send waits for a new leader of its group.
+const FAILOVER_WAIT_MAX: Duration = Duration::from_secs(5);
+/// Time kept back from the caller's deadline for the append once a leader is there.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// How a forward ended.
+enum Forwarded {
+    /// The leader answered, or the send failed for good: one entry per message.
+    Answered(Vec<(usize, pb::SendResultEntry)>),
+    /// The group's leader (`gone`, if one was known) did not take the send; it may be tried
+    /// again at the next leader.
+    LeaderGone { gone: Option<u64>, error: BrokerError },
+}
+
+/// The same failure for every message.
+fn fail_all(msgs: &[(usize, NewMessage)], e: &BrokerError) -> Vec<(usize, pb::SendResultEntry)> {
+    msgs.iter().map(|(i, m)| (*i, entry(e.status(), &m.message_id, -1))).collect()
 }
 
 /// A checked message back on the wire, with its chosen queue, for forwarding.
