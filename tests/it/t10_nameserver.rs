@@ -239,3 +239,51 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         assert!(err.contains(want), "{text}: {err}");
     }
 }
+
+/// `raftmq admin leader transfer|balance`: leadership moves by hand to the named voter, a
+/// transfer to a node that is no voter is refused, and `balance` puts every broker group back on
+/// its preferred node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_by_hand_and_balances_back() {
+    let mut c = started().await;
+    c.cluster.wait_balanced(START).await.unwrap();
+    let server = c.cluster.node(1).client_addr.clone();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(node_bin())
+            .args(["admin", "--server", &server, "--json", "leader"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let json = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    let (ns_leader, _) = c.cluster.wait_leader(NS, None, START).await.unwrap();
+    let to = ns_leader % 3 + 1;
+    let v = json(cli(&["transfer", "--group", NS, "--to", &to.to_string()]));
+    assert_eq!(v["leader"], to, "{v}");
+    assert_eq!(c.cluster.wait_leader(NS, None, START).await.unwrap().0, to);
+
+    let (a_leader, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
+    let off = a_leader % 3 + 1;
+    let v = json(cli(&["transfer", "--group", "broker-a", "--to", &off.to_string()]));
+    assert_eq!(v["leader"], off, "{v}");
+    let v = json(cli(&["balance"]));
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for r in rows {
+        let outcome = r["outcome"].as_str().unwrap();
+        assert!(outcome == "kept" || outcome.starts_with("moved"), "{r}");
+    }
+    let s = c.admin(1).cluster_status().await.unwrap();
+    for g in s.groups.iter().filter(|g| g.id != 0) {
+        assert_eq!(g.leader, raftmq_node::balance::preferred_of(g.id, &g.voters), "{} after balance", g.name);
+    }
+
+    let out = cli(&["transfer", "--group", "broker-a", "--to", "9"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a voter") && !err.contains("panicked"), "{err}");
+}

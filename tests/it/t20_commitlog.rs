@@ -1,5 +1,5 @@
 //! Broker groups: the replicated CommitLog through the RocketMQ 5 wire protocol. Send and pull,
-//! offsets, leader failover under load, full restart, bad input.
+//! offsets, leader failover under load (killed or paused), full restart, bad input.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -145,36 +145,72 @@ async fn leader_kill_under_load_loses_no_acknowledged_message() {
     let q0_end = consumer.query_offset("load", 0, OffsetPolicy::End).await.unwrap();
     consumer.commit("load", 0, q0_end).await.unwrap();
 
-    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for t in 0..4 {
-        let (producer, acked, stop) = (producer.clone(), acked.clone(), stop.clone());
-        senders.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let body = format!("t{t}-{i}");
-                if producer.send(Message::new("load", body.clone())).await.is_ok() {
-                    acked.lock().unwrap().push(body);
-                }
-                i += 1;
-            }
-        }));
-    }
+    let load = Load::start(&producer, "load");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (leader, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
     c.cluster.kill(leader).await.unwrap();
     c.cluster.wait_leader("broker-a", Some(leader), Duration::from_secs(10)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in senders {
-        s.await.unwrap();
-    }
+    let acked = load.stop().await;
     c.cluster.start(leader).unwrap();
 
-    let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 100, "the load ran: {} acked", acked.len());
-    let all = read_all(&consumer, "load").await;
+    assert_all_stored(&consumer, "load", &acked).await;
+    assert_eq!(
+        consumer.committed("load", 0).await.unwrap(),
+        Some(q0_end),
+        "committed offset survived the failover"
+    );
+}
+
+/// Four producer tasks sending distinct bodies in a loop; what was acknowledged, with when.
+struct Load {
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(producer: &Producer, topic: &str) -> Load {
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let senders = (0..4)
+            .map(|t| {
+                let (producer, acked, stop, topic) =
+                    (producer.clone(), acked.clone(), stop.clone(), topic.to_string());
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let body = format!("t{t}-{i}");
+                        if producer.send(Message::new(topic.as_str(), body.clone())).await.is_ok() {
+                            acked.lock().unwrap().push((body, std::time::Instant::now()));
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        Load { acked, stop, senders }
+    }
+
+    /// Acknowledged sends so far that ended after `t`.
+    fn acked_since(&self, t: std::time::Instant) -> usize {
+        self.acked.lock().unwrap().iter().filter(|(_, at)| *at > t).count()
+    }
+
+    /// Stops the senders; every acknowledged body.
+    async fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for s in self.senders {
+            s.await.unwrap();
+        }
+        self.acked.lock().unwrap().iter().map(|(b, _)| b.clone()).collect()
+    }
+}
+
+/// Every one of `acked` is stored in `topic`, whose queues are gapless.
+async fn assert_all_stored(consumer: &PullConsumer, topic: &str, acked: &[String]) {
+    let all = read_all(consumer, topic).await;
     assert_gapless(&all);
     let stored: std::collections::HashSet<&str> = all.values().flatten().map(|(_, b)| b.as_str()).collect();
     let lost: Vec<&String> = acked.iter().filter(|b| !stored.contains(b.as_str())).collect();
@@ -184,11 +220,47 @@ async fn leader_kill_under_load_loses_no_acknowledged_message() {
         lost.len(),
         &lost[..lost.len().min(5)]
     );
-    assert_eq!(
-        consumer.committed("load", 0).await.unwrap(),
-        Some(q0_end),
-        "committed offset survived the failover"
-    );
+}
+
+/// A leader frozen by SIGSTOP for 10 s: the others elect a new leader and sends keep being
+/// acknowledged meanwhile; after SIGCONT the old leader steps down, and nothing any leader
+/// acknowledged is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_that_resumes_loses_nothing_acknowledged() {
+    use nix::sys::signal::Signal;
+
+    let mut c = cluster_with_topic(node_bin(), "pause", 8).await;
+    let eps = endpoints(&c);
+    let producer = Producer::new(ProducerOptions::new(eps.clone())).unwrap();
+    let load = Load::start(&producer, "pause");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (leader, term) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
+    c.cluster.signal(leader, Signal::SIGSTOP).unwrap();
+    let paused = std::time::Instant::now();
+    let survivor = (1..=3).find(|n| *n != leader).unwrap();
+    let admin = c.admin(survivor);
+    eventually(Duration::from_secs(10), "a new leader of broker-a", || {
+        let admin = &admin;
+        async move {
+            let s = admin.cluster_status().await.ok()?;
+            let g = s.groups.into_iter().find(|g| g.name == "broker-a")?;
+            (g.leader.is_some_and(|l| l != leader) && g.term > term).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    let elected = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(paused.elapsed())).await;
+    let during = load.acked_since(elected);
+    c.cluster.signal(leader, Signal::SIGCONT).unwrap();
+    // The resumed node hears of the new term and follows; every replica agrees again.
+    c.cluster.wait_leader("broker-a", None, Duration::from_secs(20)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let acked = load.stop().await;
+
+    assert!(during > 50, "sends were acknowledged while the old leader was paused: {during}");
+    let consumer = PullConsumer::new(PullConsumerOptions::new(eps, "g-pause")).unwrap();
+    assert_all_stored(&consumer, "pause", &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

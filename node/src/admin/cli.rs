@@ -50,6 +50,9 @@ pub enum AdminCommand {
     /// Look messages up by id, key or store time.
     #[command(subcommand)]
     Message(super::message::MessageCommand),
+    /// Group leadership: transfer, balance.
+    #[command(subcommand)]
+    Leader(super::leader::LeaderCommand),
 }
 
 /// Cluster commands.
@@ -205,6 +208,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Group(cmd) => group(&client, cmd, args.json).await?,
         AdminCommand::Dlq(cmd) => super::dlq::run(&args.server, cmd, args.json).await?,
         AdminCommand::Message(cmd) => super::message::run(&client, cmd, args.json).await?,
+        AdminCommand::Leader(cmd) => super::leader::run(&client, cmd, args.json).await?,
     };
     print!("{out}");
     if !out.ends_with('\n') {

@@ -3,6 +3,7 @@
 pub mod cli;
 mod convert;
 pub mod dlq;
+pub mod leader;
 pub mod members;
 pub mod message;
 pub mod service;

@@ -26,6 +26,9 @@ const ROCKSDB_PROPERTIES: [(&str, &str); 4] = [
     ("rocksdb.estimate-pending-compaction-bytes", "raftmq_rocksdb_pending_compaction_bytes"),
 ];
 
+/// One counter of a queue's traffic.
+type TrafficField = fn(&QueueTraffic) -> u64;
+
 /// What the metrics page reads.
 #[derive(Clone)]
 pub struct Metrics {
@@ -170,7 +173,7 @@ impl Metrics {
             let broker = b.group.id().name();
             rows.extend(b.traffic.snapshot().into_iter().map(|(k, t)| (broker.clone(), k, t)));
         }
-        let families: [(&str, &str, fn(&QueueTraffic) -> u64); 4] = [
+        let families: [(&str, &str, TrafficField); 4] = [
             (
                 "raftmq_queue_put_messages_total",
                 "Messages this node stored in the queue as its leader.",
