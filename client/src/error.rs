@@ -17,6 +17,10 @@ pub enum ClientError {
     /// The call did not reach the server or did not complete (connection, deadline).
     #[error("transport: {0}")]
     Transport(String),
+    /// Not sent at all: the node it was for did not answer lately (see `Routes::avoid`). Safe to
+    /// send again elsewhere; nothing was stored.
+    #[error("not sent: {0}")]
+    NotSent(String),
     /// The server's answer is not what the protocol says.
     #[error("bad response: {0}")]
     BadResponse(String),
@@ -29,7 +33,7 @@ impl ClientError {
     /// Whether trying again (perhaps on another node or queue) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Transport(_) => true,
+            ClientError::Transport(_) | ClientError::NotSent(_) => true,
             ClientError::Status { code, .. } => matches!(
                 code,
                 Code::HaNotAvailable

@@ -69,12 +69,12 @@ async fn run_lane(routes: Arc<Routes>, addr: String, mut rx: mpsc::Receiver<Pend
     while let Some(first) = rx.recv().await {
         // A node that did not answer lately: fail what waits at once (nothing was sent), so the
         // producer retries through another node instead of queueing behind hanging requests.
-        if routes.is_suspect(&addr) {
+        if routes.avoid(&addr) {
             let mut replies = vec![first.reply];
             while let Ok(p) = rx.try_recv() {
                 replies.push(p.reply);
             }
-            let e = ClientError::Transport(format!("node {addr} did not answer lately; not sent"));
+            let e = ClientError::NotSent(format!("node {addr} did not answer lately"));
             fail_all(replies, &e);
             continue;
         }

@@ -212,6 +212,8 @@ impl Producer {
                     }
                     Err(e) => return Err(e),
                 },
+                // Held back for a node that did not answer: the next turn goes elsewhere.
+                Err(e @ ClientError::NotSent(_)) => last_err = e,
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "send failed; retrying elsewhere");
                     self.routes.forget_leader(&q.group);
@@ -270,7 +272,7 @@ impl Producer {
         let pick = (0..n)
             .map(|i| writable[(turn + i) % n])
             .map(|q| (q, self.routes.addr_of(q)))
-            .find(|(_, addr)| !self.routes.is_suspect(addr));
+            .find(|(_, addr)| !self.routes.avoid(addr));
         Ok(match pick {
             Some((q, addr)) => (q.clone(), addr),
             None => {

@@ -297,6 +297,12 @@ impl Routes {
         }
     }
 
+    /// Whether to keep requests away from the node at `addr`: it failed to answer lately and
+    /// another access point has not. With no other choice, the request goes (and probes it).
+    pub fn avoid(&self, addr: &str) -> bool {
+        self.is_suspect(addr) && self.access.iter().any(|a| a != addr && !self.is_suspect(a))
+    }
+
     /// Whether the node at `addr` failed to answer lately.
     pub fn is_suspect(&self, addr: &str) -> bool {
         self.suspects.read().unwrap_or_else(|e| e.into_inner()).get(addr).is_some_and(|t| Instant::now() < *t)
@@ -310,5 +316,32 @@ impl Routes {
     /// Forgets `topic`'s route.
     pub fn invalidate(&self, topic: &str) {
         self.topics.write().unwrap_or_else(|e| e.into_inner()).remove(topic);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_that_did_not_answer_is_avoided_while_another_did() {
+        let r = Routes::new("a:1,b:2", "test", Duration::from_secs(1)).expect("routes");
+        r.failed("a:1", &tonic::Status::invalid_argument("bad request"));
+        assert!(!r.is_suspect("a:1"), "a refusal is an answer");
+        r.failed("a:1", &tonic::Status::unavailable("tcp connect error"));
+        assert!(r.is_suspect("a:1") && r.avoid("a:1"));
+        assert!(!r.avoid("b:2"));
+        // With every node suspected, requests go anyway (they probe).
+        r.failed("b:2", &tonic::Status::deadline_exceeded("late"));
+        assert!(!r.avoid("a:1") && !r.avoid("b:2"));
+        r.answered("a:1");
+        assert!(!r.is_suspect("a:1") && r.avoid("b:2"));
+    }
+
+    #[test]
+    fn a_single_endpoint_is_never_avoided() {
+        let r = Routes::new("a:1", "test", Duration::from_secs(1)).expect("routes");
+        r.failed("a:1", &tonic::Status::unavailable("tcp connect error"));
+        assert!(r.is_suspect("a:1") && !r.avoid("a:1"));
     }
 }

@@ -35,6 +35,7 @@
 //! auto_create_topics = false   # a send or route query for an unknown topic creates it (MIXED, 8 queues)
 //! transaction_check_secs = 30  # an open transaction is checked back after this, and between checks
 //! transaction_checks_max = 15  # check-backs before an open transaction is rolled back
+//! balance_leaders = true       # hand each broker group's leadership to its preferred node
 //! retry_delays_ms = [10000, 30000, 60000, ...]  # push consumers' retry schedule (RocketMQ's 16 steps)
 //! ```
 
@@ -128,6 +129,10 @@ pub struct BrokerSection {
     /// The wait before delivery attempt 2, 3, ... of a message whose consumption failed, ms, as
     /// push consumers learn it from their settings (RocketMQ: 10 s, 30 s, 1 min ... 2 h).
     pub retry_delays_ms: Vec<u64>,
+    /// Hand each broker group's leadership to its preferred node once that replica caught up,
+    /// so leaders spread over the nodes (off: leaders stay where elections or
+    /// `raftmq admin leader transfer` put them).
+    pub balance_leaders: bool,
 }
 
 impl Default for BrokerSection {
@@ -149,6 +154,7 @@ impl Default for BrokerSection {
             transaction_checks_max: 15,
             // RocketMQ's schedule (10 s, 30 s, 1 min ... 2 h), the SDK's default too.
             retry_delays_ms: raftmq_client::push::RETRY_DELAYS_SECS.iter().map(|s| s * 1000).collect(),
+            balance_leaders: true,
         }
     }
 }

@@ -231,7 +231,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let duties =
         tokio::spawn(nameserver::leader_duties(ns.clone(), config.clone(), brokers.clone(), stop_rx.clone()));
-    let balancer = tokio::spawn(crate::balance::run(node_id, brokers.clone(), stop_rx.clone()));
+    let balancer = config
+        .broker
+        .balance_leaders
+        .then(|| tokio::spawn(crate::balance::run(node_id, brokers.clone(), stop_rx.clone())));
     let stats = tokio::spawn(crate::stats_log::run(
         store.clone(),
         brokers.clone(),
@@ -262,7 +265,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(node = node_id, "node stopping");
     let _ = stop_tx.send(true);
     let _ = duties.await;
-    let _ = balancer.await;
+    if let Some(b) = balancer {
+        let _ = b.await;
+    }
     let _ = stats.await;
     let _ = retention.await;
     let _ = timers.await;

@@ -119,10 +119,10 @@ async fn the_compose_configs_run_as_a_local_cluster_on_loopback_aliases() {
             let status = admin.cluster_status().await.ok()?;
             let names: Vec<String> =
                 status.groups.iter().filter(|g| g.leader.is_some()).map(|g| g.name.clone()).collect();
-            ["nameserver", "broker-a", "broker-b"]
-                .iter()
-                .all(|g| names.iter().any(|n| n == g))
-                .then_some(status)
+            // The answering node may not have applied the membership yet: wait for all three.
+            (status.members.len() == 3
+                && ["nameserver", "broker-a", "broker-b"].iter().all(|g| names.iter().any(|n| n == g)))
+            .then_some(status)
         },
     )
     .await

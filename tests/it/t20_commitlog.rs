@@ -253,9 +253,18 @@ async fn a_paused_leader_that_resumes_loses_nothing_acknowledged() {
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(paused.elapsed())).await;
     let during = load.acked_since(elected);
     c.cluster.signal(leader, Signal::SIGCONT).unwrap();
-    // The resumed node hears of the new term and follows; every replica agrees again.
-    c.cluster.wait_leader("broker-a", None, Duration::from_secs(20)).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The resumed node hears of the new term and follows.
+    eventually(Duration::from_secs(20), "the resumed node follows the new term", || {
+        let admin = &admin;
+        async move {
+            let s = admin.cluster_status().await.ok()?;
+            let g = s.groups.into_iter().find(|g| g.name == "broker-a")?;
+            let r = g.replicas.iter().find(|r| r.node_id == leader)?;
+            (r.term > term && r.role == "follower").then_some(())
+        }
+    })
+    .await
+    .unwrap();
     let acked = load.stop().await;
 
     assert!(during > 50, "sends were acknowledged while the old leader was paused: {during}");

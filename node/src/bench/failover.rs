@@ -124,8 +124,11 @@ struct Kill {
 
 /// Runs the benchmark on a fresh local 3-node cluster.
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
-    if args.rate == 0 || args.kills == 0 {
-        bail!("--rate and --kills must be above 0");
+    if args.rate == 0 || args.rate > 100_000 || args.kills == 0 {
+        bail!("--rate must be 1-100000 sends per second and --kills above 0");
+    }
+    if !args.group.starts_with("broker-") {
+        bail!("--group must name a broker group (broker-a, broker-b, ...), got {:?}", args.group);
     }
     let mut sc = ScratchCluster::start(args.data_dir.clone()).await?;
     let cluster = &mut sc.cluster;
@@ -153,6 +156,9 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         .await?;
     let queues: Vec<u32> =
         info.queues.iter().filter(|q| q.broker_group == args.group).map(|q| q.queue_id).collect();
+    if queues.is_empty() {
+        bail!("{} holds no queue of the bench topic", args.group);
+    }
     let n = u64::from(2 * groups);
     let message_group = (0..)
         .map(|i| format!("mg-{i}"))

@@ -30,10 +30,10 @@ pub struct QueueLag {
 }
 
 impl QueueLag {
-    /// Messages of the queue the group has not consumed yet: never handed out, or handed out
-    /// and not acked.
+    /// Messages of the queue the group has not consumed yet and can still get: never handed out
+    /// (and not removed by retention), or handed out and not acked.
     pub fn lag(&self) -> u64 {
-        self.end.saturating_sub(self.delivered) + self.inflight
+        self.end.saturating_sub(self.delivered.max(self.min)) + self.inflight
     }
 }
 

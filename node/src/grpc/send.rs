@@ -295,26 +295,31 @@ impl Context {
     }
 
     /// Appends `msgs` to group `g` here if this node leads it, else forwards them to its leader.
-    /// When the leader is gone (its node refuses connections, or no leader is known), the send
-    /// waits for the next leader within the caller's deadline and goes there: a failover then
-    /// costs the producer time, not an error.
+    /// When the leader is gone for sure — its node refused the connection, so the send never
+    /// reached it, or no leader is known — the send waits for the next leader within the caller's
+    /// deadline and goes there: a failover then costs the producer time, not an error. A send
+    /// another node forwarded here is not held: that node waits.
     async fn send_to_group(
         &self,
         g: GroupId,
         msgs: Vec<(usize, NewMessage)>,
         md: &MetadataMap,
     ) -> Vec<(usize, pb::SendResultEntry)> {
-        let budget = deadline_left(md).unwrap_or(FAILOVER_WAIT_MAX).min(FAILOVER_WAIT_MAX);
-        let until = tokio::time::Instant::now() + budget.saturating_sub(DEADLINE_MARGIN);
-        let mut waited = false;
+        let now = tokio::time::Instant::now();
+        let deadline = now + deadline_left(md).unwrap_or(FORWARD_TIMEOUT);
+        let until = (now + FAILOVER_WAIT_MAX).min(deadline).checked_sub(DEADLINE_MARGIN).unwrap_or(now);
+        let mut waited = crate::forward::is_forwarded(md);
         loop {
             if let Some(b) = self.local_leader(g) {
                 return self.append_local(b, g, msgs).await;
             }
-            match self.forward_send(g, &msgs, md).await {
+            match self.forward_send(g, &msgs, md, deadline).await {
                 Forwarded::Answered(entries) => return entries,
                 Forwarded::LeaderGone { gone, error } => {
-                    if waited || !self.await_leader(g, gone, until).await {
+                    if waited
+                        || !self.await_leader(g, gone, until).await
+                        || tokio::time::Instant::now() >= until
+                    {
                         return fail_all(&msgs, &error);
                     }
                     tracing::debug!(group = %g, gone = ?gone, "leader changed while forwarding; sending again");
@@ -384,11 +389,20 @@ impl Context {
         }
     }
 
-    /// Forwards `msgs` to the leader of `g`.
-    async fn forward_send(&self, g: GroupId, msgs: &[(usize, NewMessage)], md: &MetadataMap) -> Forwarded {
+    /// Forwards `msgs` to the leader of `g`, to be answered by `deadline`.
+    async fn forward_send(
+        &self,
+        g: GroupId,
+        msgs: &[(usize, NewMessage)],
+        md: &MetadataMap,
+        deadline: tokio::time::Instant,
+    ) -> Forwarded {
         let target = match self.forward_target(g, md) {
             Ok(t) => t,
-            Err(error) if self.leader(g).is_none() => return Forwarded::LeaderGone { gone: None, error },
+            // No leader, or only this node as recorded leader (it stepped down).
+            Err(error) if self.leader(g).filter(|l| l.node != self.node_id).is_none() => {
+                return Forwarded::LeaderGone { gone: None, error };
+            }
             Err(e) => return Forwarded::Answered(fail_all(msgs, &e)),
         };
         let mut client = match self.client(&target.client_addr) {
@@ -396,7 +410,7 @@ impl Context {
             Err(e) => return Forwarded::Answered(fail_all(msgs, &e)),
         };
         let wire: Vec<pb::Message> = msgs.iter().map(|(_, m)| to_wire(m)).collect();
-        let timeout = deadline_left(md).unwrap_or(Duration::from_secs(5));
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         let span = tracing::info_span!(target: trace::TARGET, "forward", otel.kind = "client", group = %g, leader = target.node);
         let mut fwd = forwarded(pb::SendMessageRequest { messages: wire }, md, self.node_id, timeout);
         if let Some(tp) = trace::traceparent(&span)
@@ -421,9 +435,10 @@ impl Context {
             Err(s) => {
                 tracing::warn!(group = %g, leader = target.node, error = %s, "forwarding send failed");
                 let error = leader_silent(target.node, &g, &s);
-                // Unavailable: the leader's node is down or unreachable (connection refused or
-                // broken); a deadline that passed says nothing sure, and is answered as it is.
-                if s.code() == tonic::Code::Unavailable {
+                // Only a connection that was never made proves the leader did not get the send;
+                // a broken connection or a passed deadline says nothing sure (it may be stored)
+                // and is answered as it is.
+                if never_connected(&s) {
                     Forwarded::LeaderGone { gone: Some(target.node), error }
                 } else {
                     Forwarded::Answered(fail_all(msgs, &error))
@@ -433,6 +448,14 @@ impl Context {
     }
 }
 
+/// Whether a forward failed before any connection to the leader was made (tonic reports a
+/// connector error as UNAVAILABLE with the connector's message), so nothing reached it.
+fn never_connected(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::Unavailable && s.message().starts_with("tcp connect error")
+}
+
+/// How long a forward may take when the caller gave no deadline.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a send waits for a new leader of its group.
 const FAILOVER_WAIT_MAX: Duration = Duration::from_secs(5);
 /// Time kept back from the caller's deadline for the append once a leader is there.
@@ -472,5 +495,31 @@ fn to_wire(m: &NewMessage) -> pb::Message {
             ..Default::default()
         }),
         body: Bytes::clone(&m.body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raftmq_proto::rocketmq::messaging_service_client::MessagingServiceClient;
+
+    use super::*;
+
+    /// The string `never_connected` looks for is what tonic really reports for a refused
+    /// connection, and not for other failures.
+    #[tokio::test]
+    async fn a_refused_connection_is_told_apart() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").map(|l| l.local_addr().map(|a| a.port()));
+        let port = port.expect("bind").expect("port");
+        // The listener is dropped: nothing listens on the port now.
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("endpoint")
+            .connect_lazy();
+        let s = MessagingServiceClient::new(ch)
+            .send_message(pb::SendMessageRequest { messages: Vec::new() })
+            .await
+            .expect_err("nothing listens");
+        assert!(never_connected(&s), "{s:?}");
+        assert!(!never_connected(&tonic::Status::unavailable("connection reset")));
+        assert!(!never_connected(&tonic::Status::cancelled("Timeout expired")));
     }
 }
