@@ -25,6 +25,7 @@ use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::create_groups;
 use raftmq_tests::endpoints;
 use raftmq_tests::eventually;
+use raftmq_tests::receive_n;
 
 use crate::node_bin;
 
@@ -52,16 +53,6 @@ fn simple(c: &TestCluster, group: &str, topic: &str, wait: Duration) -> SimpleCo
     let s = SimpleConsumer::new(o).unwrap();
     s.subscribe(topic, Subscription::All);
     s
-}
-
-/// Receives until `n` messages arrived (each broker taken in turn) or `timeout` passed.
-async fn receive_n(s: &SimpleConsumer, n: usize, invisible: Duration, timeout: Duration) -> Vec<Received> {
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        out.extend(s.receive(32, invisible).await.unwrap());
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

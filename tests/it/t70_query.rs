@@ -14,6 +14,7 @@ use raftmq_client::Subscription;
 use raftmq_tests::cluster_with_topic;
 use raftmq_tests::create_groups;
 use raftmq_tests::endpoints;
+use raftmq_tests::receive_n;
 use serde_json::Value;
 
 use crate::node_bin;
@@ -42,11 +43,7 @@ async fn messages_are_found_by_id_key_and_time_with_their_consumption() {
     o.await_duration = Duration::from_millis(300);
     let s = SimpleConsumer::new(o).unwrap();
     s.subscribe("q", Subscription::All);
-    let mut got = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while got.len() < 4 && std::time::Instant::now() < deadline {
-        got.extend(s.receive(8, Duration::from_secs(60)).await.unwrap());
-    }
+    let got = receive_n(&s, 4, Duration::from_secs(60), Duration::from_secs(20)).await;
     assert_eq!(got.len(), 4);
     let inflight = got.iter().find(|r| r.message.message_id == ids[0]).unwrap().clone();
     for r in got.iter().filter(|r| r.message.message_id != ids[0]) {
@@ -135,11 +132,7 @@ async fn group_lag_and_queue_traffic_are_reported() {
     o.await_duration = Duration::from_millis(300);
     let s = SimpleConsumer::new(o).unwrap();
     s.subscribe("lag", Subscription::All);
-    let mut got = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while got.len() < 6 && std::time::Instant::now() < deadline {
-        got.extend(s.receive(8, Duration::from_secs(60)).await.unwrap());
-    }
+    let got = receive_n(&s, 6, Duration::from_secs(60), Duration::from_secs(20)).await;
     assert_eq!(got.len(), 6);
     for r in &got[1..] {
         s.ack(r).await.unwrap();

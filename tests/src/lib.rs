@@ -211,3 +211,19 @@ pub fn metric_sum(page: &str, name: &str, with: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Receives with `s` until `n` messages arrived (each broker taken in turn) or `timeout` passed;
+/// a failed receive fails the test.
+pub async fn receive_n(
+    s: &raftmq_client::SimpleConsumer,
+    n: usize,
+    invisible: Duration,
+    timeout: Duration,
+) -> Vec<raftmq_client::Received> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        out.extend(s.receive(32, invisible).await.expect("receive"));
+    }
+    out
+}

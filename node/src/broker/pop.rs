@@ -36,6 +36,7 @@ use super::moves::MoveKind;
 use super::moves::MovePolicy;
 use super::moves::Moving;
 use super::moves::attempts_before;
+use super::traffic::Direction;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 
@@ -243,11 +244,14 @@ impl BrokerGroup {
         match self.group.write(Command::Pop(cmd)).await? {
             Response::Popped(popped) => {
                 let mut messages = plan.messages;
+                let mut sizes = Vec::with_capacity(popped.len());
                 let out: Vec<Delivery> = popped
                     .into_iter()
                     .filter_map(|p| {
                         let message = messages.remove(&(p.queue, p.offset))?;
-                        let before = RecordView::parse(&message.record).map_or(0, |v| attempts_before(&v));
+                        let view = RecordView::parse(&message.record).ok();
+                        sizes.push((p.queue, view.as_ref().map_or(0, |v| v.body.len())));
+                        let before = view.map_or(0, |v| attempts_before(&v));
                         Some(Delivery {
                             queue: p.queue,
                             message,
@@ -257,7 +261,7 @@ impl BrokerGroup {
                         })
                     })
                     .collect();
-                self.count_out(src.topic, out.iter().map(|d| (d.queue, &d.message)));
+                self.traffic.count(Direction::Get, src.topic, sizes);
                 Ok(if out.is_empty() { Step::Idle(plan.next_due_ms) } else { Step::Delivered(out) })
             }
             Response::Rejected(reason) => Ok(Step::Stale(reason)),

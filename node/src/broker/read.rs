@@ -40,6 +40,8 @@ pub struct Pulled {
     pub messages: Vec<StoredMessage>,
     /// Where the next pull should start.
     pub next_offset: u64,
+    /// Body bytes of `messages`.
+    pub body_bytes: usize,
 }
 
 /// Why a pull offset cannot be served.
@@ -112,7 +114,7 @@ impl BrokerGroup {
             if offset < end {
                 let got = self.read(topic, queue, offset, end, req.max, req.bytes_max, req.filter).await?;
                 if !got.messages.is_empty() || Instant::now() >= req.deadline {
-                    self.count_out(topic, got.messages.iter().map(|m| (queue, m)));
+                    self.traffic.add(Direction::Get, topic, queue, got.messages.len(), got.body_bytes);
                     return Ok(Ok(got));
                 }
                 // Everything scanned was filtered out: keep waiting from past it.
@@ -125,7 +127,7 @@ impl BrokerGroup {
                 changed = rx.changed() => if changed.is_err() {
                     return Err(BrokerError::Unavailable("broker group stopped".into()));
                 },
-                () = tokio::time::sleep_until(req.deadline) => return Ok(Ok(Pulled { messages: Vec::new(), next_offset: offset })),
+                () = tokio::time::sleep_until(req.deadline) => return Ok(Ok(Pulled { messages: Vec::new(), next_offset: offset, body_bytes: 0 })),
             }
         }
     }
@@ -142,7 +144,7 @@ impl BrokerGroup {
         filter: &Filter,
     ) -> Result<Pulled, BrokerError> {
         let Some(tid) = self.data.read(|s| s.topic_id(topic)) else {
-            return Ok(Pulled { messages: Vec::new(), next_offset: from });
+            return Ok(Pulled { messages: Vec::new(), next_offset: from, body_bytes: 0 });
         };
         let data = self.data.clone();
         let filter = filter.clone();
@@ -154,6 +156,7 @@ impl BrokerGroup {
             let wanted: Vec<_> = units.into_iter().filter(|(_, u)| filter.may_match(u.tag_hash)).collect();
             let mut out = Vec::new();
             let mut bytes = 0usize;
+            let mut body_bytes = 0usize;
             let mut next = scanned_to;
             for m in reader::messages(data.store(), data.log(), group, &wanted)? {
                 let view = RecordView::parse(&m.record)?;
@@ -165,21 +168,12 @@ impl BrokerGroup {
                     break;
                 }
                 bytes += m.record.len();
+                body_bytes += view.body.len();
                 out.push(m);
             }
-            Ok(Pulled { messages: out, next_offset: next })
+            Ok(Pulled { messages: out, next_offset: next, body_bytes })
         })
         .await
-    }
-
-    /// Counts messages handed out to consumers in [`BrokerGroup::traffic`].
-    pub(super) fn count_out<'m>(
-        &self,
-        topic: &str,
-        messages: impl Iterator<Item = (u32, &'m StoredMessage)>,
-    ) {
-        let sizes = messages.map(|(q, m)| (q, RecordView::parse(&m.record).map_or(0, |v| v.body.len())));
-        self.traffic.count(Direction::Get, topic, sizes);
     }
 
     /// The first offset of a queue stored at or after `ms`.

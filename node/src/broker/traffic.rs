@@ -37,19 +37,15 @@ impl Traffic {
     /// Counts messages of `topic`; `items` gives each one's queue and body size.
     pub fn count(&self, dir: Direction, topic: &str, items: impl IntoIterator<Item = (u32, usize)>) {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        if !topics.contains_key(topic) {
-            topics.insert(topic.to_string(), BTreeMap::new());
-        }
-        let Some(queues) = topics.get_mut(topic) else { return };
         for (queue, bytes) in items {
-            let t = queues.entry(queue).or_default();
-            let (messages, total) = match dir {
-                Direction::Put => (&mut t.put_messages, &mut t.put_bytes),
-                Direction::Get => (&mut t.get_messages, &mut t.get_bytes),
-            };
-            *messages += 1;
-            *total += bytes as u64;
+            bump(&mut topics, dir, topic, queue, 1, bytes);
         }
+    }
+
+    /// Counts `messages` messages of one queue with `bytes` body bytes in all.
+    pub fn add(&self, dir: Direction, topic: &str, queue: u32, messages: usize, bytes: usize) {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        bump(&mut topics, dir, topic, queue, messages, bytes);
     }
 
     /// Every queue's counts, by (topic, queue).
@@ -57,6 +53,28 @@ impl Traffic {
         let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         topics.iter().flat_map(|(topic, qs)| qs.iter().map(|(q, t)| ((topic.clone(), *q), *t))).collect()
     }
+}
+
+fn bump(
+    topics: &mut BTreeMap<String, BTreeMap<u32, QueueTraffic>>,
+    dir: Direction,
+    topic: &str,
+    queue: u32,
+    n: usize,
+    bytes: usize,
+) {
+    // Look up by `&str` first: a topic's name is allocated once, on its first count.
+    let queues = match topics.get_mut(topic) {
+        Some(q) => q,
+        None => topics.entry(topic.to_string()).or_default(),
+    };
+    let t = queues.entry(queue).or_default();
+    let (messages, total) = match dir {
+        Direction::Put => (&mut t.put_messages, &mut t.put_bytes),
+        Direction::Get => (&mut t.get_messages, &mut t.get_bytes),
+    };
+    *messages += n as u64;
+    *total += bytes as u64;
 }
 
 #[cfg(test)]
@@ -67,7 +85,7 @@ mod tests {
     fn puts_and_gets_count_per_queue() {
         let t = Traffic::default();
         t.count(Direction::Put, "a", [(0, 10), (0, 5), (1, 7)]);
-        t.count(Direction::Get, "a", [(0, 10)]);
+        t.add(Direction::Get, "a", 0, 1, 10);
         let s = t.snapshot();
         assert_eq!(s.len(), 2);
         assert_eq!(

@@ -353,39 +353,36 @@ impl Context {
         g: GroupId,
         msgs: Vec<(usize, NewMessage)>,
     ) -> Vec<(usize, pb::SendResultEntry)> {
-        {
-            let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
-            let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
-            let types: Vec<StoredType> = nms.iter().map(|m| m.message_type).collect();
-            let sizes: Vec<(u32, usize)> = nms.iter().map(|m| (m.queue_id, m.body.len())).collect();
-            let topic = nms.first().map(|m| m.topic.clone()).unwrap_or_default();
-            // Acknowledged after all three.
-            let span = tracing::info_span!(target: trace::TARGET, "commitlog.append", group = %g, messages = nms.len());
-            return match b.batcher.append(nms).instrument(span).await {
-                Ok(offsets) => {
-                    b.traffic.count(Direction::Put, &topic, sizes);
-                    idx.into_iter()
-                        .zip(ids)
-                        .zip(offsets)
-                        .zip(types)
-                        .map(|(((i, id), o), t)| {
-                            let mut e = entry(ok_status(), &id, o as i64);
-                            match t {
-                                StoredType::Transaction => {
-                                    e.transaction_id = super::transaction::locator(g, &id)
-                                }
-                                StoredType::Delay => e.recall_handle = super::transaction::locator(g, &id),
-                                _ => {}
-                            }
-                            (i, e)
-                        })
-                        .collect()
-                }
-                Err(e) => {
-                    tracing::debug!(group = %g, error = %e, "append failed");
-                    idx.into_iter().zip(ids).map(|(i, id)| (i, entry(e.status(), &id, -1))).collect()
-                }
-            };
+        let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
+        let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
+        let types: Vec<StoredType> = nms.iter().map(|m| m.message_type).collect();
+        let sizes: Vec<(u32, usize)> = nms.iter().map(|m| (m.queue_id, m.body.len())).collect();
+        let topic = nms.first().map(|m| m.topic.clone()).unwrap_or_default();
+        // Answered once the entry is committed (quorum fsync) and applied.
+        let span =
+            tracing::info_span!(target: trace::TARGET, "commitlog.append", group = %g, messages = nms.len());
+        match b.batcher.append(nms).instrument(span).await {
+            Ok(offsets) => {
+                b.traffic.count(Direction::Put, &topic, sizes);
+                idx.into_iter()
+                    .zip(ids)
+                    .zip(offsets)
+                    .zip(types)
+                    .map(|(((i, id), o), t)| {
+                        let mut e = entry(ok_status(), &id, o as i64);
+                        match t {
+                            StoredType::Transaction => e.transaction_id = super::transaction::locator(g, &id),
+                            StoredType::Delay => e.recall_handle = super::transaction::locator(g, &id),
+                            _ => {}
+                        }
+                        (i, e)
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                tracing::debug!(group = %g, error = %e, "append failed");
+                idx.into_iter().zip(ids).map(|(i, id)| (i, entry(e.status(), &id, -1))).collect()
+            }
         }
     }
 
