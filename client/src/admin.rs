@@ -215,6 +215,33 @@ impl AdminClient {
         check(r.status.as_ref())
     }
 
+    /// Changes node `node_id`'s membership in `group` (`nameserver`, `broker-a`, ...) on that
+    /// group's leader. For [`pb::MembershipChange::AddVoter`], `addrs` are the node's (raft,
+    /// client) addresses and `catch_up` bounds how long it may take to catch up as a learner
+    /// before it becomes a voter; the call waits that long.
+    pub async fn change_members(
+        &self,
+        group: &str,
+        change: pb::MembershipChange,
+        node_id: u64,
+        addrs: Option<(&str, &str)>,
+        catch_up: Duration,
+    ) -> Result<(), ClientError> {
+        let (raft_addr, client_addr) = addrs.unwrap_or_default();
+        let req = pb::ChangeMembersRequest {
+            group: group.to_string(),
+            change: change as i32,
+            node_id,
+            raft_addr: raft_addr.to_string(),
+            client_addr: client_addr.to_string(),
+            catch_up_ms: u32::try_from(catch_up.as_millis()).unwrap_or(u32::MAX),
+        };
+        let mut req = tonic::Request::new(req);
+        req.set_timeout(catch_up + Duration::from_secs(30));
+        let r = self.inner.clone().change_members(req).await?.into_inner();
+        check(r.status.as_ref())
+    }
+
     /// Lag of consumer group `group` on every queue it consumed from, as the answering node's
     /// replicas see it.
     pub async fn consumer_lag(&self, group: &str) -> Result<pb::ConsumerLagResponse, ClientError> {

@@ -163,6 +163,33 @@ impl LocalCluster {
         Ok(Self { bin: bin.to_path_buf(), nodes })
     }
 
+    /// Writes the config of one more node (the next id, `ports` for its raft and client
+    /// addresses, data in `dir/node-<id>`), copied from node 1's config, and adds it, not started.
+    /// It is not an initial member: it waits to be added (`raftmq admin node add`).
+    pub fn add_node(&mut self, dir: &Path, ports: (u16, u16), output: Output) -> anyhow::Result<u64> {
+        let template = &self.nodes.first().context("no node to copy the config of")?.config;
+        let mut raw = RawConfig::load(template).map_err(anyhow::Error::msg)?;
+        let id = self.nodes.len() as u64 + 1;
+        raw.node_id = Some(id);
+        raw.data_dir = Some(dir.join(format!("node-{id}")));
+        raw.raft_addr = Some(format!("127.0.0.1:{}", ports.0));
+        raw.client_addr = Some(format!("127.0.0.1:{}", ports.1));
+        let text =
+            format!("# written by raftmq: a node added to the cluster\n{}", toml::to_string_pretty(&raw)?);
+        let path = dir.join("cluster").join(format!("node-{id}.toml"));
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        let cfg = raw.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        self.nodes.push(LocalNode {
+            id,
+            config: path,
+            client_addr: cfg.client_advertise,
+            raft_addr: cfg.raft_advertise,
+            output,
+            child: None,
+        });
+        Ok(id)
+    }
+
     fn node_mut(&mut self, id: u64) -> anyhow::Result<&mut LocalNode> {
         self.nodes.get_mut((id as usize).wrapping_sub(1)).with_context(|| format!("no node {id}"))
     }
@@ -316,10 +343,10 @@ impl LocalCluster {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(s) = self.status().await
-                && s.groups
-                    .iter()
-                    .filter(|g| g.id != 0)
-                    .all(|g| g.leader.is_some() && g.leader == crate::balance::preferred_of(g.id, &g.voters))
+                && s.groups.iter().filter(|g| g.id != 0).all(|g| {
+                    g.leader.is_some()
+                        && g.leader == crate::balance::preferred_of(g.id, &g.voters, &s.retired)
+                })
             {
                 return Ok(());
             }

@@ -212,7 +212,7 @@ pub async fn leader_duties(
     }
     loop {
         if ns.is_leader() {
-            if let Err(e) = sync_layout(&ns, &config).await {
+            if let Err(e) = sync_layout(&ns, &config, &brokers).await {
                 tracing::warn!(error = %e, "cannot record the cluster layout yet");
             } else if let Err(e) = report_leaders(&ns, &brokers).await {
                 tracing::warn!(error = %e, "cannot record broker leaders");
@@ -241,17 +241,24 @@ async fn report_leaders(ns: &NameServer, brokers: &Brokers) -> Result<(), Broker
     Ok(())
 }
 
-async fn sync_layout(ns: &NameServer, config: &NodeConfig) -> Result<(), BrokerError> {
+async fn sync_layout(ns: &NameServer, config: &NodeConfig, brokers: &Brokers) -> Result<(), BrokerError> {
     let members: Vec<Member> = ns
         .group
         .members()
         .into_iter()
         .map(|(id, n)| Member { id, raft_addr: n.raft_addr, client_addr: n.client_addr })
         .collect();
-    let (initialized, stale) = ns.read_local(|s| {
+    let (initialized, stale, gone) = ns.read_local(|s| {
         let stale: Vec<Member> =
             members.iter().filter(|m| s.members.get(&m.id) != Some(*m)).cloned().collect();
-        (s.initialized, stale)
+        // Removed nodes that have left the NameServer group: their records go.
+        let gone: Vec<NodeId> = s
+            .members
+            .keys()
+            .filter(|id| s.retired.contains(id) && !members.iter().any(|m| m.id == **id))
+            .copied()
+            .collect();
+        (s.initialized, stale, gone)
     });
     if !initialized {
         let ids: BTreeSet<NodeId> = members.iter().map(|m| m.id).collect();
@@ -263,6 +270,24 @@ async fn sync_layout(ns: &NameServer, config: &NodeConfig) -> Result<(), BrokerE
     }
     for member in stale {
         ns.propose(MetaCommand::UpsertMember { member }).await?;
+    }
+    for id in gone {
+        ns.propose(MetaCommand::ForgetMember { id }).await?;
+        tracing::info!(node = id, "forgot the record of a removed node");
+    }
+    // Each broker group's replicas as its Raft membership has them (after node add or remove),
+    // from replicas that still vote: a removed replica's view of the membership is frozen.
+    for b in brokers.all() {
+        let group = b.group.id().0;
+        let st = b.group.status();
+        if !st.voters.contains(&st.node_id) {
+            continue;
+        }
+        let voters: BTreeSet<NodeId> = st.voters.into_iter().collect();
+        let recorded = ns.read_local(|s| s.broker_groups.get(&group).map(|g| g.members.clone()));
+        if recorded.is_some_and(|r| r != voters) && !voters.is_empty() {
+            ns.propose(MetaCommand::SetBrokerMembers { group, members: voters }).await?;
+        }
     }
     Ok(())
 }

@@ -234,7 +234,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let balancer = config
         .broker
         .balance_leaders
-        .then(|| tokio::spawn(crate::balance::run(node_id, brokers.clone(), stop_rx.clone())));
+        .then(|| tokio::spawn(crate::balance::run(node_id, ns.clone(), brokers.clone(), stop_rx.clone())));
     let stats = tokio::spawn(crate::stats_log::run(
         store.clone(),
         brokers.clone(),
@@ -263,6 +263,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Some(res) = tasks.join_next() => Some(res),
     };
     tracing::info!(node = node_id, "node stopping");
+    if failed.is_none() {
+        crate::balance::hand_over(node_id, host.groups().all()).await;
+    }
     let _ = stop_tx.send(true);
     let _ = duties.await;
     if let Some(b) = balancer {

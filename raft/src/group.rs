@@ -63,6 +63,8 @@ macro_rules! on_raft {
     };
 }
 
+mod membership;
+
 impl Group {
     /// Wraps a started openraft instance.
     pub fn new(id: GroupId, raft: GroupRaft) -> Self {
@@ -136,24 +138,9 @@ impl Group {
     pub async fn write(&self, cmd: Command) -> Result<Response, RaftError> {
         let group = self.id();
         let res = on_raft!(self, r => r.client_write(cmd).await);
-        match res {
-            Ok(resp) => {
-                tracing::debug!(
-                    index = resp.log_id.index,
-                    term = resp.log_id.leader_id.term,
-                    "write applied"
-                );
-                Ok(resp.data)
-            }
-            Err(OrRaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(RaftError::NotLeader { group, leader: f.leader_id.zip(f.leader_node) })
-            }
-            Err(OrRaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
-                Err(RaftError::Indeterminate { group, leader: f.leader_id.zip(f.leader_node) })
-            }
-            Err(OrRaftError::APIError(e)) => Err(RaftError::Rejected { group, reason: e.to_string() }),
-            Err(OrRaftError::Fatal(f)) => Err(RaftError::Fatal { group, reason: f.to_string() }),
-        }
+        let resp = res.map_err(|e| write_error(group, e))?;
+        tracing::debug!(index = resp.log_id.index, term = resp.log_id.leader_id.term, "write applied");
+        Ok(resp.data)
     }
 
     /// Waits until this node's state machine is up to date with a linearizable point: a lease
@@ -308,6 +295,23 @@ impl Group {
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// Maps openraft's answer to a write (or membership change) to [`RaftError`].
+pub(crate) fn write_error(
+    group: GroupId,
+    e: OrRaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+) -> RaftError {
+    match e {
+        OrRaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            RaftError::NotLeader { group, leader: f.leader_id.zip(f.leader_node) }
+        }
+        OrRaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
+            RaftError::Indeterminate { group, leader: f.leader_id.zip(f.leader_node) }
+        }
+        OrRaftError::APIError(e) => RaftError::Rejected { group, reason: e.to_string() },
+        OrRaftError::Fatal(f) => RaftError::Fatal { group, reason: f.to_string() },
     }
 }
 

@@ -9,6 +9,7 @@
 mod t00_boundaries;
 mod t05_deploy;
 mod t10_nameserver;
+mod t12_membership;
 mod t20_commitlog;
 mod t30_consumers;
 mod t40_python_compat;

@@ -268,7 +268,7 @@ async fn leadership_moves_by_hand_and_balances_back() {
     // Every broker group away from its preferred node, by hand.
     let s = c.admin(1).cluster_status().await.unwrap();
     for g in s.groups.iter().filter(|g| g.id != 0) {
-        let preferred = raftmq_node::balance::preferred_of(g.id, &g.voters).unwrap();
+        let preferred = raftmq_node::balance::preferred_of(g.id, &g.voters, &[]).unwrap();
         let off = preferred % 3 + 1;
         let v = json(cli(&["transfer", "--group", &g.name, "--to", &off.to_string()]));
         assert_eq!(v["leader"], off, "{v}");
@@ -281,7 +281,12 @@ async fn leadership_moves_by_hand_and_balances_back() {
     }
     let s = c.admin(1).cluster_status().await.unwrap();
     for g in s.groups.iter().filter(|g| g.id != 0) {
-        assert_eq!(g.leader, raftmq_node::balance::preferred_of(g.id, &g.voters), "{} after balance", g.name);
+        assert_eq!(
+            g.leader,
+            raftmq_node::balance::preferred_of(g.id, &g.voters, &[]),
+            "{} after balance",
+            g.name
+        );
     }
 
     let out = cli(&["transfer", "--group", "broker-a", "--to", "9"]);

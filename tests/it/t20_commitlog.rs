@@ -164,14 +164,14 @@ async fn leader_kill_under_load_loses_no_acknowledged_message() {
 }
 
 /// Four producer tasks sending distinct bodies in a loop; what was acknowledged, with when.
-struct Load {
+pub(crate) struct Load {
     acked: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     senders: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(producer: &Producer, topic: &str) -> Load {
+    pub(crate) fn start(producer: &Producer, topic: &str) -> Load {
         let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let senders = (0..4)
@@ -194,12 +194,12 @@ impl Load {
     }
 
     /// Acknowledged sends so far that ended after `t`.
-    fn acked_since(&self, t: std::time::Instant) -> usize {
+    pub(crate) fn acked_since(&self, t: std::time::Instant) -> usize {
         self.acked.lock().unwrap().iter().filter(|(_, at)| *at > t).count()
     }
 
     /// Stops the senders; every acknowledged body.
-    async fn stop(self) -> Vec<String> {
+    pub(crate) async fn stop(self) -> Vec<String> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for s in self.senders {
             s.await.unwrap();
@@ -209,7 +209,7 @@ impl Load {
 }
 
 /// Every one of `acked` is stored in `topic`, whose queues are gapless.
-async fn assert_all_stored(consumer: &PullConsumer, topic: &str, acked: &[String]) {
+pub(crate) async fn assert_all_stored(consumer: &PullConsumer, topic: &str, acked: &[String]) {
     let all = read_all(consumer, topic).await;
     assert_gapless(&all);
     let stored: std::collections::HashSet<&str> = all.values().flatten().map(|(_, b)| b.as_str()).collect();

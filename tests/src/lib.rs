@@ -51,6 +51,18 @@ impl TestCluster {
         Self::start_with(bin, n, broker_groups, &|_| {})
     }
 
+    /// Writes the config of one more node (next id, free ports) and starts it; it waits to be
+    /// added to the groups. Returns its id.
+    pub fn start_extra_node(&mut self) -> anyhow::Result<u64> {
+        let ports = free_ports(1)?[0];
+        let logs = self.dir.path().to_path_buf();
+        let id = self.cluster.nodes.len() as u64 + 1;
+        let out = Output::File(logs.join(format!("node-{id}.log")));
+        let id = self.cluster.add_node(self.dir.path(), ports, out)?;
+        self.cluster.start(id)?;
+        Ok(id)
+    }
+
     /// The cluster's temporary directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -53,6 +53,9 @@ pub enum AdminCommand {
     /// Group leadership: transfer, balance.
     #[command(subcommand)]
     Leader(super::leader::LeaderCommand),
+    /// Cluster membership: add, remove or replace a node.
+    #[command(subcommand)]
+    Node(super::node::NodeCommand),
 }
 
 /// Cluster commands.
@@ -209,6 +212,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Dlq(cmd) => super::dlq::run(&args.server, cmd, args.json).await?,
         AdminCommand::Message(cmd) => super::message::run(&client, cmd, args.json).await?,
         AdminCommand::Leader(cmd) => super::leader::run(&client, cmd, args.json).await?,
+        AdminCommand::Node(cmd) => super::node::run(&client, cmd, args.json).await?,
     };
     print!("{out}");
     if !out.ends_with('\n') {

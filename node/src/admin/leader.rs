@@ -51,7 +51,7 @@ pub async fn run(client: &AdminClient, cmd: LeaderCommand, as_json: bool) -> any
 }
 
 /// Waits until every node agrees that `to` leads `group`; returns its term.
-async fn settled(client: &AdminClient, group: &str, to: u64) -> anyhow::Result<u64> {
+pub(super) async fn settled(client: &AdminClient, group: &str, to: u64) -> anyhow::Result<u64> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let s = client.cluster_status().await?;
@@ -75,7 +75,7 @@ async fn balance(client: &AdminClient, as_json: bool) -> anyhow::Result<String> 
     let status = client.cluster_status().await?;
     let mut rows = Vec::new();
     for g in status.groups.iter().filter(|g| g.id != 0) {
-        let want = preferred_of(g.id, &g.voters);
+        let want = preferred_of(g.id, &g.voters, &status.retired);
         let outcome = match (g.leader, want) {
             (_, None) => "no voters".to_string(),
             (Some(l), Some(w)) if l == w => "kept".to_string(),

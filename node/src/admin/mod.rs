@@ -5,6 +5,8 @@ mod convert;
 pub mod dlq;
 pub mod leader;
 pub mod members;
+pub mod membership;
 pub mod message;
+pub mod node;
 pub mod service;
 mod table;

@@ -82,11 +82,11 @@ answer!(
 
 /// The admin service of one node.
 pub struct AdminServiceImpl {
-    node_id: u64,
-    ns: NameServer,
+    pub(super) node_id: u64,
+    pub(super) ns: NameServer,
     brokers: Brokers,
-    host: Arc<RaftHost>,
-    channels: Arc<ClientChannels>,
+    pub(super) host: Arc<RaftHost>,
+    pub(super) channels: Arc<ClientChannels>,
     members: Members,
 }
 
@@ -166,7 +166,14 @@ impl AdminServiceImpl {
                 join_all(nodes.iter().map(|n| self.host.remote_status(*n, g.id(), STATUS_TIMEOUT))).await;
             groups.push(group_view(g.id(), &g.status(), &nodes, answers));
         }
-        pb::ClusterStatusResponse { status: Some(ok_status()), members, groups, node_id: self.node_id }
+        let retired = self.ns.read_local(|s| s.retired.iter().copied().collect());
+        pb::ClusterStatusResponse {
+            status: Some(ok_status()),
+            members,
+            groups,
+            node_id: self.node_id,
+            retired,
+        }
     }
 }
 
@@ -362,75 +369,6 @@ impl AdminServiceImpl {
 }
 
 impl AdminServiceImpl {
-    async fn transfer_leader_local(
-        &self,
-        req: Request<pb::TransferLeaderRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
-        let forwarded = is_forwarded(req.metadata());
-        let r = req.into_inner();
-        let answer = |res: Result<(), BrokerError>| {
-            Ok(Response::new(pb::StatusResponse {
-                status: Some(res.map_or_else(|e| e.status(), |()| ok_status())),
-            }))
-        };
-        let Some(id) = GroupId::parse(&r.group) else {
-            return answer(Err(BrokerError::bad_request(format!(
-                "unknown group {:?}: use nameserver, broker-a, broker-b, ...",
-                r.group
-            ))));
-        };
-        let group = match self.host.groups().get(id) {
-            Ok(g) => g,
-            Err(e) => return answer(Err(BrokerError::bad_request(e.to_string()))),
-        };
-        let st = group.status();
-        if !st.voters.contains(&r.to) {
-            return answer(Err(BrokerError::bad_request(format!(
-                "node {} is not a voter of {id} (voters: {:?})",
-                r.to, st.voters
-            ))));
-        }
-        if st.leader == Some(r.to) {
-            return answer(Ok(()));
-        }
-        if !st.is_leader() {
-            let Some((leader, info)) = group.leader().filter(|(l, _)| *l != self.node_id && !forwarded)
-            else {
-                return answer(Err(BrokerError::NotLeader(RaftError::NotLeader {
-                    group: id,
-                    leader: group.leader(),
-                })));
-            };
-            let channel = self.channels.get(&info.client_addr).map_err(Status::unavailable)?;
-            let mut fwd = Request::new(r);
-            fwd.set_timeout(Duration::from_secs(15));
-            mark_forwarded(&mut fwd, self.node_id);
-            return match AdminServiceClient::new(channel).transfer_leader(fwd).await {
-                Ok(resp) => Ok(resp),
-                Err(s) => answer(Err(BrokerError::Unavailable(format!(
-                    "leader node {leader} did not answer: {}",
-                    s.message()
-                )))),
-            };
-        }
-        let last = st.last_log_index.unwrap_or(0);
-        let matched = st.replication.iter().find(|(n, _)| *n == r.to).and_then(|(_, m)| *m).unwrap_or(0);
-        if matched + 64 < last {
-            return answer(Err(BrokerError::bad_request(format!(
-                "node {} is {} entries behind on {id}; retry once it caught up",
-                r.to,
-                last - matched
-            ))));
-        }
-        tracing::info!(group = %id, to = r.to, "transferring leadership");
-        if let Err(e) = group.transfer_leader(r.to).await {
-            return answer(Err(e.into()));
-        }
-        let to = r.to;
-        let res = group.wait_for(Duration::from_secs(10), "the new leader", |s| s.leader == Some(to)).await;
-        answer(res.map(|_| ()).map_err(BrokerError::from))
-    }
-
     async fn consumer_heartbeat_local(
         &self,
         r: pb::ConsumerHeartbeatRequest,
@@ -537,6 +475,14 @@ impl AdminService for AdminServiceImpl {
         req: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         self.transfer_leader_local(req).await
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(group = %req.get_ref().group, node = req.get_ref().node_id))]
+    async fn change_members(
+        &self,
+        req: Request<pb::ChangeMembersRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.change_members_local(req).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(topic = %req.get_ref().topic))]

@@ -31,6 +31,9 @@ impl MetaState {
         match cmd {
             MetaCommand::InitCluster { .. } | MetaCommand::UpsertMember { .. } => Ok(()),
             MetaCommand::ReportLeader { .. } => Ok(()),
+            MetaCommand::RetireMember { .. }
+            | MetaCommand::ForgetMember { .. }
+            | MetaCommand::SetBrokerMembers { .. } => Ok(()),
             MetaCommand::CreateTopic { spec, .. } => self.check_create_topic(spec),
             MetaCommand::UpdateTopic { name, update, .. } => self.check_update_topic(name, update),
             MetaCommand::DeleteTopic { name } => {
@@ -160,6 +163,27 @@ impl MetaState {
                 {
                     info.leader = Some(*leader);
                     info.term = *term;
+                    changes.push(Change::broker_group(info));
+                }
+                MetaResponse::Done
+            }
+            MetaCommand::RetireMember { id } => {
+                if self.retired.insert(*id) {
+                    changes.push(Change::retired(*id));
+                }
+                MetaResponse::Done
+            }
+            MetaCommand::ForgetMember { id } => {
+                if self.retired.contains(id) && self.members.remove(id).is_some() {
+                    changes.push(Change::delete_member(*id));
+                }
+                MetaResponse::Done
+            }
+            MetaCommand::SetBrokerMembers { group, members } => {
+                if let Some(info) = self.broker_groups.get_mut(group)
+                    && info.members != *members
+                {
+                    info.members = members.clone();
                     changes.push(Change::broker_group(info));
                 }
                 MetaResponse::Done

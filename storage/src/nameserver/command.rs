@@ -143,6 +143,25 @@ pub enum MetaCommand {
         /// The leader's term.
         term: u64,
     },
+    /// Marks node `id` as leaving for good (`raftmq admin node remove|replace`): it is given no
+    /// more leaderships and its id is never given out again. Its member record stays while it is
+    /// still in the NameServer group, so routes to groups it still leads keep working.
+    RetireMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// Drops the member record of a retired node once it left the NameServer group.
+    ForgetMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// Records a broker group's voters after a membership change.
+    SetBrokerMembers {
+        /// Broker group id.
+        group: u32,
+        /// Its voters.
+        members: BTreeSet<NodeId>,
+    },
 }
 
 /// Why the NameServer refused a change. Deterministic: every replica refuses the same way.

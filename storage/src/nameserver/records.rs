@@ -46,6 +46,12 @@ impl Change {
     pub(crate) fn member(m: &Member) -> Change {
         put(MEMBER, &m.id.to_be_bytes(), m)
     }
+    pub(crate) fn delete_member(id: u64) -> Change {
+        Change { key: key(MEMBER, &id.to_be_bytes()), value: None }
+    }
+    pub(crate) fn retired(id: u64) -> Change {
+        Change { key: key(RETIRED, &id.to_be_bytes()), value: Some(Vec::new()) }
+    }
     pub(crate) fn broker_group(b: &BrokerGroupInfo) -> Change {
         put(BROKER_GROUP, &b.id.to_be_bytes(), b)
     }
@@ -75,11 +81,7 @@ impl MetaState {
             out.push(Change::initialized());
         }
         out.extend(self.members.values().map(Change::member));
-        out.extend(
-            self.retired
-                .iter()
-                .map(|id| Change { key: key(RETIRED, &id.to_be_bytes()), value: Some(Vec::new()) }),
-        );
+        out.extend(self.retired.iter().map(|id| Change::retired(*id)));
         out.extend(self.broker_groups.values().map(Change::broker_group));
         out.extend(self.topics.values().map(Change::topic));
         out.extend(self.groups.values().map(Change::group));

@@ -149,3 +149,50 @@ fn records_round_trip() {
         .unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn a_retired_node_is_never_recorded_again_and_is_forgotten_once_gone() {
+    let mut s = initialized();
+    // Forgetting a node that was not retired changes nothing.
+    let (_, changes) = s.apply(&MetaCommand::ForgetMember { id: 1 });
+    assert!(changes.is_empty());
+    assert!(s.members.contains_key(&1));
+
+    let (r, changes) = s.apply(&MetaCommand::RetireMember { id: 1 });
+    assert_eq!(r, MetaResponse::Done);
+    assert_eq!(changes.len(), 1);
+    assert!(s.retired.contains(&1));
+    assert!(s.members.contains_key(&1), "the record stays while the node is still a member");
+    let (_, again) = s.apply(&MetaCommand::RetireMember { id: 1 });
+    assert!(again.is_empty(), "retiring twice writes nothing");
+
+    let (_, changes) = s.apply(&MetaCommand::ForgetMember { id: 1 });
+    assert_eq!(changes.len(), 1);
+    assert!(!s.members.contains_key(&1));
+    // A stale upsert (an old membership seen late) cannot bring it back.
+    let back = Member { id: 1, raft_addr: "r1".into(), client_addr: "c1".into() };
+    let (_, changes) = s.apply(&MetaCommand::UpsertMember { member: back });
+    assert!(changes.is_empty());
+    assert!(!s.members.contains_key(&1));
+
+    // Survives the snapshot records.
+    let records = s.to_records();
+    let rebuilt = MetaState::from_records(
+        records.iter().map(|c| (c.key.as_slice(), c.value.as_deref().unwrap_or(&[]))),
+    )
+    .unwrap();
+    assert_eq!(rebuilt, s);
+}
+
+#[test]
+fn broker_group_members_follow_the_raft_voters() {
+    let mut s = initialized();
+    let new: BTreeSet<u64> = [2, 3, 4].into();
+    let (_, changes) = s.apply(&MetaCommand::SetBrokerMembers { group: 1, members: new.clone() });
+    assert_eq!(changes.len(), 1);
+    assert_eq!(s.broker_groups[&1].members, new);
+    let (_, changes) = s.apply(&MetaCommand::SetBrokerMembers { group: 1, members: new });
+    assert!(changes.is_empty(), "no change, no record");
+    let (_, changes) = s.apply(&MetaCommand::SetBrokerMembers { group: 9, members: [1].into() });
+    assert!(changes.is_empty(), "an unknown group is ignored");
+}
