@@ -86,10 +86,11 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Routes through the access points `endpoints` (`host:port`, comma-separated).
+    /// Routes through the access points `endpoints` (`host:port`, separated by `,` or by `;` as
+    /// the official clients write them).
     pub fn new(endpoints: &str, client_id: &str, timeout: Duration) -> Result<Self, ClientError> {
         let access: Vec<String> =
-            endpoints.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            endpoints.split([',', ';']).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         if access.is_empty() {
             return Err(ClientError::InvalidArgument(
                 "no endpoints: give host:port of at least one node".into(),
@@ -336,6 +337,13 @@ mod tests {
         assert!(!r.avoid("a:1") && !r.avoid("b:2"));
         r.answered("a:1");
         assert!(!r.is_suspect("a:1") && r.avoid("b:2"));
+    }
+
+    #[test]
+    fn endpoints_split_on_commas_and_semicolons() {
+        let r = Routes::new(" a:1; b:2,c:3;;", "test", Duration::from_secs(1)).expect("routes");
+        assert_eq!(r.access(), ["a:1", "b:2", "c:3"]);
+        assert!(Routes::new(" ; ,", "test", Duration::from_secs(1)).is_err());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! its leader is killed (SIGKILL) again and again. For each kill: the time from the kill to the
 //! first acknowledged send (started after the kill) — which only the new leader can give — and
 //! the sends that failed or whose outcome is unknown. At the end every acknowledged message is
-//! read back: lost must be 0.
+//! read back: lost must be 0. Beside the producer, a push consumer and a pull consumer consume
+//! the topic; for each kill the bench reports when each delivered the first message sent after
+//! the kill (see [`super::resume`]).
 //!
 //! The topic is FIFO and every message carries a message group that hashes to a queue of the
 //! chosen broker group, so a send cannot dodge the failover by landing on another group.
@@ -26,9 +28,12 @@ use raftmq_client::Producer;
 use raftmq_client::ProducerOptions;
 use raftmq_client::PullConsumer;
 use raftmq_client::PullConsumerOptions;
+use raftmq_client::admin::GroupSpec;
 use raftmq_client::admin::TopicSpec;
 use serde_json::json;
 
+use super::resume::Deliveries;
+use super::resume::Via;
 use super::scratch::ScratchCluster;
 use super::stats::ms;
 use super::stats::summarize;
@@ -120,6 +125,8 @@ struct Kill {
     new: u64,
     at: Instant,
     first_ack: Duration,
+    push_resumed: Duration,
+    pull_resumed: Duration,
 }
 
 /// Runs the benchmark on a fresh local 3-node cluster.
@@ -166,9 +173,24 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         .context("no message group maps to the broker group")?;
     let queue = (group_hash(&message_group) % n) as u32;
 
+    let deliveries = Deliveries::new();
+    let (push_group, pull_group) = ("bench-failover-push", "bench-failover-pull");
+    for name in [push_group, pull_group] {
+        admin.create_group(GroupSpec { name: name.into(), ..Default::default() }).await?;
+    }
+    let push = super::resume::start_push(&endpoints, push_group, &topic, deliveries.clone()).await?;
+    let pull = super::resume::start_pull(&endpoints, pull_group, &topic, queue, deliveries.clone()).await?;
+
     let log = Arc::new(Log::default());
     let producer = Producer::new(ProducerOptions::new(endpoints.clone()))?;
-    let sending = tokio::spawn(produce(producer, topic.clone(), message_group, args.rate, log.clone()));
+    let sending = tokio::spawn(produce(
+        producer,
+        topic.clone(),
+        message_group,
+        args.rate,
+        log.clone(),
+        deliveries.clone(),
+    ));
 
     let mut kills = Vec::new();
     for i in 1..=args.kills {
@@ -189,17 +211,31 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         let first_ack = first - t0;
+        let (push_resumed, pull_resumed) = loop {
+            if let (Some(a), Some(b)) = (deliveries.resumed(Via::Push, t0), deliveries.resumed(Via::Pull, t0))
+            {
+                break (a, b);
+            }
+            if Instant::now() > deadline {
+                bail!("kill {i}: the consumers delivered nothing sent after the kill within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         if !args.json {
             eprintln!(
-                "kill {i}: node {old} (term {term}) -> node {new} (term {new_term}): first ack after {:.1} ms",
-                ms(first_ack)
+                "kill {i}: node {old} (term {term}) -> node {new} (term {new_term}): first ack after {:.1} ms, push consumer resumed after {:.1} ms, pull after {:.1} ms",
+                ms(first_ack),
+                ms(push_resumed),
+                ms(pull_resumed)
             );
         }
-        kills.push(Kill { old, new, at: t0, first_ack });
+        kills.push(Kill { old, new, at: t0, first_ack, push_resumed, pull_resumed });
         cluster.start(old)?;
     }
     sending.abort();
     let _ = sending.await;
+    pull.abort();
+    push.shutdown().await;
     if !log.drained(Duration::from_secs(60)).await {
         bail!("sends still under way 60 s after the producer stopped");
     }
@@ -213,26 +249,30 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let lost: Vec<&String> = acked.iter().filter(|b| !stored.contains(b.as_str())).collect();
     let (sent, acks) = log.counts();
     let s = summarize(&kills.iter().map(|k| k.first_ack).collect::<Vec<_>>());
+    let push_s = summarize(&kills.iter().map(|k| k.push_resumed).collect::<Vec<_>>());
+    let pull_s = summarize(&kills.iter().map(|k| k.pull_resumed).collect::<Vec<_>>());
     let failed_total: usize = failed.iter().sum();
     if args.json {
         let rows: Vec<_> = kills
             .iter()
             .zip(&failed)
             .enumerate()
-            .map(|(i, (k, f))| json!({"kill": i + 1, "old_leader": k.old, "new_leader": k.new, "first_ack_ms": ms(k.first_ack), "failed_or_unknown": f}))
+            .map(|(i, (k, f))| json!({"kill": i + 1, "old_leader": k.old, "new_leader": k.new, "first_ack_ms": ms(k.first_ack), "push_resumed_ms": ms(k.push_resumed), "pull_resumed_ms": ms(k.pull_resumed), "failed_or_unknown": f}))
             .collect();
         println!(
             "{}",
-            json!({"group": args.group, "rate": args.rate, "kills": rows, "p50_ms": ms(s.p50), "p99_ms": ms(s.p99), "max_ms": ms(s.max), "sent": sent, "acked": acks, "failed_or_unknown": failed_total, "lost": lost.len()})
+            json!({"group": args.group, "rate": args.rate, "kills": rows, "p50_ms": ms(s.p50), "p99_ms": ms(s.p99), "max_ms": ms(s.max), "push_resumed_p99_ms": ms(push_s.p99), "push_resumed_max_ms": ms(push_s.max), "pull_resumed_p99_ms": ms(pull_s.p99), "pull_resumed_max_ms": ms(pull_s.max), "sent": sent, "acked": acks, "failed_or_unknown": failed_total, "lost": lost.len()})
         );
     } else {
         for (i, (k, f)) in kills.iter().zip(&failed).enumerate() {
             println!(
-                "kill {:>2}: node {} -> node {}: first ack after {:>7.1} ms, {f} sends failed or unknown",
+                "kill {:>2}: node {} -> node {}: first ack after {:>7.1} ms, consumers resumed after {:>7.1} ms (push) {:>7.1} ms (pull), {f} sends failed or unknown",
                 i + 1,
                 k.old,
                 k.new,
-                ms(k.first_ack)
+                ms(k.first_ack),
+                ms(k.push_resumed),
+                ms(k.pull_resumed)
             );
         }
         println!(
@@ -246,6 +286,15 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             lost.len(),
             sc.dir.display()
         );
+        println!(
+            "consumption resumed after a kill: push consumer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; pull consumer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(push_s.p50),
+            ms(push_s.p99),
+            ms(push_s.max),
+            ms(pull_s.p50),
+            ms(pull_s.p99),
+            ms(pull_s.max)
+        );
     }
     sc.stop().await;
     if !lost.is_empty() {
@@ -255,17 +304,24 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
 }
 
 /// Sends one message every `1 / rate` s, each in its own task, recording the outcome.
-async fn produce(producer: Producer, topic: String, message_group: String, rate: u32, log: Arc<Log>) {
+async fn produce(
+    producer: Producer,
+    topic: String,
+    message_group: String,
+    rate: u32,
+    log: Arc<Log>,
+    deliveries: Arc<Deliveries>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     for n in 0u64.. {
         tick.tick().await;
         log.started.fetch_add(1, Ordering::Relaxed);
         let (p, log) = (producer.clone(), log.clone());
-        let body = format!("{topic}:{n}");
+        let start = Instant::now();
+        let body = deliveries.body(&topic, n, start);
         let msg = Message::new(topic.as_str(), body.clone()).with_message_group(message_group.as_str());
         tokio::spawn(async move {
-            let start = Instant::now();
             let acked = match p.send(msg).await {
                 Ok(_) => Some(body),
                 Err(e) => {

@@ -6,6 +6,7 @@ mod failover;
 mod leader_kill;
 mod load;
 mod procstat;
+mod resume;
 mod scratch;
 pub(crate) mod stats;
 
