@@ -3,15 +3,22 @@
 //! attempt 2), push consumer, transactions with check-back, delay with recall, FIFO, and a push
 //! consumer's failure → retry → dead letter. The
 //! scenarios are in
-//! `tests/compat/python_compat.py`.
+//! `tests/compat/python_compat.py`. And the same client across a broker leader kill
+//! (`tests/compat/python_failover.py`).
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use raftmq_client::admin::GroupSpec;
+use raftmq_tests::START;
+use raftmq_tests::cluster_with_topic;
 use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::create_groups;
+use raftmq_tests::idle_node;
+use tokio::io::AsyncBufReadExt;
+use tokio::io::AsyncReadExt;
+use tokio::io::BufReader;
 
 use crate::node_bin;
 
@@ -19,12 +26,16 @@ fn compat_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("compat")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_python_client_produces_and_consumes() {
-    // The virtualenv with the official client (created once, then reused).
+/// The python of the virtualenv with the official client (created once, then reused).
+async fn python() -> String {
     let setup = tokio::process::Command::new(compat_dir().join("setup.sh")).output().await.unwrap();
     assert!(setup.status.success(), "python setup failed: {}", String::from_utf8_lossy(&setup.stderr));
-    let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
+    String::from_utf8(setup.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_client_produces_and_consumes() {
+    let python = python().await;
 
     let c = cluster_with_topic_tuned(node_bin(), "py-topic", 4, &|c| {
         c.broker.invisible_ms_min = 1000;
@@ -95,4 +106,64 @@ async fn official_python_client_produces_and_consumes() {
     assert_eq!(&found.body[..], b"fail-me");
     assert_eq!(found.properties.get("DLQ_ORIGIN_TOPIC").map(String::as_str), Some("py-retry-topic"));
     println!("{stdout}");
+}
+
+/// The official client's producer and push consumer, pointed at a node that leads no broker
+/// group, while the leader of broker-a is killed: sends keep succeeding (retried on another queue
+/// or forwarded), the push consumer re-queries its assignment and keeps consuming, and every
+/// acknowledged message reaches the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_client_follows_a_leader_kill() {
+    let python = python().await;
+    let mut c = cluster_with_topic(node_bin(), "py-fo", 4).await;
+    create_groups(&c, &["py-fo-group"]).await;
+    let access = idle_node(&mut c).await;
+    let eps = c.cluster.node(access).client_addr.clone();
+    let mut child = tokio::process::Command::new(&python)
+        .arg(compat_dir().join("python_failover.py"))
+        .args([eps.as_str(), "py-fo", "py-fo-group", "15"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let ready = line == "ready";
+            out.push(line);
+            if ready {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the script never got ready: {out:?}");
+    let (leader, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
+    assert_ne!(leader, access);
+    c.cluster.kill(leader).await.unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(150), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            out.push(line);
+        }
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("python failover script timed out");
+    let stderr = errors.await.unwrap();
+    let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+    let out = out.join("\n");
+    assert!(
+        rest.success() && out.contains("ok failover"),
+        "{out}\n--- stderr tail (newest first) ---\n{tail:?}"
+    );
+    println!("{out}");
 }
