@@ -237,7 +237,9 @@ impl AdminClient {
             catch_up_ms: u32::try_from(catch_up.as_millis()).unwrap_or(u32::MAX),
         };
         let mut req = tonic::Request::new(req);
-        req.set_timeout(catch_up + Duration::from_secs(30));
+        // The leader waits up to `catch_up` (60 s when zero) and a forwarding node 15 s more.
+        let wait = if catch_up.is_zero() { Duration::from_secs(60) } else { catch_up };
+        req.set_timeout(wait + Duration::from_secs(30));
         let r = self.inner.clone().change_members(req).await?.into_inner();
         check(r.status.as_ref())
     }

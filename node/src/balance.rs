@@ -76,22 +76,25 @@ pub async fn run(node_id: u64, ns: NameServer, brokers: Brokers, mut shutdown: w
 /// How long a stopping node waits for its leaderships to move.
 pub const HAND_OVER_WAIT: Duration = Duration::from_secs(3);
 
-/// Hands every group this node leads to its most caught-up other voter and waits (up to
+/// Hands every group this node leads to a caught-up other voter (the group's preferred node
+/// among them, else the most caught-up; never a `retired` one) and waits (up to
 /// [`HAND_OVER_WAIT`]) until each has a new leader: a node stopping on SIGTERM costs clients a
 /// leader transfer (milliseconds) instead of an election timeout. Groups with no caught-up voter
 /// are left to the election.
-pub async fn hand_over(node_id: u64, groups: Vec<Group>) {
+pub async fn hand_over(node_id: u64, groups: Vec<Group>, retired: &[u64]) {
     let moves = groups.into_iter().filter(Group::is_leader).map(|g| async move {
         let st = g.status();
         let last = st.last_log_index.unwrap_or(0);
-        let to = st
+        let ready: Vec<(u64, u64)> = st
             .replication
             .iter()
-            .filter(|(n, m)| {
-                *n != node_id && st.voters.contains(n) && m.is_some_and(|m| m + CAUGHT_UP_LAG_MAX >= last)
-            })
-            .max_by_key(|(_, m)| *m)
-            .map(|(n, _)| *n)?;
+            .filter(|(n, _)| *n != node_id && st.voters.contains(n) && !retired.contains(n))
+            .filter_map(|(n, m)| m.filter(|m| m + CAUGHT_UP_LAG_MAX >= last).map(|m| (*n, m)))
+            .collect();
+        let preferred = (g.id().0 != 0).then(|| preferred_of(g.id().0, &st.voters, retired)).flatten();
+        let to = preferred
+            .filter(|p| ready.iter().any(|(n, _)| n == p))
+            .or_else(|| ready.iter().max_by_key(|(_, m)| *m).map(|(n, _)| *n))?;
         if let Err(e) = g.transfer_leader(to).await {
             tracing::warn!(group = %g.id(), to, error = %e, "leader hand-over failed");
             return None;

@@ -249,8 +249,11 @@ async fn sync_layout(ns: &NameServer, config: &NodeConfig, brokers: &Brokers) ->
         .map(|(id, n)| Member { id, raft_addr: n.raft_addr, client_addr: n.client_addr })
         .collect();
     let (initialized, stale, gone) = ns.read_local(|s| {
-        let stale: Vec<Member> =
-            members.iter().filter(|m| s.members.get(&m.id) != Some(*m)).cloned().collect();
+        let stale: Vec<Member> = members
+            .iter()
+            .filter(|m| s.members.get(&m.id) != Some(*m) && !s.retired.contains(&m.id))
+            .cloned()
+            .collect();
         // Removed nodes that have left the NameServer group: their records go.
         let gone: Vec<NodeId> = s
             .members

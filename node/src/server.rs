@@ -263,9 +263,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Some(res) = tasks.join_next() => Some(res),
     };
     tracing::info!(node = node_id, "node stopping");
-    if failed.is_none() {
-        crate::balance::hand_over(node_id, host.groups().all()).await;
-    }
     let _ = stop_tx.send(true);
     let _ = duties.await;
     if let Some(b) = balancer {
@@ -278,6 +275,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = sweep.await;
     let _ = flow_sampler.await;
     let _ = renewals.await;
+    // Last, so that nothing of this node (its balancer) moves leadership back meanwhile, and the
+    // other nodes' balancers have at most milliseconds to hand it back before Raft stops.
+    if failed.is_none() {
+        let retired: Vec<u64> = ns.read_local(|s| s.retired.iter().copied().collect());
+        crate::balance::hand_over(node_id, host.groups().all(), &retired).await;
+    }
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&pid_file);

@@ -265,8 +265,20 @@ async fn leadership_moves_by_hand_and_balances_back() {
     assert_eq!(v["leader"], to, "{v}");
     assert_eq!(c.cluster.wait_leader(NS, None, START).await.unwrap().0, to);
 
-    // Every broker group away from its preferred node, by hand.
-    let s = c.admin(1).cluster_status().await.unwrap();
+    // Every broker group away from its preferred node, by hand (once each has a leader and its
+    // membership reached node 1: `started_with` waits for the NameServer only).
+    for g in ["broker-a", "broker-b"] {
+        c.cluster.wait_leader(g, None, START).await.unwrap();
+    }
+    let s = eventually(START, "node 1 knows every broker group's voters", || {
+        let admin = c.admin(1);
+        async move {
+            let s = admin.cluster_status().await.ok()?;
+            s.groups.iter().all(|g| g.voters.len() == 3).then_some(s)
+        }
+    })
+    .await
+    .unwrap();
     for g in s.groups.iter().filter(|g| g.id != 0) {
         let preferred = raftmq_node::balance::preferred_of(g.id, &g.voters, &[]).unwrap();
         let off = preferred % 3 + 1;

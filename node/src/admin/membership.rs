@@ -38,8 +38,8 @@ const FORWARD_SLACK: Duration = Duration::from_secs(15);
 enum LeaderOf {
     /// This node leads the group.
     Here(Group),
-    /// Another node does: a client of its admin service.
-    There(AdminServiceClient<Channel>),
+    /// Another node does: its id and a client of its admin service.
+    There(NodeId, AdminServiceClient<Channel>),
 }
 
 fn answer(res: Result<(), BrokerError>) -> Result<Response<pb::StatusResponse>, Status> {
@@ -68,11 +68,11 @@ impl AdminServiceImpl {
         if group.is_leader() {
             return Ok(LeaderOf::Here(group));
         }
-        let Some((_, info)) = group.leader().filter(|(l, _)| *l != self.node_id && !forwarded) else {
+        let Some((leader, info)) = group.leader().filter(|(l, _)| *l != self.node_id && !forwarded) else {
             return Err(BrokerError::NotLeader(RaftError::NotLeader { group: id, leader: group.leader() }));
         };
         let channel = self.channels.get(&info.client_addr).map_err(BrokerError::Unavailable)?;
-        Ok(LeaderOf::There(AdminServiceClient::new(channel)))
+        Ok(LeaderOf::There(leader, AdminServiceClient::new(channel)))
     }
 
     /// Ids the NameServer has retired, as this node's replica knows them.
@@ -88,13 +88,13 @@ impl AdminServiceImpl {
         let r = req.into_inner();
         let group = match self.leader_of(&r.group, forwarded) {
             Ok(LeaderOf::Here(g)) => g,
-            Ok(LeaderOf::There(mut client)) => {
+            Ok(LeaderOf::There(leader, mut client)) => {
                 let mut fwd = Request::new(r);
                 fwd.set_timeout(FORWARD_SLACK);
                 mark_forwarded(&mut fwd, self.node_id);
                 return match client.transfer_leader(fwd).await {
                     Ok(resp) => Ok(resp),
-                    Err(s) => answer(Err(unanswered(&s))),
+                    Err(s) => answer(Err(unanswered(leader, &s))),
                 };
             }
             Err(e) => return answer(Err(e)),
@@ -143,13 +143,13 @@ impl AdminServiceImpl {
         };
         let group = match self.leader_of(&r.group, forwarded) {
             Ok(LeaderOf::Here(g)) => g,
-            Ok(LeaderOf::There(mut client)) => {
+            Ok(LeaderOf::There(leader, mut client)) => {
                 let mut fwd = Request::new(r);
                 fwd.set_timeout(catch_up + FORWARD_SLACK);
                 mark_forwarded(&mut fwd, self.node_id);
                 return match client.change_members(fwd).await {
                     Ok(resp) => Ok(resp),
-                    Err(s) => answer(Err(unanswered(&s))),
+                    Err(s) => answer(Err(unanswered(leader, &s))),
                 };
             }
             Err(e) => return answer(Err(e)),
@@ -161,7 +161,8 @@ impl AdminServiceImpl {
             _ => Err(BrokerError::bad_request("change must be ADD_VOTER, REMOVE or RETIRE")),
         };
         if let Err(e) = &res {
-            tracing::warn!(group = %group.id(), node = r.node_id, change = r.change, error = %e, "membership change refused");
+            let change = pb::MembershipChange::try_from(r.change).map_or("unknown", |c| c.as_str_name());
+            tracing::warn!(group = %group.id(), node = r.node_id, change, error = %e, "membership change refused");
         }
         answer(res)
     }
@@ -257,6 +258,6 @@ impl AdminServiceImpl {
 }
 
 /// The error for a forwarded request whose leader did not answer.
-fn unanswered(s: &Status) -> BrokerError {
-    BrokerError::Unavailable(format!("the group's leader did not answer: {}", s.message()))
+fn unanswered(leader: NodeId, s: &Status) -> BrokerError {
+    BrokerError::Unavailable(format!("leader node {leader} did not answer: {}", s.message()))
 }

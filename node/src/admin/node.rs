@@ -200,20 +200,24 @@ pub async fn remove(client: &AdminClient, id: u64, force: bool) -> anyhow::Resul
 /// Who takes over `g` from `leaving`: the group's preferred node among the others, or failing
 /// that the caught-up voter with the highest matched index.
 fn new_leader(g: &pb::GroupStatus, leaving: u64, retired: &[u64]) -> anyhow::Result<u64> {
-    let others: Vec<u64> =
-        g.voters.iter().copied().filter(|v| *v != leaving && !retired.contains(v)).collect();
+    let last = g.replicas.iter().find(|r| Some(r.node_id) == g.leader).and_then(|r| r.last_log_index);
+    let matched =
+        |v: u64| g.replicas.iter().find(|r| r.node_id == v && r.role != "unreachable")?.matched_index;
+    let ready: Vec<u64> = g
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| *v != leaving && !retired.contains(v))
+        .filter(|v| matched(*v).is_some_and(|m| m + crate::balance::CAUGHT_UP_LAG_MAX >= last.unwrap_or(0)))
+        .collect();
     if g.id != 0
-        && let Some(p) = preferred_of(g.id, &others, retired)
+        && let Some(p) = preferred_of(g.id, &g.voters, retired).filter(|p| ready.contains(p))
     {
         return Ok(p);
     }
-    let reachable = |v: &u64| g.replicas.iter().any(|r| r.node_id == *v && r.role != "unreachable");
-    others
-        .iter()
-        .copied()
-        .filter(reachable)
-        .max_by_key(|v| g.replicas.iter().find(|r| r.node_id == *v).and_then(|r| r.matched_index))
-        .ok_or_else(|| anyhow::anyhow!("{} has no other reachable voter to lead it", g.name))
+    ready.iter().copied().max_by_key(|v| matched(*v)).ok_or_else(|| {
+        anyhow::anyhow!("{} has no other reachable, caught-up voter to lead it; retry shortly", g.name)
+    })
 }
 
 fn done(rows: &[Row]) -> String {
