@@ -28,7 +28,18 @@ async fn started_with(tune: &dyn Fn(&mut RawConfig)) -> TestCluster {
     let admin = c.admin(1);
     eventually(START, "cluster layout recorded", || {
         let admin = admin.clone();
-        async move { admin.create_topic(topic("warmup", 1)).await.ok() }
+        async move { admin.create_topic(topic("warmup", 2)).await.ok() }
+    })
+    .await
+    .unwrap();
+    // Both broker groups elected and recorded (one queue on each): the routes stop changing, so
+    // tests that compare metadata before and after do not see a leader report land in between.
+    eventually(START, "broker group leaders recorded", || {
+        let admin = admin.clone();
+        async move {
+            let t = admin.describe_topic("warmup").await.ok()?;
+            t.queues.iter().all(|q| q.leader.is_some()).then_some(())
+        }
     })
     .await
     .unwrap();
