@@ -40,13 +40,18 @@ node_ip() {
   echo "${addr%:*}"
 }
 
+# Whether process $1 is alive (a zombie is not).
+alive() {
+  kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
+}
+
 node_pid() {
   local f="$CHAOS_DATA_DIR/node-$1/raftmq.pid" pid
   [ -f "$f" ] || return 1
   pid=$(cat "$f")
   # Only a live raftmq process counts (a stale pid file may name anything by now).
   [ -r "/proc/$pid/cmdline" ] && tr '\0' '\n' <"/proc/$pid/cmdline" | head -1 | grep -q 'raftmq$' || return 1
-  grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && return 1
+  alive "$pid" || return 1
   echo "$pid"
 }
 

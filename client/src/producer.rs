@@ -269,18 +269,11 @@ impl Producer {
         // The queue of this turn, or the next one whose node is not suspected down: the node
         // that takes a send forwards it to the right leader, so any live node will do.
         let n = writable.len();
-        let pick = (0..n)
+        let q = (0..n)
             .map(|i| writable[(turn + i) % n])
-            .map(|q| (q, self.routes.addr_of(q)))
-            .find(|(_, addr)| !self.routes.avoid(addr));
-        Ok(match pick {
-            Some((q, addr)) => (q.clone(), addr),
-            None => {
-                let q = writable[turn % n].clone();
-                let addr = self.routes.addr_of(&q);
-                (q, addr)
-            }
-        })
+            .find(|q| !self.routes.avoid(&self.routes.addr_of(q)))
+            .unwrap_or(writable[turn % n]);
+        Ok((q.clone(), self.routes.addr_of(q)))
     }
 
     /// Waits out a TOO_MANY_REQUESTS backoff (jittered): the server's hint in `err` when it gave

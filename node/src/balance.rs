@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use raftmq_raft::Group;
+use raftmq_raft::GroupStatus;
 use tokio::sync::watch;
 
 use crate::broker::Brokers;
@@ -18,9 +19,10 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// be promoted from learner to voter.
 pub const CAUGHT_UP_LAG_MAX: u64 = 64;
 
-/// The node group `group` prefers as leader, never one of the `retired` nodes.
-pub fn preferred(group: &Group, retired: &[u64]) -> Option<u64> {
-    preferred_of(group.id().0, &group.status().voters, retired)
+/// Whether `node` has matched the log of the leader whose view `st` is to within
+/// [`CAUGHT_UP_LAG_MAX`] entries: ready to lead, or to vote.
+pub fn caught_up(st: &GroupStatus, node: u64) -> bool {
+    st.lag(node).is_some_and(|l| l <= CAUGHT_UP_LAG_MAX)
 }
 
 /// The node the group with id `group_id` and these voters prefers as leader: broker groups
@@ -33,6 +35,25 @@ pub fn preferred_of(group_id: u32, voters: &[u64], retired: &[u64]) -> Option<u6
     (n > 0).then(|| voters[(group_id as usize).saturating_sub(1) % n])
 }
 
+/// Who takes a group over from `leaving`: among its voters that are neither leaving nor retired
+/// and have caught up (`lag` of each; `None` when unknown or unreachable), the group's preferred
+/// node, else the least behind. The NameServer (`group_id` 0) has no preferred node.
+pub fn successor(
+    group_id: u32,
+    voters: &[u64],
+    leaving: u64,
+    retired: &[u64],
+    lag: impl Fn(u64) -> Option<u64>,
+) -> Option<u64> {
+    let ready: Vec<u64> = voters
+        .iter()
+        .copied()
+        .filter(|v| *v != leaving && !retired.contains(v) && lag(*v).is_some_and(|l| l <= CAUGHT_UP_LAG_MAX))
+        .collect();
+    let preferred = (group_id != 0).then(|| preferred_of(group_id, voters, retired)).flatten();
+    preferred.filter(|p| ready.contains(p)).or_else(|| ready.iter().copied().min_by_key(|v| lag(*v)))
+}
+
 /// Hands leadership of `group` to its preferred node if this node leads it, the preferred node
 /// is someone else, and its replica has caught up. Returns the node asked to take over.
 pub async fn balance_once(node_id: u64, group: &Group, retired: &[u64]) -> Option<u64> {
@@ -40,16 +61,14 @@ pub async fn balance_once(node_id: u64, group: &Group, retired: &[u64]) -> Optio
     if !st.is_leader() {
         return None;
     }
-    let want = preferred(group, retired)?;
+    let want = preferred_of(group.id().0, &st.voters, retired)?;
     if want == node_id {
         return None;
     }
-    let last = st.last_log_index.unwrap_or(0);
-    let matched = st.replication.iter().find(|(n, _)| *n == want).and_then(|(_, m)| *m)?;
-    if matched + CAUGHT_UP_LAG_MAX < last {
+    if !caught_up(&st, want) {
         return None;
     }
-    tracing::info!(group = %group.id(), to = want, matched, last, "handing leadership to the preferred node");
+    tracing::info!(group = %group.id(), to = want, lag = st.lag(want), "handing leadership to the preferred node");
     match group.transfer_leader(want).await {
         Ok(()) => Some(want),
         Err(e) => {
@@ -66,7 +85,7 @@ pub async fn run(node_id: u64, ns: NameServer, brokers: Brokers, mut shutdown: w
             () = tokio::time::sleep(CHECK_EVERY) => {}
             _ = shutdown.changed() => return,
         }
-        let retired: Vec<u64> = ns.read_local(|s| s.retired.iter().copied().collect());
+        let retired = ns.retired();
         for b in brokers.all() {
             balance_once(node_id, &b.group, &retired).await;
         }
@@ -84,17 +103,7 @@ pub const HAND_OVER_WAIT: Duration = Duration::from_secs(3);
 pub async fn hand_over(node_id: u64, groups: Vec<Group>, retired: &[u64]) {
     let moves = groups.into_iter().filter(Group::is_leader).map(|g| async move {
         let st = g.status();
-        let last = st.last_log_index.unwrap_or(0);
-        let ready: Vec<(u64, u64)> = st
-            .replication
-            .iter()
-            .filter(|(n, _)| *n != node_id && st.voters.contains(n) && !retired.contains(n))
-            .filter_map(|(n, m)| m.filter(|m| m + CAUGHT_UP_LAG_MAX >= last).map(|m| (*n, m)))
-            .collect();
-        let preferred = (g.id().0 != 0).then(|| preferred_of(g.id().0, &st.voters, retired)).flatten();
-        let to = preferred
-            .filter(|p| ready.iter().any(|(n, _)| n == p))
-            .or_else(|| ready.iter().max_by_key(|(_, m)| *m).map(|(n, _)| *n))?;
+        let to = successor(g.id().0, &st.voters, node_id, retired, |n| st.lag(n))?;
         if let Err(e) = g.transfer_leader(to).await {
             tracing::warn!(group = %g.id(), to, error = %e, "leader hand-over failed");
             return None;

@@ -53,12 +53,8 @@ fn mapped_configs(files: &[PathBuf], map: &str, data_dir: &Path) -> anyhow::Resu
         let id = raw.node_id.with_context(|| format!("{}: node_id is missing", f.display()))?;
         raw.data_dir = Some(data_dir.join(format!("node-{id}")));
         let path = out.join(format!("node-{id}.toml"));
-        let text = format!(
-            "# {} with --host-map applied; rewritten on start\n{}",
-            f.display(),
-            toml::to_string_pretty(&raw)?
-        );
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        let header = format!("{} with --host-map applied; rewritten on start", f.display());
+        crate::local_cluster::write_config(&path, &header, &raw)?;
         written.push(path);
     }
     Ok(written)

@@ -50,6 +50,23 @@ pub struct LocalNode {
 }
 
 impl LocalNode {
+    /// The node whose config is at `path`, which must be node `id`; not started.
+    fn load(path: &Path, id: u64, output: impl Fn(u64) -> Output) -> anyhow::Result<Self> {
+        let raw = RawConfig::load(path).map_err(anyhow::Error::msg)?;
+        let cfg = raw.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if cfg.node_id != id {
+            bail!("{}: expected node_id {id} (configs are taken in node-id order)", path.display());
+        }
+        Ok(LocalNode {
+            id,
+            config: path.to_path_buf(),
+            client_addr: cfg.client_advertise,
+            raft_addr: cfg.raft_advertise,
+            output: output(id),
+            child: None,
+        })
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
@@ -107,15 +124,17 @@ pub fn write_configs(
             log: Default::default(),
         };
         tune(&mut raw);
-        let text = format!(
-            "# written by raftmq; edit freely, it is rewritten on start\n{}",
-            toml::to_string_pretty(&raw)?
-        );
         let path = cfg_dir.join(format!("node-{}.toml", m.id));
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        write_config(&path, "written by raftmq; edit freely, it is rewritten on start", &raw)?;
         files.push(path);
     }
     Ok(files)
+}
+
+/// Writes `raw` as TOML to `path` under a `# header` line.
+pub fn write_config(path: &Path, header: &str, raw: &RawConfig) -> anyhow::Result<()> {
+    let text = format!("# {header}\n{}", toml::to_string_pretty(raw)?);
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The documented ports of `raftmq cluster`: node *i* uses 708*i* and 808*i*.
@@ -146,19 +165,7 @@ impl LocalCluster {
     pub fn new(bin: &Path, configs: &[PathBuf], output: impl Fn(u64) -> Output) -> anyhow::Result<Self> {
         let mut nodes = Vec::new();
         for (i, path) in configs.iter().enumerate() {
-            let raw = RawConfig::load(path).map_err(anyhow::Error::msg)?;
-            let cfg = raw.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            if cfg.node_id != i as u64 + 1 {
-                bail!("{}: expected node_id {} (configs are taken in node-id order)", path.display(), i + 1);
-            }
-            nodes.push(LocalNode {
-                id: cfg.node_id,
-                config: path.clone(),
-                client_addr: cfg.client_advertise,
-                raft_addr: cfg.raft_advertise,
-                output: output(cfg.node_id),
-                child: None,
-            });
+            nodes.push(LocalNode::load(path, i as u64 + 1, &output)?);
         }
         Ok(Self { bin: bin.to_path_buf(), nodes })
     }
@@ -166,7 +173,12 @@ impl LocalCluster {
     /// Writes the config of one more node (the next id, `ports` for its raft and client
     /// addresses, data in `dir/node-<id>`), copied from node 1's config, and adds it, not started.
     /// It is not an initial member: it waits to be added (`raftmq admin node add`).
-    pub fn add_node(&mut self, dir: &Path, ports: (u16, u16), output: Output) -> anyhow::Result<u64> {
+    pub fn add_node(
+        &mut self,
+        dir: &Path,
+        ports: (u16, u16),
+        output: impl Fn(u64) -> Output,
+    ) -> anyhow::Result<u64> {
         let template = &self.nodes.first().context("no node to copy the config of")?.config;
         let mut raw = RawConfig::load(template).map_err(anyhow::Error::msg)?;
         let id = self.nodes.len() as u64 + 1;
@@ -174,19 +186,9 @@ impl LocalCluster {
         raw.data_dir = Some(dir.join(format!("node-{id}")));
         raw.raft_addr = Some(format!("127.0.0.1:{}", ports.0));
         raw.client_addr = Some(format!("127.0.0.1:{}", ports.1));
-        let text =
-            format!("# written by raftmq: a node added to the cluster\n{}", toml::to_string_pretty(&raw)?);
         let path = dir.join("cluster").join(format!("node-{id}.toml"));
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        let cfg = raw.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        self.nodes.push(LocalNode {
-            id,
-            config: path,
-            client_addr: cfg.client_advertise,
-            raft_addr: cfg.raft_advertise,
-            output,
-            child: None,
-        });
+        write_config(&path, "written by raftmq: a node added to the cluster", &raw)?;
+        self.nodes.push(LocalNode::load(&path, id, &output)?);
         Ok(id)
     }
 

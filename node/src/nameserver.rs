@@ -109,6 +109,12 @@ impl NameServer {
     pub fn read_local<R>(&self, f: impl FnOnce(&MetaState) -> R) -> R {
         self.meta.read(f)
     }
+
+    /// Ids of removed (or being removed) nodes, as this node's copy has them: never preferred
+    /// as leaders, never added again.
+    pub fn retired(&self) -> Vec<NodeId> {
+        self.read_local(|s| s.retired.iter().copied().collect())
+    }
 }
 
 /// Initializes `group` on a brand-new cluster, once.
@@ -288,7 +294,7 @@ async fn sync_layout(ns: &NameServer, config: &NodeConfig, brokers: &Brokers) ->
         }
         let voters: BTreeSet<NodeId> = st.voters.into_iter().collect();
         let recorded = ns.read_local(|s| s.broker_groups.get(&group).map(|g| g.members.clone()));
-        if recorded.is_some_and(|r| r != voters) && !voters.is_empty() {
+        if recorded.is_some_and(|r| r != voters) {
             ns.propose(MetaCommand::SetBrokerMembers { group, members: voters }).await?;
         }
     }

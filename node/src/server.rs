@@ -278,8 +278,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // Last, so that nothing of this node (its balancer) moves leadership back meanwhile, and the
     // other nodes' balancers have at most milliseconds to hand it back before Raft stops.
     if failed.is_none() {
-        let retired: Vec<u64> = ns.read_local(|s| s.retired.iter().copied().collect());
-        crate::balance::hand_over(node_id, host.groups().all(), &retired).await;
+        crate::balance::hand_over(node_id, host.groups().all(), &ns.retired()).await;
     }
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}

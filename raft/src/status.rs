@@ -68,6 +68,13 @@ impl GroupStatus {
         self.role == "leader"
     }
 
+    /// How many entries `node` lags this (leader's) last log entry; `None` while nothing is
+    /// known of its replication.
+    pub fn lag(&self, node: NodeId) -> Option<u64> {
+        let matched = self.replication.iter().find(|(n, _)| *n == node).and_then(|(_, m)| *m)?;
+        Some(self.last_log_index.unwrap_or(0).saturating_sub(matched))
+    }
+
     /// On the wire.
     pub fn to_pb(&self) -> pb::GroupStatus {
         pb::GroupStatus {

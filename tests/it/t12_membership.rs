@@ -10,6 +10,7 @@ use raftmq_client::ProducerOptions;
 use raftmq_client::PullConsumer;
 use raftmq_client::PullConsumerOptions;
 use raftmq_node::admin::leader::LeaderCommand;
+use raftmq_node::admin::node::NewNode;
 use raftmq_node::admin::node::NodeCommand;
 use raftmq_node::balance::preferred_of;
 use raftmq_tests::START;
@@ -50,7 +51,8 @@ async fn a_node_is_replaced_under_load_and_takes_its_share_of_leaders() {
     // Node 1 leads broker-a (its preferred group): the removal must move that leadership.
     assert_eq!(c.cluster.wait_leader("broker-a", None, START).await.unwrap().0, 1);
     let started = Instant::now();
-    let replace = NodeCommand::Replace { old: 1, new, raft_addr, client_addr, catch_up: 60 };
+    let replace =
+        NodeCommand::Replace { old: 1, new, node: NewNode { raft_addr, client_addr, catch_up: 60 } };
     let out = raftmq_node::admin::node::run(&admin, replace, false).await.unwrap();
     eprintln!("replace took {:?}:\n{out}", started.elapsed());
     for g in ["nameserver", "broker-a", "broker-b", "broker-c"] {
@@ -76,7 +78,7 @@ async fn a_node_is_replaced_under_load_and_takes_its_share_of_leaders() {
 
     // The old id is never given out again.
     let (ra, ca) = (c.cluster.node(1).raft_addr.clone(), c.cluster.node(1).client_addr.clone());
-    let again = NodeCommand::Add { id: 1, raft_addr: ra, client_addr: ca, catch_up: 5 };
+    let again = NodeCommand::Add { id: 1, node: NewNode { raft_addr: ra, client_addr: ca, catch_up: 5 } };
     let err = raftmq_node::admin::node::run(&admin, again, false).await.unwrap_err();
     assert!(format!("{err:#}").contains("never reused"), "{err:#}");
     c.cluster.stop(1, Duration::from_secs(20)).await.unwrap();

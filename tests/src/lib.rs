@@ -56,9 +56,9 @@ impl TestCluster {
     pub fn start_extra_node(&mut self) -> anyhow::Result<u64> {
         let ports = free_ports(1)?[0];
         let logs = self.dir.path().to_path_buf();
-        let id = self.cluster.nodes.len() as u64 + 1;
-        let out = Output::File(logs.join(format!("node-{id}.log")));
-        let id = self.cluster.add_node(self.dir.path(), ports, out)?;
+        let id = self
+            .cluster
+            .add_node(self.dir.path(), ports, |id| Output::File(logs.join(format!("node-{id}.log"))))?;
         self.cluster.start(id)?;
         Ok(id)
     }

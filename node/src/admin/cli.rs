@@ -171,13 +171,13 @@ async fn leader(client: &AdminClient, group: &str, wait: Duration) -> anyhow::Re
     loop {
         let status = client.cluster_status().await;
         if let Ok(s) = &status {
-            if !s.groups.iter().any(|g| g.name == group) {
+            let Some(g) = s.groups.iter().find(|g| g.name == group) else {
                 anyhow::bail!(
                     "no group {group}; groups: {}",
                     s.groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
                 );
-            }
-            if let Some(l) = s.groups.iter().find(|g| g.name == group).and_then(|g| g.leader) {
+            };
+            if let Some(l) = g.leader {
                 return Ok(l);
             }
         }

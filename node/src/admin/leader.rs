@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Subcommand;
 use raftmq_client::AdminClient;
-use raftmq_proto::admin as pb;
 use serde_json::json;
 
 use super::table::render;
@@ -38,8 +37,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 pub async fn run(client: &AdminClient, cmd: LeaderCommand, as_json: bool) -> anyhow::Result<String> {
     match cmd {
         LeaderCommand::Transfer { group, to } => {
-            client.transfer_leader(&group, to).await?;
-            let term = settled(client, &group, to).await?;
+            let term = moved(client, &group, to).await?;
             Ok(if as_json {
                 json!({"group": group, "leader": to, "term": term}).to_string()
             } else {
@@ -51,7 +49,7 @@ pub async fn run(client: &AdminClient, cmd: LeaderCommand, as_json: bool) -> any
 }
 
 /// Waits until every node agrees that `to` leads `group`; returns its term.
-pub(super) async fn settled(client: &AdminClient, group: &str, to: u64) -> anyhow::Result<u64> {
+async fn settled(client: &AdminClient, group: &str, to: u64) -> anyhow::Result<u64> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let s = client.cluster_status().await?;
@@ -79,7 +77,7 @@ async fn balance(client: &AdminClient, as_json: bool) -> anyhow::Result<String> 
         let outcome = match (g.leader, want) {
             (_, None) => "no voters".to_string(),
             (Some(l), Some(w)) if l == w => "kept".to_string(),
-            (_, Some(w)) => match moved(client, g, w).await {
+            (_, Some(w)) => match moved(client, &g.name, w).await {
                 Ok(term) => format!("moved (term {term})"),
                 Err(e) => format!("not moved: {e:#}"),
             },
@@ -100,7 +98,8 @@ async fn balance(client: &AdminClient, as_json: bool) -> anyhow::Result<String> 
     Ok(render(&["GROUP", "LEADER_BEFORE", "PREFERRED", "OUTCOME"], &table))
 }
 
-async fn moved(client: &AdminClient, g: &pb::GroupStatus, to: u64) -> anyhow::Result<u64> {
-    client.transfer_leader(&g.name, to).await?;
-    settled(client, &g.name, to).await
+/// Asks `to` to lead `group` and waits until the cluster agrees; returns the new term.
+pub(super) async fn moved(client: &AdminClient, group: &str, to: u64) -> anyhow::Result<u64> {
+    client.transfer_leader(group, to).await?;
+    settled(client, group, to).await
 }

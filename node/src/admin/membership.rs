@@ -23,7 +23,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use super::service::AdminServiceImpl;
-use crate::balance::CAUGHT_UP_LAG_MAX;
+use crate::balance::caught_up;
 use crate::error::BrokerError;
 use crate::error::ok_status;
 use crate::forward::is_forwarded;
@@ -52,13 +52,6 @@ fn parse_group(name: &str) -> Result<GroupId, BrokerError> {
     })
 }
 
-/// How far `node` lags the leader's last log entry, as the leader `st` sees it.
-fn lag(st: &raftmq_raft::GroupStatus, node: NodeId) -> Option<u64> {
-    let last = st.last_log_index.unwrap_or(0);
-    let matched = st.replication.iter().find(|(n, _)| *n == node).and_then(|(_, m)| *m)?;
-    Some(last.saturating_sub(matched))
-}
-
 impl AdminServiceImpl {
     /// The group named `name` if this node leads it, else a client of its leader's admin
     /// service (never for a request that was already forwarded: one hop, no loops).
@@ -73,11 +66,6 @@ impl AdminServiceImpl {
         };
         let channel = self.channels.get(&info.client_addr).map_err(BrokerError::Unavailable)?;
         Ok(LeaderOf::There(leader, AdminServiceClient::new(channel)))
-    }
-
-    /// Ids the NameServer has retired, as this node's replica knows them.
-    fn retired(&self) -> Vec<NodeId> {
-        self.ns.read_local(|s| s.retired.iter().copied().collect())
     }
 
     pub(super) async fn transfer_leader_local(
@@ -111,7 +99,7 @@ impl AdminServiceImpl {
                 st.voters
             )));
         }
-        if self.retired().contains(&to) {
+        if self.ns.retired().contains(&to) {
             return Err(BrokerError::bad_request(format!(
                 "node {to} is being removed from the cluster; it takes no leadership"
             )));
@@ -119,8 +107,8 @@ impl AdminServiceImpl {
         if st.leader == Some(to) {
             return Ok(());
         }
-        let behind = lag(&st, to).unwrap_or(u64::MAX);
-        if behind > CAUGHT_UP_LAG_MAX {
+        if !caught_up(&st, to) {
+            let behind = st.lag(to).map_or_else(|| "an unknown number of".to_string(), |l| l.to_string());
             return Err(BrokerError::bad_request(format!(
                 "node {to} is {behind} entries behind on {id}; retry once it caught up"
             )));
@@ -178,7 +166,7 @@ impl AdminServiceImpl {
         if node == 0 {
             return Err(BrokerError::bad_request("node_id must be 1 or more"));
         }
-        if self.retired().contains(&node) {
+        if self.ns.retired().contains(&node) {
             return Err(BrokerError::bad_request(format!(
                 "node id {node} belonged to a removed node and is never reused; start the new node with a new node_id"
             )));
@@ -204,13 +192,11 @@ impl AdminServiceImpl {
         if !st.learners.contains(&node) {
             group.add_learner(node, info).await?;
         }
-        let caught_up = group
-            .wait_for(catch_up, "the new node to catch up", |s| {
-                lag(s, node).is_some_and(|l| l <= CAUGHT_UP_LAG_MAX)
-            })
-            .await;
+        let caught_up = group.wait_for(catch_up, "the new node to catch up", |s| caught_up(s, node)).await;
         if caught_up.is_err() {
-            let behind = lag(&group.status(), node)
+            let behind = group
+                .status()
+                .lag(node)
                 .map_or("nothing replicated yet".to_string(), |l| format!("{l} entries behind"));
             return Err(BrokerError::Unavailable(format!(
                 "node {node} has not caught up on {id} within {catch_up:?} ({behind}); it stays a learner. \

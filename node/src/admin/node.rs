@@ -13,15 +13,17 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use anyhow::bail;
+use clap::Args;
 use clap::Subcommand;
 use raftmq_client::AdminClient;
 use raftmq_proto::admin as pb;
 use serde_json::json;
 
-use super::leader::settled;
+use super::leader::moved;
 use super::table::render;
-use crate::balance::preferred_of;
+use crate::balance::successor;
 
 /// Membership commands.
 #[derive(Debug, Subcommand)]
@@ -31,15 +33,9 @@ pub enum NodeCommand {
         /// Its node id: new, never used by a removed node.
         #[arg(long)]
         id: u64,
-        /// Its internal (Raft) address, host:port.
-        #[arg(long)]
-        raft_addr: String,
-        /// Its client address, host:port.
-        #[arg(long)]
-        client_addr: String,
-        /// Seconds each group may take to copy its log to the node before it votes.
-        #[arg(long, default_value_t = 120)]
-        catch_up: u64,
+        /// Where it listens, and how long it may take to catch up.
+        #[command(flatten)]
+        node: NewNode,
     },
     /// Take a node out of every group, after moving its leaderships away.
     Remove {
@@ -58,16 +54,24 @@ pub enum NodeCommand {
         /// The new node's id: never the old one's.
         #[arg(long)]
         new: u64,
-        /// The new node's internal (Raft) address, host:port.
-        #[arg(long)]
-        raft_addr: String,
-        /// The new node's client address, host:port.
-        #[arg(long)]
-        client_addr: String,
-        /// Seconds each group may take to copy its log to the new node before it votes.
-        #[arg(long, default_value_t = 120)]
-        catch_up: u64,
+        /// Where the new node listens, and how long it may take to catch up.
+        #[command(flatten)]
+        node: NewNode,
     },
+}
+
+/// The addresses of a node being added, and its catch-up allowance.
+#[derive(Debug, Clone, Args)]
+pub struct NewNode {
+    /// Its internal (Raft) address, host:port.
+    #[arg(long)]
+    pub raft_addr: String,
+    /// Its client address, host:port.
+    #[arg(long)]
+    pub client_addr: String,
+    /// Seconds each group may take to copy its log to the node before it votes.
+    #[arg(long, default_value_t = 120)]
+    pub catch_up: u64,
 }
 
 /// One group's outcome.
@@ -76,15 +80,13 @@ type Row = (String, String);
 /// Runs one membership command; returns what to print.
 pub async fn run(client: &AdminClient, cmd: NodeCommand, as_json: bool) -> anyhow::Result<String> {
     let rows = match cmd {
-        NodeCommand::Add { id, raft_addr, client_addr, catch_up } => {
-            add(client, id, &raft_addr, &client_addr, Duration::from_secs(catch_up)).await?
-        }
+        NodeCommand::Add { id, node } => add(client, id, &node).await?,
         NodeCommand::Remove { id, force } => remove(client, id, force).await?,
-        NodeCommand::Replace { old, new, raft_addr, client_addr, catch_up } => {
+        NodeCommand::Replace { old, new, node } => {
             if old == new {
                 bail!("the new node needs a new id: node ids are never reused (--new {new} = --old {old})");
             }
-            let mut rows = add(client, new, &raft_addr, &client_addr, Duration::from_secs(catch_up)).await?;
+            let mut rows = add(client, new, &node).await?;
             rows.extend(remove(client, old, false).await?);
             rows
         }
@@ -105,13 +107,9 @@ fn groups_in_order(s: &pb::ClusterStatusResponse) -> Vec<&pb::GroupStatus> {
 }
 
 /// Adds node `id` to every group it is not a voter of yet.
-pub async fn add(
-    client: &AdminClient,
-    id: u64,
-    raft_addr: &str,
-    client_addr: &str,
-    catch_up: Duration,
-) -> anyhow::Result<Vec<Row>> {
+pub async fn add(client: &AdminClient, id: u64, node: &NewNode) -> anyhow::Result<Vec<Row>> {
+    let addrs = Some((node.raft_addr.as_str(), node.client_addr.as_str()));
+    let catch_up = Duration::from_secs(node.catch_up);
     let status = client.cluster_status().await?;
     if status.retired.contains(&id) {
         bail!(
@@ -125,9 +123,7 @@ pub async fn add(
             continue;
         }
         let change = pb::MembershipChange::AddVoter;
-        if let Err(e) =
-            client.change_members(&g.name, change, id, Some((raft_addr, client_addr)), catch_up).await
-        {
+        if let Err(e) = client.change_members(&g.name, change, id, addrs, catch_up).await {
             bail!(
                 "adding node {id} to {} failed: {e}\n(done so far: {}; the command can be run again)",
                 g.name,
@@ -176,10 +172,9 @@ pub async fn remove(client: &AdminClient, id: u64, force: bool) -> anyhow::Resul
     retired.push(id);
     for g in holding.iter().filter(|g| g.leader == Some(id)) {
         let to = new_leader(g, id, &retired)?;
-        client.transfer_leader(&g.name, to).await.map_err(|e| {
-            anyhow::anyhow!("moving the leadership of {} from node {id} to node {to} failed: {e}", g.name)
-        })?;
-        let term = settled(client, &g.name, to).await?;
+        let term = moved(client, &g.name, to)
+            .await
+            .with_context(|| format!("moving the leadership of {} from node {id} to node {to}", g.name))?;
         rows.push((g.name.clone(), format!("leadership moved to node {to} (term {term})")));
     }
     // Broker groups first; the NameServer last, so routes know the node until it holds nothing.
@@ -197,25 +192,15 @@ pub async fn remove(client: &AdminClient, id: u64, force: bool) -> anyhow::Resul
     Ok(rows)
 }
 
-/// Who takes over `g` from `leaving`: the group's preferred node among the others, or failing
-/// that the caught-up voter with the highest matched index.
+/// Who takes over `g` from `leaving`, judged from the cluster status: see
+/// [`crate::balance::successor`].
 fn new_leader(g: &pb::GroupStatus, leaving: u64, retired: &[u64]) -> anyhow::Result<u64> {
     let last = g.replicas.iter().find(|r| Some(r.node_id) == g.leader).and_then(|r| r.last_log_index);
-    let matched =
-        |v: u64| g.replicas.iter().find(|r| r.node_id == v && r.role != "unreachable")?.matched_index;
-    let ready: Vec<u64> = g
-        .voters
-        .iter()
-        .copied()
-        .filter(|v| *v != leaving && !retired.contains(v))
-        .filter(|v| matched(*v).is_some_and(|m| m + crate::balance::CAUGHT_UP_LAG_MAX >= last.unwrap_or(0)))
-        .collect();
-    if g.id != 0
-        && let Some(p) = preferred_of(g.id, &g.voters, retired).filter(|p| ready.contains(p))
-    {
-        return Ok(p);
-    }
-    ready.iter().copied().max_by_key(|v| matched(*v)).ok_or_else(|| {
+    let lag = |v: u64| {
+        let matched = g.replicas.iter().find(|r| r.node_id == v && r.role != "unreachable")?.matched_index?;
+        Some(last.unwrap_or(0).saturating_sub(matched))
+    };
+    successor(g.id, &g.voters, leaving, retired, lag).ok_or_else(|| {
         anyhow::anyhow!("{} has no other reachable, caught-up voter to lead it; retry shortly", g.name)
     })
 }

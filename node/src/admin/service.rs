@@ -166,7 +166,7 @@ impl AdminServiceImpl {
                 join_all(nodes.iter().map(|n| self.host.remote_status(*n, g.id(), STATUS_TIMEOUT))).await;
             groups.push(group_view(g.id(), &g.status(), &nodes, answers));
         }
-        let retired = self.ns.read_local(|s| s.retired.iter().copied().collect());
+        let retired = self.ns.retired();
         pb::ClusterStatusResponse {
             status: Some(ok_status()),
             members,

@@ -2,7 +2,6 @@
 //! replica sees it. `/metrics` and `raftmq admin group lag` both read it from here.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 
 use super::BrokerGroup;
 
@@ -44,7 +43,7 @@ impl BrokerGroup {
     pub fn lags(&self, group: Option<&str>) -> Vec<QueueLag> {
         let wanted = |g: &str| group.is_none_or(|w| w == g);
         self.data.read(|s| {
-            let names: HashMap<u32, &str> = s.topics.iter().map(|(n, id)| (*id, n.as_str())).collect();
+            let names = s.topic_names();
             let mut out: BTreeMap<(&str, &str, u32), QueueLag> = BTreeMap::new();
             let committed = s.consumers.iter().map(|(k, o)| (k, *o, *o, 0));
             let popped =

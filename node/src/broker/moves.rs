@@ -245,8 +245,7 @@ impl BrokerGroup {
         let now = now_ms();
         self.data.read(|s| {
             let mut out = Vec::new();
-            let names: std::collections::HashMap<u32, &str> =
-                s.topics.iter().map(|(n, id)| (*id, n.as_str())).collect();
+            let names = s.topic_names();
             for ((group, tid, queue), p) in &s.pops.queues {
                 let Some(topic) = names.get(tid) else { continue };
                 for (offset, f) in &p.inflight {

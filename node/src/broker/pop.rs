@@ -115,7 +115,7 @@ struct Plan {
     /// What to propose; empty when there is nothing to change.
     queues: Vec<PopQueueCmd>,
     /// The messages the plan hands out, by (queue, offset).
-    messages: HashMap<(u32, u64), StoredMessage>,
+    messages: HashMap<(u32, u64), Planned>,
     /// In-flight messages retention removed: ack them away.
     gone: Vec<(u32, u64, u32)>,
     /// Due messages that used up their deliveries: to the dead-letter queue.
@@ -124,6 +124,15 @@ struct Plan {
     retry: Vec<Moving>,
     /// The earliest deadline of a message in flight that is not due yet.
     next_due_ms: Option<i64>,
+}
+
+/// A message a plan hands out, with what planning already parsed out of its record.
+struct Planned {
+    message: StoredMessage,
+    /// Deliveries it had before it came to this queue (a retry copy's earlier attempts).
+    before: u32,
+    /// Its body's size, for the traffic counters.
+    body_len: usize,
 }
 
 /// State of one queue, copied out of the state machine for planning.
@@ -188,12 +197,7 @@ impl BrokerGroup {
                         }
                         continue 'look;
                     }
-                    Step::Idle(due) => {
-                        next_due_ms = match (next_due_ms, due) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        }
-                    }
+                    Step::Idle(due) => next_due_ms = next_due_ms.into_iter().chain(due).min(),
                 }
             }
             let now = Instant::now();
@@ -248,10 +252,8 @@ impl BrokerGroup {
                 let out: Vec<Delivery> = popped
                     .into_iter()
                     .filter_map(|p| {
-                        let message = messages.remove(&(p.queue, p.offset))?;
-                        let view = RecordView::parse(&message.record).ok();
-                        sizes.push((p.queue, view.as_ref().map_or(0, |v| v.body.len())));
-                        let before = view.map_or(0, |v| attempts_before(&v));
+                        let Planned { message, before, body_len } = messages.remove(&(p.queue, p.offset))?;
+                        sizes.push((p.queue, body_len));
                         Some(Delivery {
                             queue: p.queue,
                             message,
@@ -368,10 +370,7 @@ impl BrokerGroup {
             let mut left = max;
             let mut bytes = 0usize;
             for q in inputs {
-                plan.next_due_ms = match (plan.next_due_ms, q.next_due_ms) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                plan.next_due_ms = plan.next_due_ms.into_iter().chain(q.next_due_ms).min();
                 let cursor = match q.cursor {
                     Some(c) => c,
                     None => match from {
@@ -399,9 +398,12 @@ impl BrokerGroup {
                     }
                     let units = reader::cq_units(store, group, tid, q.queue, o, o + 1, 1)?;
                     let found = reader::messages(store, log, group, &units)?.pop().filter(|_| o >= q.min);
-                    let before = match &found {
-                        Some(m) => attempts_before(&RecordView::parse(&m.record)?),
-                        None => 0,
+                    let (before, body_len) = match &found {
+                        Some(m) => {
+                            let view = RecordView::parse(&m.record)?;
+                            (attempts_before(&view), view.body.len())
+                        }
+                        None => (0, 0),
                     };
                     let attempt = before + attempt;
                     match (found, moves.kind(attempt)) {
@@ -412,7 +414,7 @@ impl BrokerGroup {
                         }
                         (Some(m), None) => {
                             bytes += m.record.len();
-                            plan.messages.insert((q.queue, o), m);
+                            plan.messages.insert((q.queue, o), Planned { message: m, before, body_len });
                             cmd.redeliver.push((o, epoch));
                             left -= 1;
                         }
@@ -432,9 +434,11 @@ impl BrokerGroup {
                         cmd.advance_to = *missing;
                     }
                     for m in found {
-                        if !filter.matches(&RecordView::parse(&m.record)?) {
+                        let view = RecordView::parse(&m.record)?;
+                        if !filter.matches(&view) {
                             continue;
                         }
+                        let (before, body_len) = (attempts_before(&view), view.body.len());
                         if left == 0 || bytes >= RECEIVE_BYTES_MAX {
                             // Stop here: the rest stays for the next receive.
                             cmd.advance_to = m.offset;
@@ -442,7 +446,7 @@ impl BrokerGroup {
                         }
                         bytes += m.record.len();
                         cmd.take.push(m.offset);
-                        plan.messages.insert((q.queue, m.offset), m);
+                        plan.messages.insert((q.queue, m.offset), Planned { message: m, before, body_len });
                         left -= 1;
                     }
                 }

@@ -117,7 +117,6 @@ pub fn check(events: &[Event]) -> Report {
     let mut unsure_bodies: HashSet<&str> = HashSet::new();
     let mut fifo_group: HashMap<&str, &str> = HashMap::new();
     let mut acked: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    let mut acks: Vec<(i64, i64)> = Vec::new(); // (invoked_at, acked_at)
     let mut done: Vec<(i64, i64, bool)> = Vec::new(); // (invoked_at, finished_at, known)
     // (topic, queue, offset) -> body
     let mut at_offset: BTreeMap<(&str, u32, u64), &str> = BTreeMap::new();
@@ -138,7 +137,6 @@ pub fn check(events: &[Event]) -> Report {
             Event::Ok { id, offset, at } => {
                 if let Some(a) = attempts.get(id.as_str()) {
                     acked.entry(a.body).or_default().push(*offset);
-                    acks.push((a.invoked_at, *at));
                     done.push((a.invoked_at, *at, true));
                 }
             }
@@ -209,7 +207,8 @@ pub fn check(events: &[Event]) -> Report {
     r.windows = windows
         .into_iter()
         .map(|(fault, start, end)| {
-            let first_ack_ms = acks.iter().filter(|(inv, _)| *inv >= start).map(|(_, ok)| ok - start).min();
+            let first_ack_ms =
+                done.iter().filter(|(inv, _, ok)| *ok && *inv >= start).map(|(_, fin, _)| fin - start).min();
             let inside: Vec<&(i64, i64, bool)> =
                 done.iter().filter(|(inv, _, _)| *inv >= start && end.is_none_or(|e| *inv <= e)).collect();
             let took: Vec<Duration> =

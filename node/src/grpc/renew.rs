@@ -36,6 +36,10 @@ struct Held {
 /// (broker group, from the retry topic, queue, offset, consumer group).
 type HeldKey = (GroupId, bool, u32, u64, String);
 
+fn held_key(group: &str, h: &ReceiptHandle) -> HeldKey {
+    (h.group, h.retry, h.queue, h.offset, group.to_string())
+}
+
 /// Messages this node renews, by [`HeldKey`].
 #[derive(Default)]
 pub struct Renewals {
@@ -47,13 +51,12 @@ impl Renewals {
     pub fn hold(&self, client: &str, group: &str, topic: &str, handle: ReceiptHandle) {
         let held =
             Held { client: client.to_string(), group: group.to_string(), topic: topic.to_string(), handle };
-        self.lock()
-            .insert((handle.group, handle.retry, handle.queue, handle.offset, group.to_string()), held);
+        self.lock().insert(held_key(group, &handle), held);
     }
 
     /// Stops renewing a message (acked, or its invisible time changed).
     pub fn release(&self, group: &str, handle: &ReceiptHandle) {
-        self.lock().remove(&(handle.group, handle.retry, handle.queue, handle.offset, group.to_string()));
+        self.lock().remove(&held_key(group, handle));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HeldKey, Held>> {
@@ -65,9 +68,7 @@ impl Renewals {
     }
 
     fn renewed(&self, held: &Held, deadline_ms: i64) {
-        let key =
-            (held.handle.group, held.handle.retry, held.handle.queue, held.handle.offset, held.group.clone());
-        if let Some(h) = self.lock().get_mut(&key)
+        if let Some(h) = self.lock().get_mut(&held_key(&held.group, &held.handle))
             && h.handle.epoch == held.handle.epoch
         {
             h.handle.deadline_ms = deadline_ms;

@@ -189,15 +189,17 @@ impl Context {
             messages = req.messages.len(),
             forwarded = crate::forward::is_forwarded(&md),
         );
-        let parent =
-            md.get(trace::TRACEPARENT).and_then(|v| v.to_str().ok()).map(str::to_string).or_else(|| {
+        // Only when spans are exported: otherwise the span is disabled and nothing reads it.
+        if !span.is_disabled() {
+            let parent = md.get(trace::TRACEPARENT).and_then(|v| v.to_str().ok()).or_else(|| {
                 req.messages
                     .first()
                     .and_then(|m| m.system_properties.as_ref())
-                    .and_then(|s| s.trace_context.clone())
+                    .and_then(|s| s.trace_context.as_deref())
             });
-        if let Some(p) = parent {
-            trace::set_parent(&span, &p);
+            if let Some(p) = parent {
+                trace::set_parent(&span, p);
+            }
         }
         self.send_traced(md, req).instrument(span).await
     }

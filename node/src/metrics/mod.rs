@@ -5,7 +5,6 @@
 
 pub mod exposition;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -129,7 +128,7 @@ impl Metrics {
         for b in self.brokers.all().filter(|b| b.group.is_leader()) {
             let broker = b.group.id().name();
             b.data.read(|s| {
-                let names: HashMap<u32, &str> = s.topics.iter().map(|(n, id)| (*id, n.as_str())).collect();
+                let names = s.topic_names();
                 for ((tid, queue), q) in &s.queues {
                     let Some(topic) = names.get(tid) else { continue };
                     messages.push((broker.clone(), topic.to_string(), *queue, q.next));

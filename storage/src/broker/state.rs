@@ -145,6 +145,11 @@ impl BrokerState {
         self.topics.iter().find(|(_, t)| **t == id).map(|(n, _)| n.as_str())
     }
 
+    /// Every topic's name by its id, for walking tables keyed by topic id.
+    pub fn topic_names(&self) -> std::collections::HashMap<u32, &str> {
+        self.topics.iter().map(|(n, id)| (*id, n.as_str())).collect()
+    }
+
     /// Offsets of a queue (zeros if it never stored a message).
     pub fn queue(&self, topic: &str, queue: u32) -> QueueState {
         self.topic_id(topic).and_then(|t| self.queues.get(&(t, queue)).copied()).unwrap_or_default()

@@ -227,13 +227,12 @@ fn parse_group_key(k: &[u8], rest_len: usize) -> Result<(String, u32, u32, &[u8]
 }
 
 fn publish_all(notifier: &QueueNotifier, state: &BrokerState) {
-    let names: std::collections::HashMap<u32, &String> =
-        state.topics.iter().map(|(n, id)| (*id, n)).collect();
+    let names = state.topic_names();
     notifier.reset(
         state
             .queues
             .iter()
-            .filter_map(|((tid, q), st)| names.get(tid).map(|n| (((*n).clone(), *q), st.next))),
+            .filter_map(|((tid, q), st)| names.get(tid).map(|n| ((n.to_string(), *q), st.next))),
     );
 }
 
