@@ -263,6 +263,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Some(res) = tasks.join_next() => Some(res),
     };
     tracing::info!(node = node_id, "node stopping");
+    // Before the internal server stops: the new leaders must still reach this node, so that
+    // they learn how far its log goes (a wiped node restarting under this id is then refused, see
+    // `nameserver::check_not_wiped`).
+    if failed.is_none() {
+        crate::balance::hand_over(node_id, host.groups().all(), &ns.retired()).await;
+    }
     let _ = stop_tx.send(true);
     let _ = duties.await;
     if let Some(b) = balancer {
@@ -275,11 +281,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let _ = sweep.await;
     let _ = flow_sampler.await;
     let _ = renewals.await;
-    // Last, so that nothing of this node (its balancer) moves leadership back meanwhile, and the
-    // other nodes' balancers have at most milliseconds to hand it back before Raft stops.
-    if failed.is_none() {
-        crate::balance::hand_over(node_id, host.groups().all(), &ns.retired()).await;
-    }
     host.shutdown().await;
     while tasks.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&pid_file);
