@@ -272,7 +272,16 @@ async fn leadership_moves_by_hand_and_balances_back() {
 
     let (ns_leader, _) = c.cluster.wait_leader(NS, None, START).await.unwrap();
     let to = ns_leader % 3 + 1;
-    let v = json(cli(&["transfer", "--group", NS, "--to", &to.to_string()]));
+    // Right after the election the new leader may not have heard from `to` yet; the refusal
+    // says to retry once it caught up, so do.
+    let out = eventually(START, "the NameServer transfer accepted", || {
+        let out = cli(&["transfer", "--group", NS, "--to", &to.to_string()]);
+        let behind = String::from_utf8_lossy(&out.stderr).contains("retry once it caught up");
+        async move { (!behind).then_some(out) }
+    })
+    .await
+    .unwrap();
+    let v = json(out);
     assert_eq!(v["leader"], to, "{v}");
     assert_eq!(c.cluster.wait_leader(NS, None, START).await.unwrap().0, to);
 
