@@ -29,11 +29,10 @@ pub async fn run(
         if !tracing::enabled!(tracing::Level::DEBUG) {
             continue;
         }
-        let l = store.log_writer_stats();
+        let l = store.writer_stats();
         fn now_proposals(brokers: &Brokers) -> u64 {
             brokers.all().map(|b| b.batcher.stats().proposals.load(Ordering::Relaxed)).sum()
         }
-        let sm = store.sm_writer_stats();
         let (proposals, messages): (u64, u64) = brokers.all().fold((0, 0), |(p, m), b| {
             let s = b.batcher.stats();
             (p + s.proposals.load(Ordering::Relaxed), m + s.messages.load(Ordering::Relaxed))
@@ -42,8 +41,8 @@ pub async fn run(
             l.sync_latency.count(),
             l.synced_ops.load(Ordering::Relaxed),
             l.sync_latency.sum_micros(),
-            sm.ops.load(Ordering::Relaxed),
-            sm.write_micros.load(Ordering::Relaxed),
+            l.ops.load(Ordering::Relaxed),
+            l.write_micros.load(Ordering::Relaxed),
             proposals,
             messages,
         );
@@ -66,8 +65,8 @@ pub async fn run(
             ops_per_sync = d(now.1, last.1) / syncs,
             sync_us_avg = d(now.2, last.2) / syncs,
             sync_us_max = l.sync_micros_max.swap(0, Ordering::Relaxed),
-            sm_writes = d(now.3, last.3),
-            sm_write_us_avg = d(now.4, last.4) / d(now.3, last.3).max(1),
+            writes = d(now.3, last.3),
+            write_us_avg = d(now.4, last.4) / d(now.3, last.3).max(1),
             proposals = d(now.5, last.5),
             msgs_per_proposal = d(now.6, last.6) / d(now.5, last.5).max(1),
             append_us_avg,

@@ -1,4 +1,4 @@
-//! The node-wide RocksDB writer threads: every write of every group goes through one of them.
+//! The node-wide RocksDB writer: every write of every group goes through it.
 //!
 //! **Why threads.** RocksDB calls block, and an fsync blocks for milliseconds; on 2 cores a tokio
 //! worker stuck in either stalls heartbeats of every group. So async code only builds a
@@ -11,8 +11,10 @@
 //! One fsync serves every group on the node, because they share one RocksDB and so one WAL.
 //!
 //! **Ordering.** One queue, written in order, and completions in the same order: a vote saved
-//! after an append is never durable before that append, and a truncation is never overtaken by
-//! the append that follows it. A completion is handed to the sync thread only after its write
+//! after an append is never durable before that append, a truncation is never overtaken by
+//! the append that follows it, and state-machine data derived from log entries follows them in
+//! the WAL (a log store queues its write before `append` returns, and only then can the entries
+//! be applied), so a crash never keeps applied data whose entries it lost. A completion is handed to the sync thread only after its write
 //! returned, and the sync thread takes its list before calling `flush_wal`, so the fsync covers
 //! every write it completes.
 
@@ -70,8 +72,6 @@ pub(crate) struct WriteOp {
     /// Whether the write must be fsynced before `done` fires.
     pub(crate) sync: bool,
     pub(crate) done: Done,
-    /// Skip the WAL (state-machine data the log can rebuild).
-    pub(crate) no_wal: bool,
 }
 
 /// Counters that show how well group commit works.
@@ -149,17 +149,15 @@ impl Writer {
     /// Writes `batch` and waits until it is done (and fsynced if `sync`).
     pub(crate) async fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
         let (tx, rx) = oneshot::channel();
-        self.submit(WriteOp { batch, sync, done: Done::Notify(tx), no_wal: false }).await?;
+        self.submit(WriteOp { batch, sync, done: Done::Notify(tx) }).await?;
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
-    /// Writes state-machine data without the WAL and waits until it is in RocksDB. Only for data
-    /// the Raft log can rebuild: after a crash RocksDB keeps a prefix of these batches (each one
-    /// whole), and openraft re-applies the rest from the applied id they carry.
-    pub(crate) async fn write_no_wal(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        let (tx, rx) = oneshot::channel();
-        self.submit(WriteOp { batch, sync: false, done: Done::Notify(tx), no_wal: true }).await?;
-        rx.await.map_err(|_| StorageError::Closed)?
+    /// Writes state-machine data and waits until it is in RocksDB (readable), not for an fsync.
+    /// Only for data the Raft log can rebuild: after a crash RocksDB keeps a prefix of the WAL
+    /// (each batch whole), and openraft re-applies the rest from the applied id they carry.
+    pub(crate) async fn write_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.write(batch, false).await
     }
 
     /// The threads' counters.
@@ -171,9 +169,6 @@ impl Writer {
 fn write_loop(db: &DB, mut rx: mpsc::Receiver<WriteOp>, stats: &WriterStats, shared: &SyncShared) {
     let mut wal = WriteOptions::default();
     wal.set_sync(false);
-    let mut no_wal = WriteOptions::default();
-    no_wal.set_sync(false);
-    no_wal.disable_wal(true);
     let mut ops: Vec<WriteOp> = Vec::with_capacity(64);
 
     while let Some(first) = rx.blocking_recv() {
@@ -194,8 +189,7 @@ fn write_loop(db: &DB, mut rx: mpsc::Receiver<WriteOp>, stats: &WriterStats, sha
             if failure.is_none() {
                 let batch = std::mem::take(&mut op.batch);
                 stats.bytes.fetch_add(batch.size_in_bytes() as u64, Ordering::Relaxed);
-                let opts = if op.no_wal { &no_wal } else { &wal };
-                match db.write_opt(batch, opts) {
+                match db.write_opt(batch, &wal) {
                     Ok(()) => {
                         if let Done::Flushed { on_written, .. } = &mut op.done
                             && let Some(f) = on_written.take()

@@ -68,7 +68,7 @@ impl Metrics {
         e.histogram(
             "raftmq_fsync_seconds",
             &[("node", &node)],
-            &self.store.log_writer_stats().sync_latency.snapshot(),
+            &self.store.writer_stats().sync_latency.snapshot(),
         );
         for (property, name) in ROCKSDB_PROPERTIES {
             if let Some(v) = self.store.property(property) {

@@ -349,7 +349,7 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                             group_key(group, APPLIED_KEY),
                             snapshot::encode_applied(before.as_ref(), &self.membership),
                         );
-                        store.sm_writer().write_no_wal(pending).await?;
+                        store.writer().write_unsynced(pending).await?;
                         let next_index = log_id.index + 1;
                         let plan = {
                             // Apply is the only writer of the state and waits for the plan, so
@@ -439,7 +439,7 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
             group_key(group, APPLIED_KEY),
             snapshot::encode_applied(self.applied.as_ref(), &self.membership),
         );
-        store.sm_writer().write_no_wal(batch).await?;
+        store.writer().write_unsynced(batch).await?;
         // Now readable: publish the new ends, then answer the proposers.
         let ends: Vec<((String, u32), u64)> = {
             let st = self.shared.state.read().unwrap_or_else(|e| e.into_inner());

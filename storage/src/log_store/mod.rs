@@ -257,14 +257,14 @@ impl LogStore {
     async fn submit(&self, batch: WriteBatch, sync: bool, done: Done) -> io::Result<()> {
         self.inner
             .store
-            .log_writer()
-            .submit(WriteOp { batch, sync, done, no_wal: false })
+            .writer()
+            .submit(WriteOp { batch, sync, done })
             .await
             .map_err(io::Error::from)
     }
 
     async fn write_and_wait(&self, batch: WriteBatch, sync: bool) -> io::Result<()> {
-        self.inner.store.log_writer().write(batch, sync).await.map_err(io::Error::from)
+        self.inner.store.writer().write(batch, sync).await.map_err(io::Error::from)
     }
 }
 

@@ -197,7 +197,7 @@ impl RaftStateMachine<TypeConfig> for NameServerSm {
             keys::group_key(self.group, APPLIED_KEY),
             snapshot::encode_applied(self.applied.as_ref(), &self.membership),
         );
-        self.store.sm_writer().write_no_wal(batch).await?;
+        self.store.writer().write_unsynced(batch).await?;
         self.shared.applied.send_replace(self.applied.map_or(0, |l| l.index));
         for (responder, response) in replies {
             responder.send(response);
