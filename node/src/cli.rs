@@ -115,10 +115,13 @@ pub fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // A node's config says how many async workers it gets (nodes sharing a machine, as in
+    // `raftmq cluster`, do better with fewer each); other commands take tokio's default.
+    if let Cmd::Node(args) = &cli.command {
+        builder.worker_threads(node_config(args)?.worker_threads);
+    }
+    let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Cmd::Node(args) => {
