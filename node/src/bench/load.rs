@@ -155,17 +155,20 @@ async fn produce(
         tasks.spawn(async move {
             let mut i: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
-                // Open loop: send message k of this producer at start + k / (rate / producers).
-                let scheduled = if args.rate > 0 {
+                // Open loop: send message k of this producer at start + k / (rate / producers),
+                // and time it from then, waiting for the window included (a stall is not hidden).
+                let planned = if args.rate > 0 {
                     let per = args.rate as f64 / args.producers.max(1) as f64;
                     let at = start + Duration::from_secs_f64(i as f64 * batch as f64 / per);
                     tokio::time::sleep_until(at.into()).await;
-                    at
+                    Some(at)
                 } else {
-                    Instant::now()
+                    None
                 };
                 i += 1;
                 let Ok(permit) = window.clone().acquire_many_owned(batch as u32).await else { break };
+                // Closed loop: the send starts once the window has room for it.
+                let scheduled = planned.unwrap_or_else(Instant::now);
                 let msgs: Vec<Message> = (0..batch)
                     .map(|_| Message::new(args.topic.clone(), Bytes::from(body(args.size))))
                     .collect();
