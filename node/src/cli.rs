@@ -113,8 +113,32 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// Caps glibc's malloc arenas at two for a node. glibc gives threads that allocate under
+/// contention arenas of their own (up to 8 per CPU) and keeps freed memory in them: over a 60 s
+/// load run and the end-to-end runs after it a node's RSS peaked at 550-610 MiB, at 320-480 MiB
+/// with two arenas, at the same throughput.
+/// glibc reads the cap from the environment when malloc initializes, so a node started without
+/// it runs itself again, once, with it set (same process id, same arguments). A cap the user set
+/// is kept.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && let Ok(exe) = std::env::current_exe()
+    {
+        use std::os::unix::process::CommandExt;
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("MALLOC_ARENA_MAX", "2")
+            .exec();
+        eprintln!("warning: cannot run again with MALLOC_ARENA_MAX=2 ({err}); memory use may be higher");
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::Node(_)) {
+        cap_malloc_arenas();
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // A node's config says how many async workers it gets (nodes sharing a machine, as in
     // `raftmq cluster`, do better with fewer each); other commands take tokio's default.

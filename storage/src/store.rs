@@ -162,13 +162,7 @@ impl Store {
         ];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir.join("rocksdb"), cfs)?);
         let (writer, threads) = Writer::spawn("raftmq-log", db.clone(), opts.writer_queue_len)?;
-        Ok(Arc::new(Store {
-            db,
-            created,
-            dir: dir.to_path_buf(),
-            writer,
-            threads: Mutex::new(threads),
-        }))
+        Ok(Arc::new(Store { db, created, dir: dir.to_path_buf(), writer, threads: Mutex::new(threads) }))
     }
 
     /// Whether this open created the database: a new node, or one whose data was lost.

@@ -255,12 +255,7 @@ impl LogStore {
     }
 
     async fn submit(&self, batch: WriteBatch, sync: bool, done: Done) -> io::Result<()> {
-        self.inner
-            .store
-            .writer()
-            .submit(WriteOp { batch, sync, done })
-            .await
-            .map_err(io::Error::from)
+        self.inner.store.writer().submit(WriteOp { batch, sync, done }).await.map_err(io::Error::from)
     }
 
     async fn write_and_wait(&self, batch: WriteBatch, sync: bool) -> io::Result<()> {
