@@ -113,23 +113,30 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// Marks a node that already ran itself again for the arena cap, so it never does twice (glibc
+/// drops `MALLOC_*` variables for setuid or file-capability binaries).
+const REEXEC_MARK: &str = "RAFTMQ_ARENA_CAP_SET";
+
 /// Caps glibc's malloc arenas at two for a node. glibc gives threads that allocate under
 /// contention arenas of their own (up to 8 per CPU) and keeps freed memory in them: over a 60 s
-/// load run and the end-to-end runs after it a node's RSS peaked at 550-610 MiB, at 320-480 MiB
+/// load run and the end-to-end runs after it a node's RSS peaked at 549-613 MiB, at 319-477 MiB
 /// with two arenas, at the same throughput.
 /// glibc reads the cap from the environment when malloc initializes, so a node started without
-/// it runs itself again, once, with it set (same process id, same arguments). A cap the user set
-/// is kept.
+/// it runs itself again, once, with it set (same process id, same arguments, same `argv[0]`). A
+/// cap the user set is kept.
 fn cap_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
-        && let Ok(exe) = std::env::current_exe()
-    {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() && std::env::var_os(REEXEC_MARK).is_none() {
         use std::os::unix::process::CommandExt;
-        let err = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env("MALLOC_ARENA_MAX", "2")
-            .exec();
+        let err = match std::env::current_exe() {
+            Ok(exe) => std::process::Command::new(exe)
+                .arg0(std::env::args_os().next().unwrap_or_default())
+                .args(std::env::args_os().skip(1))
+                .env("MALLOC_ARENA_MAX", "2")
+                .env(REEXEC_MARK, "1")
+                .exec(),
+            Err(e) => e,
+        };
         eprintln!("warning: cannot run again with MALLOC_ARENA_MAX=2 ({err}); memory use may be higher");
     }
 }

@@ -1,4 +1,5 @@
-//! The node-wide RocksDB writer: every write of every group goes through it.
+//! The node-wide RocksDB writer: every write of every group goes through it (except a snapshot
+//! install, which writes its records itself while the group's Raft waits for it).
 //!
 //! **Why threads.** RocksDB calls block, and an fsync blocks for milliseconds; on 2 cores a tokio
 //! worker stuck in either stalls heartbeats of every group. So async code only builds a
@@ -10,13 +11,14 @@
 //! one fsync runs, the next batches are already being written; they all share the next fsync.
 //! One fsync serves every group on the node, because they share one RocksDB and so one WAL.
 //!
-//! **Ordering.** One queue, written in order, and completions in the same order: a vote saved
-//! after an append is never durable before that append, a truncation is never overtaken by
+//! **Ordering.** One queue, written in order, and synced completions in the same order: a vote
+//! saved after an append is never durable before that append, a truncation is never overtaken by
 //! the append that follows it, and state-machine data derived from log entries follows them in
 //! the WAL (a log store queues its write before `append` returns, and only then can the entries
-//! be applied), so a crash never keeps applied data whose entries it lost. A completion is handed to the sync thread only after its write
-//! returned, and the sync thread takes its list before calling `flush_wal`, so the fsync covers
-//! every write it completes.
+//! be applied), so a crash never keeps applied data whose entries it lost. Unsynced writes
+//! complete as soon as they are written. A completion is handed to the sync thread only after its
+//! write returned, and the sync thread takes its list before calling `flush_wal`, so the fsync
+//! covers every write it completes. A failed write fails every later one, of any kind.
 
 use std::sync::Arc;
 use std::sync::Condvar;

@@ -95,8 +95,9 @@ async fn metadata_is_replicated_and_readable_from_every_node() {
     }
     let s = c.cluster.status().await.unwrap();
     let ns = s.groups.iter().find(|g| g.name == NS).unwrap();
-    assert_eq!(ns.voters.len(), 3);
-    assert_eq!(ns.replicas.iter().filter(|r| r.role == "leader").count(), 1);
+    // Once seen with no voters at all in CI (not reproduced): print the whole answer if again.
+    assert_eq!(ns.voters.len(), 3, "{s:#?}");
+    assert_eq!(ns.replicas.iter().filter(|r| r.role == "leader").count(), 1, "{s:#?}");
     assert_eq!(s.members.len(), 3);
 }
 

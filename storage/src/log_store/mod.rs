@@ -1,7 +1,7 @@
 //! The Raft log of one group, stored in the node's RocksDB: openraft's [`RaftLogStorage`].
 //!
 //! **Durability rule.** An appended entry is reported flushed (`IOFlushed::io_completed`) only by
-//! the log writer thread, and only after `flush_wal(true)` returned for a write that contained
+//! the writer's sync thread, and only after `flush_wal(true)` returned for a write that contained
 //! it (see [`crate::writer`]). A vote is saved the same way and `save_vote` returns only then.
 //! The test `log_store::tests::flush_callback_waits_for_fsync` fails if either is reported early.
 
