@@ -114,9 +114,11 @@ pub fn write_configs(
             advertise_raft_addr: None,
             advertise_client_addr: None,
             broker_groups: Some(broker_groups),
-            // The nodes share this machine's CPUs.
+            // The nodes share this machine's CPUs, but keep two workers each: with one, nodes
+            // under CI load missed status deadlines and one took over 20 s to stop on SIGTERM
+            // (not yet explained; a single-worker node is not trusted until it is).
             worker_threads: Some(
-                (std::thread::available_parallelism().map_or(2, |n| n.get()) / ports.len().max(1)).max(1),
+                (std::thread::available_parallelism().map_or(2, |n| n.get()) / ports.len().max(1)).max(2),
             ),
             initial_members: members.clone(),
             raft: Default::default(),

@@ -475,7 +475,11 @@ async fn retention_removes_old_messages_and_a_lagging_replica_rejoins_by_snapsho
     .await
     .unwrap();
     let log = std::fs::read_to_string(c.dir().join(format!("node-{victim}.log"))).unwrap();
-    assert!(log.contains("received snapshot"), "the lagging replica caught up by snapshot");
+    assert!(
+        log.contains("received snapshot"),
+        "the lagging replica caught up by snapshot:\n{}",
+        c.log_tail(victim, 80)
+    );
 
     // The rejoined replica serves every retained message, and nothing retention removed.
     admin.transfer_leader("broker-a", victim).await.unwrap();
