@@ -143,20 +143,26 @@ fn cap_malloc_arenas() {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if matches!(cli.command, Cmd::Node(_)) {
+    // A node's config is read once, before the runtime: it says how many async workers the node
+    // gets (nodes sharing a machine, as in `raftmq cluster`, do better with fewer each); other
+    // commands take tokio's default.
+    let mut node = None;
+    if let Cmd::Node(args) = &cli.command {
         cap_malloc_arenas();
+        node = Some(node_config(args)?);
     }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // A node's config says how many async workers it gets (nodes sharing a machine, as in
-    // `raftmq cluster`, do better with fewer each); other commands take tokio's default.
-    if let Cmd::Node(args) = &cli.command {
-        builder.worker_threads(node_config(args)?.worker_threads);
+    if let Some(config) = &node {
+        builder.worker_threads(config.worker_threads);
     }
     let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Cmd::Node(args) => {
-                let config = node_config(&args)?;
+                let config = match node {
+                    Some(config) => config,
+                    None => node_config(&args)?,
+                };
                 if args.check {
                     println!("configuration OK: {config:#?}");
                     return Ok(());

@@ -68,6 +68,29 @@ impl AdminServiceImpl {
         Ok(LeaderOf::There(leader, AdminServiceClient::new(channel)))
     }
 
+    /// Sends `req` once to the group's leader, marked forwarded, with `deadline` for its answer;
+    /// a leader that does not answer becomes an UNAVAILABLE status naming it.
+    async fn forward<T, F, Fut>(
+        &self,
+        leader: NodeId,
+        client: AdminServiceClient<Channel>,
+        req: T,
+        deadline: Duration,
+        call: F,
+    ) -> Result<Response<pb::StatusResponse>, Status>
+    where
+        F: FnOnce(AdminServiceClient<Channel>, Request<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<pb::StatusResponse>, Status>>,
+    {
+        let mut fwd = Request::new(req);
+        fwd.set_timeout(deadline);
+        mark_forwarded(&mut fwd, self.node_id);
+        match call(client, fwd).await {
+            Ok(resp) => Ok(resp),
+            Err(s) => answer(Err(unanswered(leader, &s))),
+        }
+    }
+
     pub(super) async fn transfer_leader_local(
         &self,
         req: Request<pb::TransferLeaderRequest>,
@@ -76,14 +99,12 @@ impl AdminServiceImpl {
         let r = req.into_inner();
         let group = match self.leader_of(&r.group, forwarded) {
             Ok(LeaderOf::Here(g)) => g,
-            Ok(LeaderOf::There(leader, mut client)) => {
-                let mut fwd = Request::new(r);
-                fwd.set_timeout(FORWARD_SLACK);
-                mark_forwarded(&mut fwd, self.node_id);
-                return match client.transfer_leader(fwd).await {
-                    Ok(resp) => Ok(resp),
-                    Err(s) => answer(Err(unanswered(leader, &s))),
-                };
+            Ok(LeaderOf::There(leader, client)) => {
+                return self
+                    .forward(leader, client, r, FORWARD_SLACK, |mut c, q| async move {
+                        c.transfer_leader(q).await
+                    })
+                    .await;
             }
             Err(e) => return answer(Err(e)),
         };
@@ -131,14 +152,11 @@ impl AdminServiceImpl {
         };
         let group = match self.leader_of(&r.group, forwarded) {
             Ok(LeaderOf::Here(g)) => g,
-            Ok(LeaderOf::There(leader, mut client)) => {
-                let mut fwd = Request::new(r);
-                fwd.set_timeout(catch_up + FORWARD_SLACK);
-                mark_forwarded(&mut fwd, self.node_id);
-                return match client.change_members(fwd).await {
-                    Ok(resp) => Ok(resp),
-                    Err(s) => answer(Err(unanswered(leader, &s))),
-                };
+            Ok(LeaderOf::There(leader, client)) => {
+                let deadline = catch_up + FORWARD_SLACK;
+                return self
+                    .forward(leader, client, r, deadline, |mut c, q| async move { c.change_members(q).await })
+                    .await;
             }
             Err(e) => return answer(Err(e)),
         };
