@@ -160,14 +160,15 @@ impl AdminServiceImpl {
             }
             Err(e) => return answer(Err(e)),
         };
-        let res = match pb::MembershipChange::try_from(r.change) {
+        let change = pb::MembershipChange::try_from(r.change);
+        let res = match change {
             Ok(pb::MembershipChange::AddVoter) => self.add_voter(&group, &r, catch_up).await,
             Ok(pb::MembershipChange::Remove) => self.remove(&group, r.node_id).await,
             Ok(pb::MembershipChange::Retire) => self.retire(&group, r.node_id).await,
             _ => Err(BrokerError::bad_request("change must be ADD_VOTER, REMOVE or RETIRE")),
         };
         if let Err(e) = &res {
-            let change = pb::MembershipChange::try_from(r.change).map_or("unknown", |c| c.as_str_name());
+            let change = change.map_or("unknown", |c| c.as_str_name());
             tracing::warn!(group = %group.id(), node = r.node_id, change, error = %e, "membership change refused");
         }
         answer(res)
