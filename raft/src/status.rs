@@ -76,8 +76,8 @@ impl GroupStatus {
     }
 
     /// On the wire.
-    pub fn to_pb(&self) -> pb::GroupStatus {
-        pb::GroupStatus {
+    pub fn to_pb(&self) -> pb::GroupStatusResponse {
+        pb::GroupStatusResponse {
             group: self.group.0,
             name: self.group.name(),
             node_id: self.node_id,
@@ -100,7 +100,7 @@ impl GroupStatus {
     }
 
     /// Off the wire.
-    pub fn from_pb(p: &pb::GroupStatus) -> Self {
+    pub fn from_pb(p: &pb::GroupStatusResponse) -> Self {
         Self {
             group: GroupId(p.group),
             node_id: p.node_id,

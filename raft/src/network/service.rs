@@ -140,7 +140,7 @@ impl RaftService for RaftServiceImpl {
     async fn group_status(
         &self,
         req: Request<pbm::GroupStatusRequest>,
-    ) -> Result<Response<pbm::GroupStatus>, Status> {
+    ) -> Result<Response<pbm::GroupStatusResponse>, Status> {
         let group = self.group(req.into_inner().group)?;
         Ok(Response::new(group.status().to_pb()))
     }
