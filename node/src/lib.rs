@@ -12,6 +12,8 @@
 //! - [`broker`]: the broker groups on this node: write batcher, read path, offset commits.
 //! - [`balance`]: spreading broker leaders over the nodes.
 //! - [`forward`]: one-hop forwarding of requests to the leader.
+//! - [`authority`]: client connections whose HTTP/2 requests reach the server with a valid
+//!   `:authority` (the official Python client sends a list).
 //! - [`cluster`]: `raftmq cluster`; [`local_cluster`]: node processes on this machine (cluster,
 //!   bench and tests use it).
 //! - [`error`]: [`error::BrokerError`] and its RocketMQ status codes.
@@ -20,6 +22,7 @@
 //! - [`cli`]: the command line.
 
 pub mod admin;
+pub mod authority;
 pub mod balance;
 pub mod bench;
 pub mod broker;

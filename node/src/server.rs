@@ -17,6 +17,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin::service::AdminServiceImpl;
+use crate::authority::AuthorityFix;
 use crate::broker::Brokers;
 use crate::broker::batcher::BatcherOptions;
 use crate::broker::flow::Flow;
@@ -67,6 +68,15 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeE
 /// we bound ourselves, and with Nagle on, small answers waited for the peer's delayed ACK (40 ms).
 fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Accepted client connections, read through [`AuthorityFix`] (any `:authority` a client sends
+/// is accepted, as the RocketMQ proxy does).
+fn client_incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<AuthorityFix<tokio::net::TcpStream>>> {
+    use futures::StreamExt;
+    incoming(listener).map(|conn| conn.map(AuthorityFix::new))
 }
 
 fn server_builder() -> Server {
@@ -222,7 +232,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         server_builder()
             .accept_http1(true)
             .add_routes(routes.into())
-            .serve_with_incoming_shutdown(incoming(client_listener), async move {
+            .serve_with_incoming_shutdown(client_incoming(client_listener), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await
