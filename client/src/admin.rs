@@ -50,8 +50,9 @@ pub struct GroupSpec {
     pub fifo: bool,
     /// Delivery attempts before the DLQ (0: default 17).
     pub max_delivery_attempts: u32,
-    /// Where the group starts on a queue it never consumed: `LAST` (empty), `FIRST`, or a time
-    /// in ms since the epoch.
+    /// Where the group starts on a queue it never consumed: `LAST` (empty: every message stored
+    /// after the group's creation), `FIRST`, `AUTO` (RocketMQ's rule for groups created on first
+    /// use), or a time in ms since the epoch.
     pub consume_from: String,
 }
 

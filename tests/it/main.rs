@@ -12,6 +12,7 @@ mod t10_nameserver;
 mod t12_membership;
 mod t20_commitlog;
 mod t30_consumers;
+mod t32_group_start;
 mod t40_python_compat;
 mod t50_filters;
 mod t55_dead_letters;

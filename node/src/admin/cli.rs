@@ -141,8 +141,9 @@ pub enum GroupCommand {
         /// Delivery attempts before the dead-letter queue.
         #[arg(long, default_value_t = 17)]
         max_attempts: u32,
-        /// Where the group starts on a queue it never consumed: last, first, or a time in ms
-        /// since the epoch.
+        /// Where the group starts on a queue it never consumed: last (every message stored after
+        /// the group's creation), first (the oldest stored), auto (RocketMQ's rule for groups
+        /// created on first use), or a time in ms since the epoch.
         #[arg(long = "from", default_value = "last")]
         consume_from: String,
     },

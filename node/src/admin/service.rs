@@ -332,7 +332,7 @@ impl AdminServiceImpl {
                 ConsumeFrom::Last,
                 ConsumeFrom::parse,
                 "consume_from",
-                "LAST, FIRST, or a time in ms since the epoch",
+                "LAST, FIRST, AUTO, or a time in ms since the epoch",
             )?,
         };
         tracing::info!(group = %spec.name, "create consumer group");

@@ -11,6 +11,7 @@ pub mod offsets;
 pub mod pop;
 pub mod read;
 pub mod retention;
+pub mod start;
 pub mod timers;
 pub mod traffic;
 pub mod txn;

@@ -27,7 +27,6 @@ use raftmq_storage::broker::pop::PopQueueCmd;
 use raftmq_storage::broker::reader;
 use raftmq_storage::broker::reader::StoredMessage;
 use raftmq_storage::broker::record::RecordView;
-use raftmq_storage::nameserver::ConsumeFrom;
 use tokio::time::Instant;
 
 use super::BrokerGroup;
@@ -36,6 +35,7 @@ use super::moves::MoveKind;
 use super::moves::MovePolicy;
 use super::moves::Moving;
 use super::moves::attempts_before;
+use super::start::Start;
 use super::traffic::Direction;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
@@ -62,8 +62,8 @@ pub struct ReceiveRequest<'a> {
     pub max: usize,
     /// How long handed-out messages stay invisible, ms.
     pub invisible_ms: i64,
-    /// Where a group that never received from a queue starts.
-    pub consume_from: ConsumeFrom,
+    /// Where a group that never received from a queue starts (its retry queue: at the oldest).
+    pub start: Start,
     /// Orderly group: a queue with a message in flight hands out nothing new.
     pub fifo: bool,
     /// Where due messages go: the retry queue, or the dead-letter queue after the last attempt.
@@ -362,7 +362,8 @@ impl BrokerGroup {
             });
         };
         let data = self.data.clone();
-        let (filter, max, fifo, from) = (src.filter.clone(), req.max, req.fifo, req.consume_from);
+        let from = if src.retry { Start::Min } else { req.start };
+        let (filter, max, fifo) = (src.filter.clone(), req.max, req.fifo);
         let moves = req.moves.clone();
         super::read::blocking(move || {
             let (store, log, group) = (data.store(), data.log(), data.group());
@@ -373,13 +374,7 @@ impl BrokerGroup {
                 plan.next_due_ms = plan.next_due_ms.into_iter().chain(q.next_due_ms).min();
                 let cursor = match q.cursor {
                     Some(c) => c,
-                    None => match from {
-                        ConsumeFrom::Last => q.end,
-                        ConsumeFrom::First => q.min,
-                        ConsumeFrom::Timestamp(ms) => {
-                            reader::offset_for_time(store, group, tid, q.queue, q.min, q.end, ms)?
-                        }
-                    },
+                    None => from.resolve(store, log, group, tid, q.queue, q.min, q.end)?,
                 };
                 let mut cmd = PopQueueCmd {
                     queue: q.queue,

@@ -34,7 +34,7 @@ pub fn group_name(g: Option<&pb::Resource>) -> Result<String, BrokerError> {
 
 impl Context {
     /// The consumer group `name`; created with the defaults (clustering, 17 delivery attempts,
-    /// from the last offset) when it does not exist and auto-creation is on.
+    /// starting by RocketMQ's rule for new groups) when it does not exist and auto-creation is on.
     pub async fn consumer_group(&self, name: &str) -> Result<ConsumerGroup, BrokerError> {
         if let Some(g) = self.ns.read_local(|s| s.groups.get(name).cloned()) {
             return Ok(g);
@@ -81,7 +81,11 @@ impl Context {
 
     async fn create_group_on_leader(&self, name: &str) -> Result<(), BrokerError> {
         let (leader, mut admin, req) =
-            self.to_ns_leader(admin_pb::CreateGroupRequest { name: name.to_string(), ..Default::default() })?;
+            self.to_ns_leader(admin_pb::CreateGroupRequest {
+                name: name.to_string(),
+                consume_from: raftmq_storage::nameserver::ConsumeFrom::Auto.to_text(),
+                ..Default::default()
+            })?;
         let resp = admin.create_group(req).await.map_err(|s| ns_leader_silent(leader, &s))?.into_inner();
         leader_ok(resp.status)
     }

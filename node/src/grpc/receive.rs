@@ -40,6 +40,7 @@ use crate::broker::filter::Filter;
 use crate::broker::moves::Destination;
 use crate::broker::moves::MovePolicy;
 use crate::broker::pop::ReceiveRequest;
+use crate::broker::start::Start;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::error::ok_status;
@@ -262,7 +263,7 @@ impl Context {
                     filter: &rc.filter,
                     max: rc.max,
                     invisible_ms: rc.invisible_ms,
-                    consume_from: rc.group.consume_from,
+                    start: Start::of(&rc.group),
                     fifo: rc.group.fifo,
                     moves: self.ns.read_local(|s| MovePolicy::of(s, &rc.group, rc.broker)),
                     retry_first: self.next_rr().is_multiple_of(4),

@@ -71,15 +71,17 @@ pub struct GroupSpec {
 }
 
 impl GroupSpec {
-    /// A group with RocketMQ's defaults: clustering, not orderly, 17 delivery attempts, from the
-    /// last offset.
+    /// A group created on first use, with RocketMQ's defaults: clustering, not orderly, 17
+    /// delivery attempts, starting by RocketMQ's rule for new groups ([`ConsumeFrom::Auto`]).
+    ///
+    /// [`ConsumeFrom::Auto`]: super::model::ConsumeFrom::Auto
     pub fn with_defaults(name: &str) -> Self {
         Self {
             name: name.to_string(),
             mode: super::model::ConsumeMode::Clustering,
             fifo: false,
             max_delivery_attempts: super::model::DEFAULT_MAX_DELIVERY_ATTEMPTS,
-            consume_from: super::model::ConsumeFrom::Last,
+            consume_from: super::model::ConsumeFrom::Auto,
         }
     }
 }

@@ -187,30 +187,36 @@ impl ConsumeMode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConsumeFrom {
-    /// After the newest message (RocketMQ's default).
+    /// After the newest message when the group was created: the group receives every message
+    /// stored from its creation on (the default of a group created explicitly).
     #[default]
     Last,
     /// The oldest stored message.
     First,
     /// The first message stored at or after this time, ms since the epoch.
     Timestamp(i64),
+    /// RocketMQ's rule for a group created on first use: the queue's head if the queue was never
+    /// trimmed and its head is still in memory, otherwise the newest message.
+    Auto,
 }
 
 impl ConsumeFrom {
-    /// Parses `last`, `first`, or a time in ms since the epoch.
+    /// Parses `last`, `first`, `auto`, or a time in ms since the epoch.
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "last" | "" => Some(Self::Last),
             "first" => Some(Self::First),
+            "auto" => Some(Self::Auto),
             other => other.parse::<i64>().ok().map(Self::Timestamp),
         }
     }
 
-    /// `LAST`, `FIRST` or the timestamp.
+    /// `LAST`, `FIRST`, `AUTO` or the timestamp.
     pub fn to_text(self) -> String {
         match self {
             Self::Last => "LAST".into(),
             Self::First => "FIRST".into(),
+            Self::Auto => "AUTO".into(),
             Self::Timestamp(ms) => ms.to_string(),
         }
     }
