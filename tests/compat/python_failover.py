@@ -1,11 +1,13 @@
 """Failover check: the official RocketMQ 5 Python client while a broker group's leader is killed.
 
-Run by the integration test `t40_python_compat::official_python_client_follows_a_leader_kill`;
-by hand: python_failover.py ENDPOINT TOPIC GROUP SECONDS. A producer sends one message every
-20 ms for SECONDS seconds while a PushConsumer of GROUP consumes the topic. After 3 s it prints
-`ready`: that is when the test kills a broker group's leader (not the node at ENDPOINT). At the
-end every message whose send succeeded must have reached the listener. Prints `ok failover:`
-with the counts and the longest pause between two consumed messages, or `FAIL ...` and exits 1.
+Run by the integration tests `t40_python_compat::official_python_client_follows_a_leader_kill`
+and `..._with_every_endpoint_survives_the_first_one_dying`; by hand: python_failover.py ENDPOINTS
+TOPIC GROUP SECONDS [strict]. ENDPOINTS is the client's access point: one `host:port`, or several
+joined by `;`. A producer sends one message every 20 ms for SECONDS seconds while a PushConsumer
+of GROUP consumes the topic. After 3 s it prints `ready`: that is when the test kills a node. At
+the end every message whose send succeeded must have reached the listener; with `strict`, every
+send must also have succeeded (within the client's own retries). Prints `ok failover:` with the
+counts and the longest pause between two consumed messages, or `FAIL ...` and exits 1.
 """
 
 import sys
@@ -28,10 +30,11 @@ class Collect(MessageListener):
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) not in (5, 6) or sys.argv[5:] not in ([], ["strict"]):
         print(__doc__)
         sys.exit(2)
     endpoint, topic, group, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    strict = sys.argv[5:] == ["strict"]
     config = ClientConfiguration(endpoint, Credentials())
     listener = Collect()
     consumer = PushConsumer(config, group, listener, {topic: FilterExpression()})
@@ -70,6 +73,9 @@ def main():
     finally:
         producer.shutdown()
         consumer.shutdown()
+    if strict and failed:
+        print(f"FAIL failover: {failed} of {i} sends failed after the client's retries", flush=True)
+        sys.exit(1)
     if missing:
         print(f"FAIL failover: {len(missing)} of {len(acked)} acknowledged messages never reached the "
               f"listener, e.g. {missing[:5]}", flush=True)

@@ -6,7 +6,6 @@
 //! `tests/compat/python_compat.py`. And the same client across a broker leader kill
 //! (`tests/compat/python_failover.py`).
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,24 +13,16 @@ use raftmq_client::admin::GroupSpec;
 use raftmq_tests::START;
 use raftmq_tests::cluster_with_topic;
 use raftmq_tests::cluster_with_topic_tuned;
+use raftmq_tests::compat_dir;
 use raftmq_tests::create_groups;
 use raftmq_tests::idle_node;
+use raftmq_tests::python;
 use tokio::io::AsyncBufReadExt;
 use tokio::io::AsyncReadExt;
 use tokio::io::BufReader;
 
 use crate::node_bin;
 
-fn compat_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("compat")
-}
-
-/// The python of the virtualenv with the official client (created once, then reused).
-async fn python() -> String {
-    let setup = tokio::process::Command::new(compat_dir().join("setup.sh")).output().await.unwrap();
-    assert!(setup.status.success(), "python setup failed: {}", String::from_utf8_lossy(&setup.stderr));
-    String::from_utf8(setup.stdout).unwrap().trim().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_client_produces_and_consumes() {
@@ -65,9 +56,8 @@ async fn official_python_client_produces_and_consumes() {
     };
     c.admin(1).create_group(retry).await.unwrap();
     create_groups(&c, &["py-simple", "py-push", "py-tx-group", "py-delay-group"]).await;
-    // One access point: given several, the Python client sends them all, comma-joined, as the
-    // HTTP/2 `:authority`, which the Rust HTTP/2 server refuses (RST_STREAM PROTOCOL_ERROR). Any
-    // node works as the access point: routes name each queue's leader, and nodes forward.
+    // One access point (any node works: routes name each queue's leader, and nodes forward);
+    // several are tested across a node's death below.
     let eps = c.cluster.node(2).client_addr.clone();
     let run = tokio::process::Command::new(&python)
         .arg(compat_dir().join("python_compat.py"))
@@ -114,19 +104,40 @@ async fn official_python_client_produces_and_consumes() {
 /// the client's own retries has an unknown outcome and is not counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_client_follows_a_leader_kill() {
-    let python = python().await;
     let mut c = cluster_with_topic(node_bin(), "py-fo", 4).await;
     create_groups(&c, &["py-fo-group"]).await;
     let access = idle_node(&mut c).await;
     let eps = c.cluster.node(access).client_addr.clone();
-    let mut child = tokio::process::Command::new(&python)
-        .arg(compat_dir().join("python_failover.py"))
-        .args([eps.as_str(), "py-fo", "py-fo-group", "15"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (leader, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
+    assert_ne!(leader, access);
+    failover(&mut c, &eps, leader, false).await;
+}
+
+/// The official client given every node as its access point (`a;b;c`, which it sends as one
+/// HTTP/2 `:authority` that the node must accept), while the first node, which also leads
+/// broker-a, is SIGKILLed: every send is acknowledged (at worst after the client's own retries)
+/// and consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_client_with_every_endpoint_survives_the_first_one_dying() {
+    let mut c = cluster_with_topic(node_bin(), "py-all", 4).await;
+    create_groups(&c, &["py-all-group"]).await;
+    let (first, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
+    let mut eps = vec![c.cluster.node(first).client_addr.clone()];
+    eps.extend(c.cluster.nodes.iter().filter(|n| n.id != first).map(|n| n.client_addr.clone()));
+    failover(&mut c, &eps.join(";"), first, true).await;
+}
+
+/// Runs `python_failover.py` against `c` with access point `eps`, kills node `victim` when the
+/// script is ready, and checks it ends well (`strict`: no send may fail).
+async fn failover(c: &mut raftmq_tests::TestCluster, eps: &str, victim: u64, strict: bool) {
+    let python = python().await;
+    let topic = if strict { "py-all" } else { "py-fo" };
+    let mut cmd = tokio::process::Command::new(&python);
+    cmd.arg(compat_dir().join("python_failover.py")).args([eps, topic, &format!("{topic}-group"), "15"]);
+    if strict {
+        cmd.arg("strict");
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let errors = tokio::spawn(async move {
         let mut text = String::new();
@@ -147,9 +158,7 @@ async fn official_python_client_follows_a_leader_kill() {
     })
     .await;
     assert_eq!(ready, Ok(true), "the script never got ready: {out:?}");
-    let (leader, _) = c.cluster.wait_leader("broker-a", None, START).await.unwrap();
-    assert_ne!(leader, access);
-    c.cluster.kill(leader).await.unwrap();
+    c.cluster.kill(victim).await.unwrap();
     let rest = tokio::time::timeout(Duration::from_secs(150), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             out.push(line);

@@ -239,3 +239,47 @@ pub async fn receive_n(
     }
     out
 }
+
+/// `tests/compat`: the scripts driving the official clients.
+pub fn compat_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("compat")
+}
+
+/// Runs a setup script of `tests/compat` and returns what it printed (a path).
+async fn compat_setup(script: &str) -> String {
+    let out = tokio::process::Command::new(compat_dir().join(script))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The python of the virtualenv with the official Python client (created once, then reused).
+pub async fn python() -> String {
+    compat_setup("setup.sh").await
+}
+
+/// The `node_modules` directory with the official Node.js client (installed once, then reused).
+pub async fn node_modules() -> String {
+    compat_setup("node/setup.sh").await
+}
+
+/// Runs `cmd` to its end within `timeout`; its standard output, or a failed test with both
+/// outputs when it fails or prints no line starting with `ok_line`.
+pub async fn run_compat(mut cmd: tokio::process::Command, timeout: Duration, ok_line: &str) -> String {
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{cmd:?} timed out after {timeout:?}"))
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(
+        out.status.success() && stdout.lines().any(|l| l.starts_with(ok_line)),
+        "{cmd:?} failed:\n{stdout}\n--- stderr tail ---\n{}",
+        tail.join("\n")
+    );
+    stdout
+}
