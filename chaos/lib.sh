@@ -66,10 +66,20 @@ leader_of() {
   die "no node knows a leader of $1"
 }
 
-# Resolves TARGET to node ids: node2 | 2 | leader:GROUP | follower:GROUP | all
+# A node that leads no broker group (the first one), when there is one.
+idle_node() {
+  local a b id
+  a=$(leader_of broker-a)
+  b=$(leader_of broker-b)
+  for id in $(node_ids); do [ "$id" != "$a" ] && [ "$id" != "$b" ] && { echo "$id"; return; }; done
+  die "every node leads a broker group"
+}
+
+# Resolves TARGET to node ids: node2 | 2 | leader:GROUP | follower:GROUP | idle | all
 resolve() {
   case "$1" in
     all) node_ids ;;
+    idle) idle_node ;;
     node[0-9]) echo "${1#node}" ;;
     [0-9]) echo "$1" ;;
     leader:*) leader_of "${1#leader:}" ;;
@@ -77,7 +87,7 @@ resolve() {
       local l id
       l=$(leader_of "${1#follower:}")
       for id in $(node_ids); do [ "$id" != "$l" ] && { echo "$id"; return; }; done ;;
-    *) die "unknown target '$1' (use node1-3, leader:GROUP, follower:GROUP or all)" ;;
+    *) die "unknown target '$1' (use node1-3, leader:GROUP, follower:GROUP, idle or all)" ;;
   esac
 }
 

@@ -29,6 +29,10 @@ pub struct CheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Fail when a send started during a fault took longer than this many ms (for faults that
+    /// should cost a send little, such as isolating a node that leads no broker group).
+    #[arg(long)]
+    pub send_max_ms: Option<i64>,
 }
 
 /// How long sends failed in one fault window.
@@ -91,6 +95,8 @@ pub struct Report {
     pub windows: Vec<Window>,
     /// The longest send of any fault window, ms (see [`Window::send_max_ms`]).
     pub unavailable_max_ms: Option<i64>,
+    /// The bound on that, when the check was given one.
+    pub send_bound_ms: Option<i64>,
 }
 
 impl Report {
@@ -101,6 +107,12 @@ impl Report {
             && self.inconsistent.is_empty()
             && self.order_violations.is_empty()
             && self.skipped.is_empty())
+            || self.over_bound()
+    }
+
+    /// Whether the longest send during a fault took longer than the bound given.
+    pub fn over_bound(&self) -> bool {
+        self.send_bound_ms.zip(self.unavailable_max_ms).is_some_and(|(bound, max)| max > bound)
     }
 }
 
@@ -283,7 +295,8 @@ fn fifo_order(at_offset: &BTreeMap<(&str, u32, u64), &str>, fifo_group: &HashMap
 /// Reads the history, prints the report; fails if a hard failure was found.
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let events = super::history::read(&args.history)?;
-    let r = check(&events);
+    let mut r = check(&events);
+    r.send_bound_ms = args.send_max_ms;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -291,12 +304,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     }
     if r.failed() {
         anyhow::bail!(
-            "{} lost, {} unexpected, {} inconsistent, {} order violations, {} skipped",
+            "{} lost, {} unexpected, {} inconsistent, {} order violations, {} skipped{}",
             r.lost.len(),
             r.unexpected.len(),
             r.inconsistent.len(),
             r.order_violations.len(),
-            r.skipped.len()
+            r.skipped.len(),
+            if r.over_bound() { ", a send during a fault took longer than the bound" } else { "" }
         );
     }
     Ok(())
@@ -334,7 +348,12 @@ fn print_report(r: &Report) {
         );
     }
     if !r.windows.is_empty() {
-        println!("longest send started during a fault: {}", show(r.unavailable_max_ms));
+        let bound = match r.send_bound_ms {
+            Some(b) if r.over_bound() => format!(" (bound {b} ms: EXCEEDED)"),
+            Some(b) => format!(" (bound {b} ms: kept)"),
+            None => String::new(),
+        };
+        println!("longest send started during a fault: {}{bound}", show(r.unavailable_max_ms));
     }
     for (what, list) in [
         ("lost", &r.lost),

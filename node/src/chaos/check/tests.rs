@@ -135,3 +135,20 @@ fn unavailability_runs_from_the_fault_to_the_first_ack_of_a_later_send() {
     assert_eq!(r.windows[0].send_p50_ms, Some(1));
     assert_eq!(r.unavailable_max_ms, Some(8));
 }
+
+#[test]
+fn a_send_longer_than_the_bound_fails_the_check() {
+    let mut h = clean();
+    h.insert(
+        0,
+        Event::Fault { phase: FaultPhase::Start, action: "partition".into(), target: "node3".into(), at: 12 },
+    );
+    h.push(Event::Fault { phase: FaultPhase::End, action: "heal".into(), target: "all".into(), at: 40 });
+    let mut r = check(&h);
+    assert!(!r.failed(), "no bound: {r:?}");
+    // The longest send in the window took 8 ms.
+    r.send_bound_ms = Some(8);
+    assert!(!r.over_bound() && !r.failed());
+    r.send_bound_ms = Some(7);
+    assert!(r.over_bound() && r.failed());
+}
