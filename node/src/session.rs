@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
-use raftmq_proto::rocketmq::Code;
+use crate::error::Reason;
 use tonic::metadata::MetadataMap;
 
 use crate::error::BrokerError;
@@ -25,7 +25,7 @@ pub fn client_id(md: &MetadataMap) -> Result<String, BrokerError> {
     match md.get(CLIENT_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::trim) {
         Some(id) if !id.is_empty() => Ok(id.to_string()),
         _ => Err(BrokerError::BadRequest {
-            code: Code::ClientIdRequired,
+            code: Reason::ClientIdRequired,
             message: format!(
                 "the request has no {CLIENT_ID_HEADER} header: every RocketMQ 5 client sends one"
             ),

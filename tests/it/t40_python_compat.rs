@@ -23,7 +23,6 @@ use tokio::io::BufReader;
 
 use crate::node_bin;
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_client_produces_and_consumes() {
     let python = python().await;

@@ -25,9 +25,10 @@ use tonic::transport::Channel;
 use super::service::AdminServiceImpl;
 use crate::balance::caught_up;
 use crate::error::BrokerError;
-use crate::error::ok_status;
 use crate::forward::is_forwarded;
 use crate::forward::mark_forwarded;
+use crate::grpc::status::ok_status;
+use crate::grpc::status::status;
 
 /// How long a learner may take to catch up when the request does not say.
 const CATCH_UP_DEFAULT: Duration = Duration::from_secs(60);
@@ -43,7 +44,7 @@ enum LeaderOf {
 }
 
 fn answer(res: Result<(), BrokerError>) -> Result<Response<pb::StatusResponse>, Status> {
-    Ok(Response::new(pb::StatusResponse { status: Some(res.map_or_else(|e| e.status(), |()| ok_status())) }))
+    Ok(Response::new(pb::StatusResponse { status: Some(res.map_or_else(|e| status(&e), |()| ok_status())) }))
 }
 
 fn parse_group(name: &str) -> Result<GroupId, BrokerError> {

@@ -39,10 +39,12 @@ use super::members::Members;
 use crate::broker::Brokers;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
-use crate::error::ok_status;
+use crate::error::Reason;
 use crate::forward::ClientChannels;
 use crate::forward::is_forwarded;
 use crate::forward::mark_forwarded;
+use crate::grpc::status::ok_status;
+use crate::grpc::status::status;
 use crate::nameserver::NameServer;
 
 /// How long cluster status waits for each node's answer.
@@ -54,7 +56,7 @@ trait Answer: Default {
 
     fn error(e: BrokerError) -> Self {
         let mut r = Self::default();
-        r.set_status(e.status());
+        r.set_status(status(&e));
         r
     }
 }
@@ -374,12 +376,12 @@ impl AdminServiceImpl {
         r: pb::ConsumerHeartbeatRequest,
     ) -> Result<pb::ConsumerHeartbeatResponse, BrokerError> {
         names::check_syntax("consumer group", &r.group).map_err(|e| BrokerError::BadRequest {
-            code: raftmq_proto::rocketmq::Code::IllegalConsumerGroup,
+            code: Reason::IllegalConsumerGroup,
             message: e.to_string(),
         })?;
         if r.client_id.is_empty() || r.client_id.len() > 255 {
             return Err(BrokerError::BadRequest {
-                code: raftmq_proto::rocketmq::Code::ClientIdRequired,
+                code: Reason::ClientIdRequired,
                 message: "client_id must be 1-255 characters".into(),
             });
         }

@@ -31,6 +31,8 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 type Headers = Vec<(Vec<u8>, Vec<u8>)>;
+/// A frame as the server reads it: type, flags, stream, payload.
+type Frame = (u8, u8, u32, Vec<u8>);
 
 fn request(authority: &str, path: &str) -> Headers {
     [
@@ -78,7 +80,7 @@ fn client_bytes() -> (Vec<u8>, Vec<Headers>) {
 }
 
 /// Splits what the server would read into frames and decodes their header blocks.
-fn server_view(bytes: &[u8]) -> (Vec<(u8, u8, u32, Vec<u8>)>, Vec<Headers>) {
+fn server_view(bytes: &[u8]) -> (Vec<Frame>, Vec<Headers>) {
     assert!(bytes.starts_with(PREFACE));
     let mut rest = &bytes[PREFACE.len()..];
     let mut frames = Vec::new();

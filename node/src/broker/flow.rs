@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use raftmq_proto::rocketmq::Code;
+use crate::error::Reason;
 use tokio::sync::watch;
 
 use super::Brokers;
@@ -39,7 +39,7 @@ pub struct Flow {
 /// A TOO_MANY_REQUESTS answer: what is full, and when to try again.
 pub fn throttled(what: impl std::fmt::Display, retry_after_ms: u64) -> BrokerError {
     BrokerError::BadRequest {
-        code: Code::TooManyRequests,
+        code: Reason::TooManyRequests,
         message: format!("{what}; retry after {retry_after_ms} ms"),
     }
 }
@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(drain_hint_ms(64 << 20, 1), HINT_MAX_MS);
         assert_eq!(drain_hint_ms(1, 0), MEMORY_HINT_MS, "nothing drained yet");
         let e = throttled("full", 120);
-        assert_eq!(e.code(), Code::TooManyRequests);
+        assert_eq!(e.code(), Reason::TooManyRequests);
         assert!(e.to_string().ends_with("retry after 120 ms"), "{e}");
     }
 
@@ -132,7 +132,7 @@ mod tests {
         f.rss_bytes.store(99 << 20, Ordering::Relaxed);
         assert!(f.admit().is_ok());
         f.rss_bytes.store(101 << 20, Ordering::Relaxed);
-        assert_eq!(f.admit().unwrap_err().code(), Code::TooManyRequests);
+        assert_eq!(f.admit().unwrap_err().code(), Reason::TooManyRequests);
         assert_eq!(f.rejected_memory.load(Ordering::Relaxed), 1);
         let none = Flow::new(0);
         none.rss_bytes.store(u64::MAX, Ordering::Relaxed);

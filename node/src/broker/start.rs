@@ -2,8 +2,8 @@
 //! (a receive's first `Pop`, a 4.x consumer's offset query for a new group).
 
 use raftmq_storage::GroupId;
-use raftmq_storage::Store;
 use raftmq_storage::StorageError;
+use raftmq_storage::Store;
 use raftmq_storage::broker::reader;
 use raftmq_storage::log_store::LogStore;
 use raftmq_storage::nameserver::ConsumeFrom;

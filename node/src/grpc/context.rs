@@ -21,6 +21,7 @@ use super::renew::Renewals;
 use crate::broker::BrokerGroup;
 use crate::broker::Brokers;
 use crate::error::BrokerError;
+use crate::error::Reason;
 use crate::forward::ClientChannels;
 use crate::forward::forwarded;
 use crate::nameserver::NameServer;
@@ -41,7 +42,7 @@ pub fn leader_silent(node: NodeId, g: &impl std::fmt::Display, s: &tonic::Status
 /// The leader's refusal of a forwarded request, passed on as it was.
 pub fn leader_refused(s: pb::Status) -> BrokerError {
     BrokerError::BadRequest {
-        code: Code::try_from(s.code).unwrap_or(Code::InternalError),
+        code: super::status::reason(Code::try_from(s.code).unwrap_or(Code::InternalError)),
         message: s.message,
     }
 }
@@ -170,7 +171,7 @@ impl Context {
     pub fn topic_local(&self, name: &str) -> Result<Option<Topic>, BrokerError> {
         if name.is_empty() {
             return Err(BrokerError::BadRequest {
-                code: Code::IllegalTopic,
+                code: Reason::IllegalTopic,
                 message: "topic name is empty".into(),
             });
         }

@@ -3,7 +3,6 @@
 //! `%DLQ%` topic at once, under the same rules as a dead letter found by a receive.
 
 use raftmq_proto::rocketmq as pb;
-use raftmq_proto::rocketmq::Code;
 use tonic::Request;
 
 use super::context::Context;
@@ -11,10 +10,11 @@ use super::context::leader_ok;
 use super::groups::group_name;
 use super::receipt::ReceiptHandle;
 use super::receive::topic_name;
+use super::status::outcome_status;
 use crate::broker::moves::MoveKind;
 use crate::broker::moves::Moving;
 use crate::error::BrokerError;
-use crate::error::outcome_status;
+use crate::error::Reason;
 use crate::session::client_id;
 
 impl Context {
@@ -40,14 +40,14 @@ impl Context {
                 return leader_ok(resp.status);
             };
             let dlq = self.dead_letter_queue(&group, handle.group).ok_or_else(|| BrokerError::NotFound {
-                code: Code::TopicNotFound,
+                code: Reason::TopicNotFound,
                 message: format!(
                     "consumer group {group:?} has no dead-letter topic (groups created before dead letters existed); \
                      recreate the group"
                 ),
             })?;
             let gone = || BrokerError::BadRequest {
-                code: Code::InvalidReceiptHandle,
+                code: Reason::InvalidReceiptHandle,
                 message: "the message was acked, delivered again or removed since this handle was issued".into(),
             };
             let source = handle.source_topic(&group, &topic.name);

@@ -7,7 +7,6 @@ use std::time::Duration;
 use raftmq_proto::admin as admin_pb;
 use raftmq_proto::admin::admin_service_client::AdminServiceClient;
 use raftmq_proto::rocketmq as pb;
-use raftmq_proto::rocketmq::Code;
 use raftmq_storage::nameserver::ConsumerGroup;
 use raftmq_storage::nameserver::GroupSpec;
 use raftmq_storage::nameserver::MetaCommand;
@@ -20,6 +19,7 @@ use super::context::Context;
 use super::context::leader_ok;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
+use crate::error::Reason;
 
 /// How long new metadata may take to reach this node's NameServer replica.
 const VISIBLE_WAIT: Duration = Duration::from_secs(3);
@@ -27,8 +27,10 @@ const VISIBLE_WAIT: Duration = Duration::from_secs(3);
 /// The consumer group name of a request, checked.
 pub fn group_name(g: Option<&pb::Resource>) -> Result<String, BrokerError> {
     let name = g.map(|r| r.name.clone()).unwrap_or_default();
-    names::check_syntax("consumer group", &name)
-        .map_err(|e| BrokerError::BadRequest { code: Code::IllegalConsumerGroup, message: e.to_string() })?;
+    names::check_syntax("consumer group", &name).map_err(|e| BrokerError::BadRequest {
+        code: Reason::IllegalConsumerGroup,
+        message: e.to_string(),
+    })?;
     Ok(name)
 }
 
@@ -80,12 +82,11 @@ impl Context {
     }
 
     async fn create_group_on_leader(&self, name: &str) -> Result<(), BrokerError> {
-        let (leader, mut admin, req) =
-            self.to_ns_leader(admin_pb::CreateGroupRequest {
-                name: name.to_string(),
-                consume_from: raftmq_storage::nameserver::ConsumeFrom::Auto.to_text(),
-                ..Default::default()
-            })?;
+        let (leader, mut admin, req) = self.to_ns_leader(admin_pb::CreateGroupRequest {
+            name: name.to_string(),
+            consume_from: raftmq_storage::nameserver::ConsumeFrom::Auto.to_text(),
+            ..Default::default()
+        })?;
         let resp = admin.create_group(req).await.map_err(|s| ns_leader_silent(leader, &s))?.into_inner();
         leader_ok(resp.status)
     }

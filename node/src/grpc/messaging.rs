@@ -19,6 +19,7 @@ use super::context::Context;
 use super::context::LEADER_HEADER;
 use super::pull::PullStream;
 use super::receive::ReceiveStream;
+use super::status::status;
 use super::telemetry::TelemetryStream;
 use crate::session::client_id;
 
@@ -74,7 +75,7 @@ impl MessagingService for MessagingServiceImpl {
     ) -> Result<Response<pb::QueryRouteResponse>, Status> {
         if let Err(e) = client_id(req.metadata()) {
             return Ok(Response::new(pb::QueryRouteResponse {
-                status: Some(e.status()),
+                status: Some(status(&e)),
                 message_queues: Vec::new(),
             }));
         }
@@ -89,7 +90,7 @@ impl MessagingService for MessagingServiceImpl {
         let t0 = std::time::Instant::now();
         if let Err(e) = client_id(req.metadata()) {
             return Ok(Response::new(pb::SendMessageResponse {
-                status: Some(e.status()),
+                status: Some(status(&e)),
                 entries: Vec::new(),
             }));
         }
@@ -119,7 +120,7 @@ impl MessagingService for MessagingServiceImpl {
     ) -> Result<Response<pb::UpdateOffsetResponse>, Status> {
         let groups = self.group_of(req.get_ref().message_queue.as_ref());
         if let Err(e) = client_id(req.metadata()) {
-            return Ok(Response::new(pb::UpdateOffsetResponse { status: Some(e.status()) }));
+            return Ok(Response::new(pb::UpdateOffsetResponse { status: Some(status(&e)) }));
         }
         Ok(self.with_leaders(self.ctx.update_offset(req).await, &groups))
     }
@@ -131,7 +132,7 @@ impl MessagingService for MessagingServiceImpl {
     ) -> Result<Response<pb::GetOffsetResponse>, Status> {
         let groups = self.group_of(req.get_ref().message_queue.as_ref());
         if let Err(e) = client_id(req.metadata()) {
-            return Ok(Response::new(pb::GetOffsetResponse { status: Some(e.status()), offset: 0 }));
+            return Ok(Response::new(pb::GetOffsetResponse { status: Some(status(&e)), offset: 0 }));
         }
         Ok(self.with_leaders(self.ctx.get_offset(req).await, &groups))
     }
@@ -143,7 +144,7 @@ impl MessagingService for MessagingServiceImpl {
     ) -> Result<Response<pb::QueryOffsetResponse>, Status> {
         let groups = self.group_of(req.get_ref().message_queue.as_ref());
         if let Err(e) = client_id(req.metadata()) {
-            return Ok(Response::new(pb::QueryOffsetResponse { status: Some(e.status()), offset: 0 }));
+            return Ok(Response::new(pb::QueryOffsetResponse { status: Some(status(&e)), offset: 0 }));
         }
         Ok(self.with_leaders(self.ctx.query_offset(req).await, &groups))
     }

@@ -11,6 +11,7 @@ pub mod receipt;
 pub mod receive;
 pub mod renew;
 pub mod send;
+pub mod status;
 pub mod sweep;
 pub mod telemetry;
 pub mod topics;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures::Stream;
 use raftmq_proto::rocketmq as pb;
-use raftmq_proto::rocketmq::Code;
 use raftmq_storage::GroupId;
 use raftmq_storage::broker::record::RecordView;
 use tokio::time::Instant;
@@ -19,9 +18,11 @@ use super::context::leader_ok;
 use super::context::leader_silent;
 use super::groups::group_name;
 use super::receive::filter_of;
+use super::status::ok_status;
+use super::status::status;
 use crate::broker::read::PullRequest;
 use crate::error::BrokerError;
-use crate::error::ok_status;
+use crate::error::Reason;
 use crate::forward::forwarded;
 
 /// The stream a `PullMessage` answers with.
@@ -45,7 +46,7 @@ fn queue_of(q: Option<&pb::MessageQueue>) -> Result<(String, i32), BrokerError> 
 /// A pull answer carrying only an error status.
 pub fn pull_status(e: BrokerError) -> PullStream {
     Box::pin(futures::stream::iter([Ok(pb::PullMessageResponse {
-        content: Some(pb::pull_message_response::Content::Status(e.status())),
+        content: Some(pb::pull_message_response::Content::Status(status(&e))),
     })]))
 }
 
@@ -55,7 +56,7 @@ impl Context {
         let name = req.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
         let topic = match self.producer_topic(&name).await {
             Ok(t) => t,
-            Err(e) => return pb::QueryRouteResponse { status: Some(e.status()), message_queues: Vec::new() },
+            Err(e) => return pb::QueryRouteResponse { status: Some(status(&e)), message_queues: Vec::new() },
         };
         let resource = req.topic.clone().unwrap_or_default();
         let queues = topic
@@ -92,7 +93,7 @@ impl Context {
             let g = self.queue_group(&t, queue)?;
             if r.offset < 0 {
                 return Err(BrokerError::BadRequest {
-                    code: Code::IllegalOffset,
+                    code: Reason::IllegalOffset,
                     message: format!("offset {} is negative", r.offset),
                 });
             }
@@ -129,11 +130,11 @@ impl Context {
             .await;
         use pb::pull_message_response::Content;
         let items: Vec<Result<pb::PullMessageResponse, Status>> = match pulled {
-            Err(e) => vec![Ok(pb::PullMessageResponse { content: Some(Content::Status(e.status())) })],
+            Err(e) => vec![Ok(pb::PullMessageResponse { content: Some(Content::Status(status(&e))) })],
             Ok(Err(range)) => vec![
                 Ok(pb::PullMessageResponse {
                     content: Some(Content::Status(pb::Status {
-                        code: Code::IllegalOffset as i32,
+                        code: Reason::IllegalOffset as i32,
                         message: format!(
                             "offset {} is outside the queue: readable offsets are {}..{}",
                             r.offset, range.min, range.end
@@ -151,7 +152,7 @@ impl Context {
             Ok(Ok(p)) => {
                 let mut out = Vec::with_capacity(p.messages.len() + 2);
                 let status = if p.messages.is_empty() {
-                    pb::Status { code: Code::MessageNotFound as i32, message: "no new message".into() }
+                    pb::Status { code: Reason::MessageNotFound as i32, message: "no new message".into() }
                 } else {
                     ok_status()
                 };
@@ -214,7 +215,7 @@ impl Context {
             match b.committed(&group, &topic, queue as u32).await? {
                 Some(o) => Ok(o as i64),
                 None => Err(BrokerError::NotFound {
-                    code: Code::OffsetNotFound,
+                    code: Reason::OffsetNotFound,
                     message: format!(
                         "consumer group {group:?} has no committed offset on {topic} queue {queue}"
                     ),
@@ -224,7 +225,7 @@ impl Context {
         .await;
         match res {
             Ok(offset) => pb::GetOffsetResponse { status: Some(ok_status()), offset },
-            Err(e) => pb::GetOffsetResponse { status: Some(e.status()), offset: 0 },
+            Err(e) => pb::GetOffsetResponse { status: Some(status(&e)), offset: 0 },
         }
     }
 
@@ -246,7 +247,7 @@ impl Context {
             let (min, end) = b.bounds(&topic, queue as u32);
             if r.offset < min as i64 || r.offset > end as i64 {
                 return Err(BrokerError::BadRequest {
-                    code: Code::IllegalOffset,
+                    code: Reason::IllegalOffset,
                     message: format!(
                         "offset {} is outside the queue: committable offsets are {min}..={end}",
                         r.offset
@@ -256,7 +257,7 @@ impl Context {
             b.offsets.commit(group, topic, queue as u32, r.offset as u64).await
         }
         .await;
-        pb::UpdateOffsetResponse { status: Some(res.map_or_else(|e| e.status(), |()| ok_status())) }
+        pb::UpdateOffsetResponse { status: Some(res.map_or_else(|e| status(&e), |()| ok_status())) }
     }
 
     /// `QueryOffset`: the first, the end, or the first offset stored at or after a time.
@@ -293,7 +294,7 @@ impl Context {
         .await;
         match res {
             Ok(offset) => pb::QueryOffsetResponse { status: Some(ok_status()), offset },
-            Err(e) => pb::QueryOffsetResponse { status: Some(e.status()), offset: 0 },
+            Err(e) => pb::QueryOffsetResponse { status: Some(status(&e)), offset: 0 },
         }
     }
 }

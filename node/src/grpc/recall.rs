@@ -2,15 +2,15 @@
 //! recall handle its send returned.
 
 use raftmq_proto::rocketmq as pb;
-use raftmq_proto::rocketmq::Code;
 use tonic::Request;
 
 use super::context::Context;
 use super::context::leader_ok;
 use super::receive::topic_name;
+use super::status::outcome_status;
 use super::transaction::parse_locator;
 use crate::error::BrokerError;
-use crate::error::outcome_status;
+use crate::error::Reason;
 use crate::session::client_id;
 
 impl Context {
@@ -22,7 +22,7 @@ impl Context {
         let res = async {
             client_id(&md)?;
             let topic = self.topic(&topic_name(r.topic.as_ref())).await?;
-            let (group, id) = parse_locator(&r.recall_handle, Code::BadRequest)?;
+            let (group, id) = parse_locator(&r.recall_handle, Reason::BadRequest)?;
             message_id = id.clone();
             if !topic.queues.iter().any(|q| raftmq_storage::GroupId(q.group) == group) {
                 return Err(BrokerError::bad_request(format!(
@@ -41,7 +41,7 @@ impl Context {
                 Ok(())
             } else {
                 Err(BrokerError::NotFound {
-                    code: Code::MessageNotFound,
+                    code: Reason::MessageNotFound,
                     message: format!(
                         "message {id} is not waiting for delivery: it was delivered or recalled already"
                     ),

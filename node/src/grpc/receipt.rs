@@ -4,11 +4,11 @@
 //! mangled handle is told apart from a stale one. The source says whether the message was handed
 //! out from the consumer group's retry topic (then the queue and offset are the retry queue's).
 
-use raftmq_proto::rocketmq::Code;
 use raftmq_storage::GroupId;
 use raftmq_storage::nameserver::names;
 
 use crate::error::BrokerError;
+use crate::error::Reason;
 
 /// Handles without the source field (always the requested topic) are still accepted.
 const VERSION_1: &str = "r1";
@@ -38,7 +38,7 @@ fn checksum(body: &str) -> String {
 fn invalid(handle: &str, why: &str) -> BrokerError {
     let shown: String = handle.chars().take(80).collect();
     BrokerError::BadRequest {
-        code: Code::InvalidReceiptHandle,
+        code: Reason::InvalidReceiptHandle,
         message: format!(
             "receipt handle {shown:?} is not one this cluster issued ({why}); send it back exactly as received"
         ),
@@ -131,9 +131,9 @@ mod tests {
         assert_eq!(ReceiptHandle::parse(&old).unwrap(), h);
         let tampered = text.replacen(".99.", ".98.", 1);
         let e = ReceiptHandle::parse(&tampered).unwrap_err();
-        assert_eq!(e.code(), Code::InvalidReceiptHandle);
+        assert_eq!(e.code(), Reason::InvalidReceiptHandle);
         for bad in ["", "x", "r1.1.2.3", "r2.1.0.0.1.5.00000000", "garbage.with.dots"] {
-            assert_eq!(ReceiptHandle::parse(bad).unwrap_err().code(), Code::InvalidReceiptHandle, "{bad}");
+            assert_eq!(ReceiptHandle::parse(bad).unwrap_err().code(), Reason::InvalidReceiptHandle, "{bad}");
         }
     }
 }

@@ -36,6 +36,8 @@ use super::convert;
 use super::groups::group_name;
 use super::receipt::ReceiptHandle;
 use super::renew::AUTO_RENEW_INVISIBLE_MS;
+use super::status::ok_status;
+use super::status::status;
 use crate::broker::filter::Filter;
 use crate::broker::moves::Destination;
 use crate::broker::moves::MovePolicy;
@@ -43,7 +45,7 @@ use crate::broker::pop::ReceiveRequest;
 use crate::broker::start::Start;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
-use crate::error::ok_status;
+use crate::error::Reason;
 use crate::forward::forwarded;
 use crate::session::client_id;
 
@@ -91,7 +93,7 @@ fn receive_items(status: pb::Status, messages: Vec<pb::Message>) -> ReceiveStrea
 }
 
 fn receive_error(e: BrokerError) -> ReceiveStream {
-    receive_items(e.status(), Vec::new())
+    receive_items(status(&e), Vec::new())
 }
 
 fn millis_of(d: &raftmq_proto::prost_types::Duration) -> i64 {
@@ -114,7 +116,7 @@ pub(super) fn topic_name(r: Option<&pb::Resource>) -> String {
 fn readable(topic: &Topic) -> Result<(), BrokerError> {
     if topic.permission == Permission::Write {
         return Err(BrokerError::BadRequest {
-            code: Code::Forbidden,
+            code: Reason::Forbidden,
             message: format!("topic {:?} is write-only; make it readable with `topic update`", topic.name),
         });
     }
@@ -133,7 +135,7 @@ impl Context {
         let min = self.consumer.invisible_ms_min;
         if ms < min || ms > INVISIBLE_MS_MAX {
             return Err(BrokerError::BadRequest {
-                code: Code::IllegalInvisibleTime,
+                code: Reason::IllegalInvisibleTime,
                 message: format!("invisible time {ms} ms is outside {min} ms - 12 h"),
             });
         }
@@ -162,7 +164,7 @@ impl Context {
             AUTO_RENEW_INVISIBLE_MS
         } else {
             let d = r.invisible_duration.as_ref().ok_or_else(|| BrokerError::BadRequest {
-                code: Code::IllegalInvisibleTime,
+                code: Reason::IllegalInvisibleTime,
                 message: "invisible_duration is missing; set it, or set auto_renew".into(),
             })?;
             self.check_invisible(millis_of(d))?
@@ -170,7 +172,7 @@ impl Context {
         let group = self.consumer_group(&group_name).await?;
         if group.mode == ConsumeMode::Broadcasting {
             return Err(BrokerError::BadRequest {
-                code: Code::BadRequest,
+                code: Reason::BadRequest,
                 message: format!(
                     "consumer group {group_name:?} is BROADCASTING: every consumer reads every message by \
                      offset (PullMessage); ReceiveMessage is for CLUSTERING groups"
@@ -314,7 +316,7 @@ impl Context {
         }
         if messages.is_empty() {
             receive_items(
-                pb::Status { code: Code::MessageNotFound as i32, message: "no new message".into() },
+                pb::Status { code: Reason::MessageNotFound as i32, message: "no new message".into() },
                 messages,
             )
         } else {
@@ -371,14 +373,14 @@ impl Context {
         .await;
         let (group, topic) = match checked {
             Ok(c) => c,
-            Err(e) => return pb::AckMessageResponse { status: Some(e.status()), entries: Vec::new() },
+            Err(e) => return pb::AckMessageResponse { status: Some(status(&e)), entries: Vec::new() },
         };
         let mut statuses: Vec<Option<pb::Status>> = vec![None; r.entries.len()];
         let mut by_broker: BTreeMap<GroupId, Vec<(usize, ReceiptHandle)>> = BTreeMap::new();
         for (i, e) in r.entries.iter().enumerate() {
             match ReceiptHandle::parse(&e.receipt_handle) {
                 Ok(h) => by_broker.entry(h.group).or_default().push((i, h)),
-                Err(err) => statuses[i] = Some(err.status()),
+                Err(err) => statuses[i] = Some(status(&err)),
             }
         }
         let results = futures::future::join_all(by_broker.into_iter().map(|(g, items)| {
@@ -401,7 +403,7 @@ impl Context {
                 }
                 Err(e) => {
                     for (i, _) in &items {
-                        statuses[*i] = Some(e.status());
+                        statuses[*i] = Some(status(&e));
                     }
                 }
             }
@@ -413,7 +415,7 @@ impl Context {
             .map(|(e, s)| pb::AckMessageResultEntry {
                 message_id: e.message_id.clone(),
                 receipt_handle: e.receipt_handle.clone(),
-                status: Some(s.unwrap_or_else(|| BrokerError::Internal("entry not handled".into()).status())),
+                status: Some(s.unwrap_or_else(|| status(&BrokerError::Internal("entry not handled".into())))),
             })
             .collect();
         pb::AckMessageResponse {
@@ -480,7 +482,7 @@ impl Context {
             let topic = self.topic(&topic_name(r.topic.as_ref())).await?;
             let handle = ReceiptHandle::parse(&r.receipt_handle)?;
             let d = r.invisible_duration.as_ref().ok_or_else(|| BrokerError::BadRequest {
-                code: Code::IllegalInvisibleTime,
+                code: Reason::IllegalInvisibleTime,
                 message: "invisible_duration is missing".into(),
             })?;
             // Any time up to the maximum: a push consumer's retry (1 s for an orderly group)
@@ -488,7 +490,7 @@ impl Context {
             let ms = millis_of(d);
             if !renew && !(0..=INVISIBLE_MS_MAX).contains(&ms) {
                 return Err(BrokerError::BadRequest {
-                    code: Code::IllegalInvisibleTime,
+                    code: Reason::IllegalInvisibleTime,
                     message: format!("invisible time {ms} ms is outside 0 - 12 h"),
                 });
             }
@@ -501,7 +503,7 @@ impl Context {
                 pb::ChangeInvisibleDurationResponse { status: Some(ok_status()), receipt_handle: h.encode() }
             }
             Err(e) => pb::ChangeInvisibleDurationResponse {
-                status: Some(e.status()),
+                status: Some(status(&e)),
                 receipt_handle: String::new(),
             },
         }
@@ -529,7 +531,7 @@ impl Context {
                 }
                 Some(res) => {
                     let s = ack_status(&handle, *res, i64::MAX);
-                    Err(BrokerError::BadRequest { code: Code::InvalidReceiptHandle, message: s.message })
+                    Err(BrokerError::BadRequest { code: Reason::InvalidReceiptHandle, message: s.message })
                 }
                 None => Err(BrokerError::Internal("no result".into())),
             };
@@ -597,7 +599,7 @@ impl Context {
             };
             if assignments.is_empty() {
                 return Err(BrokerError::BadRequest {
-                    code: Code::Forbidden,
+                    code: Reason::Forbidden,
                     message: format!("topic {:?} has no readable queue", topic.name),
                 });
             }
@@ -606,14 +608,14 @@ impl Context {
         .await;
         match res {
             Ok(assignments) => pb::QueryAssignmentResponse { status: Some(ok_status()), assignments },
-            Err(e) => pb::QueryAssignmentResponse { status: Some(e.status()), assignments: Vec::new() },
+            Err(e) => pb::QueryAssignmentResponse { status: Some(status(&e)), assignments: Vec::new() },
         }
     }
 }
 
 /// The status of one ack (or change of invisible time) of `handle`.
 fn ack_status(handle: &ReceiptHandle, res: AckResult, now_ms: i64) -> pb::Status {
-    let invalid = |message: String| pb::Status { code: Code::InvalidReceiptHandle as i32, message };
+    let invalid = |message: String| pb::Status { code: Reason::InvalidReceiptHandle as i32, message };
     match res {
         AckResult::Done(_) => ok_status(),
         // Not in flight and the handle still within its time: acked already (a retried ack).

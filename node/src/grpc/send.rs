@@ -25,14 +25,16 @@ use super::context::Context;
 use super::context::PROPERTIES_BYTES_MAX;
 use super::context::deadline_left;
 use super::context::leader_silent;
+use super::status::ok_status;
+use super::status::status;
 use crate::broker::BrokerGroup;
 use crate::broker::traffic::Direction;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
-use crate::error::ok_status;
+use crate::error::Reason;
 use crate::forward::forwarded;
 
-fn illegal(code: Code, message: impl Into<String>) -> BrokerError {
+fn illegal(code: Reason, message: impl Into<String>) -> BrokerError {
     BrokerError::BadRequest { code, message: message.into() }
 }
 
@@ -53,14 +55,17 @@ fn to_new_message(topic: &Topic, m: &pb::Message, delay_max_ms: i64) -> Result<N
         .as_ref()
         .ok_or_else(|| BrokerError::bad_request("message has no system_properties"))?;
     if sys.message_id.trim().is_empty() {
-        return Err(illegal(Code::IllegalMessageId, "message_id is blank: clients generate one per message"));
+        return Err(illegal(
+            Reason::IllegalMessageId,
+            "message_id is blank: clients generate one per message",
+        ));
     }
     if m.body.is_empty() {
-        return Err(illegal(Code::MessageBodyEmpty, "message body is empty"));
+        return Err(illegal(Reason::MessageBodyEmpty, "message body is empty"));
     }
     if m.body.len() > BODY_BYTES_MAX {
         return Err(illegal(
-            Code::MessageBodyTooLarge,
+            Reason::MessageBodyTooLarge,
             format!("message body has {} bytes; the limit is {BODY_BYTES_MAX}", m.body.len()),
         ));
     }
@@ -68,24 +73,24 @@ fn to_new_message(topic: &Topic, m: &pb::Message, delay_max_ms: i64) -> Result<N
         && (tag.trim().is_empty() || tag.contains('|'))
     {
         return Err(illegal(
-            Code::IllegalMessageTag,
+            Reason::IllegalMessageTag,
             format!("tag {tag:?} must be non-blank and must not contain '|'"),
         ));
     }
     if sys.keys.iter().any(|k| k.trim().is_empty()) {
-        return Err(illegal(Code::IllegalMessageKey, "message keys must be non-blank"));
+        return Err(illegal(Reason::IllegalMessageKey, "message keys must be non-blank"));
     }
     let props: usize = m.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum();
     if props > PROPERTIES_BYTES_MAX {
         return Err(illegal(
-            Code::MessagePropertiesTooLarge,
+            Reason::MessagePropertiesTooLarge,
             format!("user properties take {props} bytes; the limit is {PROPERTIES_BYTES_MAX}"),
         ));
     }
     let group = sys.message_group.as_ref().filter(|g| !g.is_empty());
     if group.is_some_and(|g| g.trim().is_empty() || g.len() > 1024) {
         return Err(illegal(
-            Code::IllegalMessageGroup,
+            Reason::IllegalMessageGroup,
             "message group must be non-blank and at most 1024 bytes",
         ));
     }
@@ -108,7 +113,7 @@ fn to_new_message(topic: &Topic, m: &pb::Message, delay_max_ms: i64) -> Result<N
     );
     if !accepted {
         return Err(illegal(
-            Code::MessagePropertyConflictWithType,
+            Reason::MessagePropertyConflictWithType,
             format!(
                 "topic {:?} takes {} messages, this one is {stored_type:?}",
                 topic.name,
@@ -121,7 +126,7 @@ fn to_new_message(topic: &Topic, m: &pb::Message, delay_max_ms: i64) -> Result<N
         let ahead = at.saturating_sub(now_ms());
         if at <= 0 || ahead > delay_max_ms {
             return Err(illegal(
-                Code::IllegalDeliveryTime,
+                Reason::IllegalDeliveryTime,
                 format!(
                     "delivery time {at} is {} s ahead; it must be after 1970 and at most {} s ahead",
                     ahead / 1000,
@@ -132,7 +137,7 @@ fn to_new_message(topic: &Topic, m: &pb::Message, delay_max_ms: i64) -> Result<N
     }
     if stored_type == StoredType::Transaction && delivery_ms.is_some() {
         return Err(illegal(
-            Code::MessagePropertyConflictWithType,
+            Reason::MessagePropertyConflictWithType,
             "a transactional message cannot also be delayed",
         ));
     }
@@ -210,7 +215,7 @@ impl Context {
         req: pb::SendMessageRequest,
     ) -> (pb::SendMessageResponse, Vec<GroupId>) {
         let fail = |e: BrokerError| {
-            (pb::SendMessageResponse { status: Some(e.status()), entries: Vec::new() }, Vec::new())
+            (pb::SendMessageResponse { status: Some(status(&e)), entries: Vec::new() }, Vec::new())
         };
         let Some(first) = req.messages.first() else {
             return fail(BrokerError::bad_request("SendMessage carries no message"));
@@ -227,7 +232,7 @@ impl Context {
             Err(e) => return fail(e),
         };
         if topic.permission == Permission::Read {
-            return fail(illegal(Code::Forbidden, format!("topic {topic_name:?} is read-only")));
+            return fail(illegal(Reason::Forbidden, format!("topic {topic_name:?} is read-only")));
         }
         let forwarded = crate::forward::is_forwarded(&md);
         // Queues of groups this node leads: a send there needs no extra hop.
@@ -249,7 +254,7 @@ impl Context {
                     let g = GroupId(topic.queues[queue as usize].group);
                     by_group.entry(g).or_default().push((i, nm));
                 }
-                Err(e) => results[i] = Some(entry(e.status(), id, -1)),
+                Err(e) => results[i] = Some(entry(status(&e), id, -1)),
             }
         }
         let groups: Vec<GroupId> = by_group.keys().copied().collect();
@@ -383,7 +388,7 @@ impl Context {
             }
             Err(e) => {
                 tracing::debug!(group = %g, error = %e, "append failed");
-                idx.into_iter().zip(ids).map(|(i, id)| (i, entry(e.status(), &id, -1))).collect()
+                idx.into_iter().zip(ids).map(|(i, id)| (i, entry(status(&e), &id, -1))).collect()
             }
         }
     }
@@ -471,7 +476,7 @@ enum Forwarded {
 
 /// The same failure for every message.
 fn fail_all(msgs: &[(usize, NewMessage)], e: &BrokerError) -> Vec<(usize, pb::SendResultEntry)> {
-    msgs.iter().map(|(i, m)| (*i, entry(e.status(), &m.message_id, -1))).collect()
+    msgs.iter().map(|(i, m)| (*i, entry(status(e), &m.message_id, -1))).collect()
 }
 
 /// A checked message back on the wire, with its chosen queue, for forwarding.

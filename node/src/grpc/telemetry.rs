@@ -13,7 +13,6 @@ use futures::Stream;
 use futures::StreamExt;
 use raftmq_proto::prost_types;
 use raftmq_proto::rocketmq as pb;
-use raftmq_proto::rocketmq::Code;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
@@ -24,8 +23,10 @@ use super::context::BODY_BYTES_MAX;
 use super::context::Context;
 use super::groups::group_name;
 use super::receive::filter_of;
+use super::status::ok_status;
+use super::status::status;
 use crate::error::BrokerError;
-use crate::error::ok_status;
+use crate::error::Reason;
 use crate::session::client_id;
 
 /// The stream a `Telemetry` call answers with.
@@ -148,7 +149,7 @@ impl Context {
                                 // The RocketMQ code (e.g. ILLEGAL_FILTER_EXPRESSION) travels in
                                 // the command's status; the client may correct and resend.
                                 tracing::info!(client = %client, error = %e, "settings refused");
-                                let reply = pb::TelemetryCommand { status: Some(e.status()), command: None };
+                                let reply = pb::TelemetryCommand { status: Some(status(&e)), command: None };
                                 if reply_tx.send(Ok(reply)).await.is_err() {
                                     break;
                                 }
@@ -172,10 +173,10 @@ impl Context {
     /// `Heartbeat`: the client is alive; UNRECOGNIZED_CLIENT_TYPE if it never sent Settings.
     pub fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> pb::HeartbeatResponse {
         let status = match client_id(req.metadata()) {
-            Err(e) => e.status(),
+            Err(e) => status(&e),
             Ok(client) if self.sessions.touch(&client) => ok_status(),
             Ok(client) => pb::Status {
-                code: Code::UnrecognizedClientType as i32,
+                code: Reason::UnrecognizedClientType as i32,
                 message: format!(
                     "client {client:?} sent no Settings to this node: open a Telemetry stream and send Settings first"
                 ),
@@ -190,7 +191,7 @@ impl Context {
         req: Request<pb::NotifyClientTerminationRequest>,
     ) -> pb::NotifyClientTerminationResponse {
         let status = match client_id(req.metadata()) {
-            Err(e) => e.status(),
+            Err(e) => status(&e),
             Ok(client) => {
                 self.sessions.remove(&client);
                 ok_status()

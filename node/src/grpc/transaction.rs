@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_proto::rocketmq as pb;
-use raftmq_proto::rocketmq::Code;
 use raftmq_storage::GroupId;
 use raftmq_storage::broker::record::RecordView;
 use tokio::sync::watch;
@@ -18,8 +17,9 @@ use super::context::Context;
 use super::context::leader_ok;
 use super::convert;
 use super::receive::topic_name;
+use super::status::outcome_status;
 use crate::error::BrokerError;
-use crate::error::outcome_status;
+use crate::error::Reason;
 use crate::session::client_id;
 
 /// Half messages checked per broker group per round.
@@ -41,7 +41,7 @@ pub fn locator(group: GroupId, message_id: &str) -> String {
 }
 
 /// Parses a [`locator`]; `code` for one this cluster did not issue.
-pub fn parse_locator(id: &str, code: Code) -> Result<(GroupId, String), BrokerError> {
+pub fn parse_locator(id: &str, code: Reason) -> Result<(GroupId, String), BrokerError> {
     let invalid = || BrokerError::BadRequest {
         code,
         message: format!(
@@ -72,10 +72,10 @@ impl Context {
                 Ok(pb::TransactionResolution::Rollback) => false,
                 _ => return Err(BrokerError::bad_request("resolution must be COMMIT or ROLLBACK")),
             };
-            let (group, message_id) = parse_locator(&r.transaction_id, Code::InvalidTransactionId)?;
+            let (group, message_id) = parse_locator(&r.transaction_id, Reason::InvalidTransactionId)?;
             if !topic.queues.iter().any(|q| GroupId(q.group) == group) {
                 return Err(BrokerError::BadRequest {
-                    code: Code::InvalidTransactionId,
+                    code: Reason::InvalidTransactionId,
                     message: format!("{} holds no queue of topic {:?}", group.name(), topic.name),
                 });
             }
@@ -89,7 +89,7 @@ impl Context {
                 Ok(())
             } else {
                 Err(BrokerError::NotFound {
-                    code: Code::InvalidTransactionId,
+                    code: Reason::InvalidTransactionId,
                     message: format!(
                         "no open transaction for message {message_id}: it was committed or rolled back already"
                     ),
@@ -162,10 +162,13 @@ mod tests {
     #[test]
     fn locators_round_trip_and_refuse_garbage() {
         let id = locator(GroupId::broker(2), "01ABC");
-        assert_eq!(parse_locator(&id, Code::BadRequest).unwrap(), (GroupId::broker(2), "01ABC".to_string()));
+        assert_eq!(
+            parse_locator(&id, Reason::BadRequest).unwrap(),
+            (GroupId::broker(2), "01ABC".to_string())
+        );
         for bad in ["", "01ABC", "nameserver:01ABC", "broker-b:", "nope:x"] {
-            let e = parse_locator(bad, Code::InvalidTransactionId).unwrap_err();
-            assert_eq!(e.code(), Code::InvalidTransactionId, "{bad}");
+            let e = parse_locator(bad, Reason::InvalidTransactionId).unwrap_err();
+            assert_eq!(e.code(), Reason::InvalidTransactionId, "{bad}");
         }
     }
 }

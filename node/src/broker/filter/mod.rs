@@ -9,7 +9,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use raftmq_proto::rocketmq::Code;
+use crate::error::Reason;
 use raftmq_storage::broker::keys::tag_hash;
 use raftmq_storage::broker::record::RecordView;
 
@@ -59,7 +59,7 @@ impl Filter {
         let tags: Vec<String> = expr.split("||").map(|t| t.trim().to_string()).collect();
         if tags.iter().any(String::is_empty) {
             return Err(BrokerError::BadRequest {
-                code: Code::IllegalFilterExpression,
+                code: Reason::IllegalFilterExpression,
                 message: format!(
                     "tag expression {expr:?} has an empty tag; write TagA||TagB, or * for every message"
                 ),
@@ -71,7 +71,7 @@ impl Filter {
     /// Parses an SQL92 expression over message properties.
     pub fn sql(expr: &str) -> Result<Filter, BrokerError> {
         let e = parser::parse(expr).map_err(|e| BrokerError::BadRequest {
-            code: Code::IllegalFilterExpression,
+            code: Reason::IllegalFilterExpression,
             message: format!("SQL92 filter {expr:?}: {e}"),
         })?;
         Ok(match e {

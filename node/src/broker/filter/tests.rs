@@ -22,7 +22,7 @@ fn check(sql: &str, props: &[(&str, &str)]) -> bool {
 fn rejected(sql: &str) -> String {
     match Filter::sql(sql) {
         Err(BrokerError::BadRequest { code, message }) => {
-            assert_eq!(code, Code::IllegalFilterExpression, "{sql}");
+            assert_eq!(code, Reason::IllegalFilterExpression, "{sql}");
             message
         }
         other => panic!("{sql} was not rejected: {other:?}"),
