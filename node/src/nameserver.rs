@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use raftmq_proto::admin as admin_pb;
+use raftmq_proto::admin::admin_service_client::AdminServiceClient;
 use raftmq_raft::Group;
 use raftmq_raft::RaftHost;
 use raftmq_storage::Command;
@@ -14,20 +16,28 @@ use raftmq_storage::NodeId;
 use raftmq_storage::NodeInfo;
 use raftmq_storage::Response;
 use raftmq_storage::nameserver::BrokerGroupSpec;
+use raftmq_storage::nameserver::GroupSpec;
 use raftmq_storage::nameserver::Member;
 use raftmq_storage::nameserver::MetaCommand;
 use raftmq_storage::nameserver::MetaResponse;
 use raftmq_storage::nameserver::MetaState;
 use raftmq_storage::nameserver::SharedMeta;
+use raftmq_storage::nameserver::TopicSpec;
 use tokio::sync::Notify;
 use tokio::sync::watch;
 
 use crate::broker::Brokers;
+use crate::clock::now_ms;
 use crate::config::NodeConfig;
 use crate::error::BrokerError;
+use crate::forward::ClientChannels;
+use crate::grpc::context::leader_ok;
 
 /// Longest wait for this node to catch up with the NameServer leader before a current read.
 const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Deadline of a request to the NameServer leader made on a client's behalf.
+const LEADER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The NameServer as seen from this node.
 #[derive(Clone)]
@@ -37,17 +47,71 @@ pub struct NameServer {
     meta: SharedMeta,
     /// Addresses from this node's config: known before any membership reached the node.
     configured: Arc<BTreeMap<NodeId, NodeInfo>>,
+    /// Channels to other nodes' client ports (the leader's admin service).
+    channels: Arc<ClientChannels>,
 }
 
 impl NameServer {
-    /// Wraps the started NameServer group; `configured` are the addresses the config lists.
+    /// Wraps the started NameServer group; `configured` are the addresses the config lists;
+    /// `channels` reach the other nodes' client ports.
     pub fn new(
         group: Group,
         host: Arc<RaftHost>,
         meta: SharedMeta,
         configured: BTreeMap<NodeId, NodeInfo>,
+        channels: Arc<ClientChannels>,
     ) -> Self {
-        Self { group, host, meta, configured: Arc::new(configured) }
+        Self { group, host, meta, configured: Arc::new(configured), channels }
+    }
+
+    /// Creates topic `spec` on a client's behalf: proposed here if this node leads, else asked
+    /// of the leader's admin service (marked forwarded).
+    pub async fn create_topic_for_client(&self, spec: TopicSpec) -> Result<(), BrokerError> {
+        if self.is_leader() {
+            return self.propose(MetaCommand::CreateTopic { spec, now_ms: now_ms() }).await.map(|_| ());
+        }
+        let msg = admin_pb::CreateTopicRequest {
+            name: spec.name,
+            message_type: spec.message_type.as_str().to_string(),
+            queue_count: spec.queue_count,
+            ..Default::default()
+        };
+        let (leader, mut admin, req) = self.to_leader(msg)?;
+        let resp = admin.create_topic(req).await.map_err(|s| leader_silent(leader, &s))?.into_inner();
+        leader_ok(resp.status)
+    }
+
+    /// Creates consumer group `spec` on a client's behalf, here or through the leader.
+    pub async fn create_group_for_client(&self, spec: GroupSpec) -> Result<(), BrokerError> {
+        if self.is_leader() {
+            return self.propose(MetaCommand::CreateGroup { spec, now_ms: now_ms() }).await.map(|_| ());
+        }
+        let msg = admin_pb::CreateGroupRequest {
+            name: spec.name,
+            mode: spec.mode.as_str().to_string(),
+            fifo: spec.fifo,
+            max_delivery_attempts: spec.max_delivery_attempts,
+            consume_from: spec.consume_from.to_text(),
+        };
+        let (leader, mut admin, req) = self.to_leader(msg)?;
+        let resp = admin.create_group(req).await.map_err(|s| leader_silent(leader, &s))?.into_inner();
+        leader_ok(resp.status)
+    }
+
+    /// The admin service of the NameServer leader and `msg` as a request to it (marked
+    /// forwarded, with a deadline).
+    fn to_leader<T>(
+        &self,
+        msg: T,
+    ) -> Result<(NodeId, AdminServiceClient<tonic::transport::Channel>, tonic::Request<T>), BrokerError> {
+        let (leader, info) = self.leader().ok_or_else(|| {
+            BrokerError::Unavailable("the NameServer has no leader right now; retry".into())
+        })?;
+        let ch = self.channels.get(&info.client_addr).map_err(BrokerError::Internal)?;
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(LEADER_REQUEST_TIMEOUT);
+        crate::forward::mark_forwarded(&mut req, self.host.node_id());
+        Ok((leader, AdminServiceClient::new(ch), req))
     }
 
     /// Where node `id` is: from the Raft membership, else the NameServer's member records, else
@@ -299,4 +363,9 @@ async fn sync_layout(ns: &NameServer, config: &NodeConfig, brokers: &Brokers) ->
         }
     }
     Ok(())
+}
+
+/// The error for a NameServer leader that did not answer.
+fn leader_silent(leader: NodeId, s: &tonic::Status) -> BrokerError {
+    BrokerError::Unavailable(format!("NameServer leader {leader} did not answer: {}", s.message()))
 }

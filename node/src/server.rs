@@ -21,10 +21,11 @@ use crate::authority::AuthorityFix;
 use crate::broker::Brokers;
 use crate::broker::batcher::BatcherOptions;
 use crate::broker::flow::Flow;
+use crate::broker::service::BrokerOptions;
+use crate::broker::service::BrokerService;
 use crate::config::NodeConfig;
 use crate::forward::ClientChannels;
 use crate::grpc::context::CLIENT_MESSAGE_BYTES_MAX;
-use crate::grpc::context::ConsumerOptions;
 use crate::grpc::context::Context;
 use crate::grpc::messaging::MessagingServiceImpl;
 use crate::metrics::Metrics;
@@ -153,7 +154,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         .iter()
         .map(|m| (m.id, raftmq_storage::NodeInfo::new(m.raft_addr.clone(), m.client_addr.clone())))
         .collect();
-    let ns = NameServer::new(ns_group, host.clone(), meta, configured);
+    let channels = Arc::new(ClientChannels::with_source(source));
+    let ns = NameServer::new(ns_group, host.clone(), meta, configured, channels.clone());
     let b = &config.broker;
     let batcher = BatcherOptions {
         batch_bytes_max: (b.batch_kib_max << 10) as usize,
@@ -180,7 +182,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
     }
 
-    let channels = Arc::new(ClientChannels::with_source(source));
     let admin = AdminServiceServer::new(AdminServiceImpl::new(
         node_id,
         ns.clone(),
@@ -188,20 +189,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         host.clone(),
         channels.clone(),
     ));
-    let ctx = Arc::new(Context::new(
+    let broker = BrokerService::new(
         node_id,
-        config.client_advertise.clone(),
         ns.clone(),
         brokers.clone(),
-        channels,
-        ConsumerOptions {
+        BrokerOptions {
             invisible_ms_min: config.broker.invisible_ms_min,
             auto_create_groups: config.broker.auto_create_groups,
             delay_max_ms: (config.broker.delay_max_secs as i64).saturating_mul(1000),
             auto_create_topics: config.broker.auto_create_topics,
             retry_delays_ms: config.broker.retry_delays_ms.clone(),
         },
-    ));
+    );
+    let ctx = Arc::new(Context::new(broker.clone(), config.client_advertise.clone(), channels));
     let renewals = tokio::spawn(crate::grpc::renew::run(ctx.clone(), stop_rx.clone()));
     let txn_opts = crate::grpc::transaction::TxnOptions {
         check_interval: Duration::from_secs(config.broker.transaction_check_secs),

@@ -136,11 +136,16 @@ impl Group {
     /// Proposes `cmd` and waits until it is committed and applied; returns what apply returned.
     #[tracing::instrument(level = "debug", skip_all, fields(group = %self.id()))]
     pub async fn write(&self, cmd: Command) -> Result<Response, RaftError> {
+        self.write_at(cmd).await.map(|(_, r)| r)
+    }
+
+    /// [`write`](Self::write), also returning the log index of the entry that carried `cmd`.
+    pub async fn write_at(&self, cmd: Command) -> Result<(u64, Response), RaftError> {
         let group = self.id();
         let res = on_raft!(self, r => r.client_write(cmd).await);
         let resp = res.map_err(|e| write_error(group, e))?;
         tracing::debug!(index = resp.log_id.index, term = resp.log_id.leader_id.term, "write applied");
-        Ok(resp.data)
+        Ok((resp.log_id.index, resp.data))
     }
 
     /// Waits until this node's state machine is up to date with a linearizable point: a lease

@@ -8,10 +8,10 @@ use std::time::Duration;
 use raftmq_client::Message;
 use raftmq_client::MessageView;
 use raftmq_client::OffsetPolicy;
-use raftmq_client::PullConsumer;
-use raftmq_client::PullConsumerOptions;
 use raftmq_client::Producer;
 use raftmq_client::ProducerOptions;
+use raftmq_client::PullConsumer;
+use raftmq_client::PullConsumerOptions;
 use raftmq_client::SimpleConsumer;
 use raftmq_client::SimpleConsumerOptions;
 use raftmq_client::Subscription;
@@ -34,7 +34,13 @@ async fn send_n(c: &TestCluster, topic: &str, prefix: &str, n: usize) -> BTreeSe
 }
 
 /// Every message a new consumer of `group` receives within `wait` (acked as it comes).
-async fn received(c: &TestCluster, group: &str, topic: &str, want: usize, wait: Duration) -> Vec<MessageView> {
+async fn received(
+    c: &TestCluster,
+    group: &str,
+    topic: &str,
+    want: usize,
+    wait: Duration,
+) -> Vec<MessageView> {
     let mut o = SimpleConsumerOptions::new(endpoints(c), group);
     o.await_duration = Duration::from_millis(500);
     let s = SimpleConsumer::new(o).unwrap();
@@ -52,7 +58,13 @@ async fn drain(c: &TestCluster, group: &str, topic: &str, want: usize, wait: Dur
 }
 
 /// The (queue, offset) of what [`received`] got.
-async fn drain_at(c: &TestCluster, group: &str, topic: &str, want: usize, wait: Duration) -> BTreeSet<(u32, u64)> {
+async fn drain_at(
+    c: &TestCluster,
+    group: &str,
+    topic: &str,
+    want: usize,
+    wait: Duration,
+) -> BTreeSet<(u32, u64)> {
     received(c, group, topic, want, wait).await.into_iter().map(|m| (m.queue_id, m.offset)).collect()
 }
 
@@ -115,9 +127,12 @@ async fn official_clients_receive_everything_sent_after_their_group_was_created(
     let out = raftmq_tests::run_compat(py, Duration::from_secs(120), "ok python consumer").await;
     println!("{out}");
     let mut nd = tokio::process::Command::new("node");
-    nd.env("NODE_PATH", &node_modules)
-        .arg(dir.join("node").join("create_send_consume.js"))
-        .args([&access, "first-hour", "g-node", "20"]);
+    nd.env("NODE_PATH", &node_modules).arg(dir.join("node").join("create_send_consume.js")).args([
+        &access,
+        "first-hour",
+        "g-node",
+        "20",
+    ]);
     let out = raftmq_tests::run_compat(nd, Duration::from_secs(120), "ok node consumer").await;
     println!("{out}");
 }

@@ -37,7 +37,7 @@ use super::resume::Via;
 use super::scratch::ScratchCluster;
 use super::stats::ms;
 use super::stats::summarize;
-use crate::grpc::send::group_hash;
+use crate::broker::send::group_hash;
 
 /// Options of `raftmq bench failover`.
 #[derive(Debug, Args)]

@@ -75,9 +75,24 @@ pub struct BatcherStats {
     pub proposal_micros: AtomicU64,
 }
 
+/// Where an appended message landed: its queue offset, and its place in the CommitLog (the log
+/// entry and its position among the entry's records), which locates it without any index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Queue offset (0 for a delayed or half message, which gets one later).
+    pub offset: u64,
+    /// Log index of the entry holding it.
+    pub log_index: u64,
+    /// Its ordinal among the records of that entry.
+    pub ordinal: u32,
+}
+
+/// Most records one entry may carry: a record's place is its ordinal in 16 bits.
+pub const RECORDS_PER_ENTRY_MAX: u32 = u16::MAX as u32;
+
 struct Pending {
     msgs: Vec<NewMessage>,
-    reply: oneshot::Sender<Result<Vec<u64>, BrokerError>>,
+    reply: oneshot::Sender<Result<Vec<Appended>, BrokerError>>,
     permit: OwnedSemaphorePermit,
 }
 
@@ -120,8 +135,14 @@ impl Batcher {
         throttled(what, drain_hint_ms(self.backlog_bytes(), rate))
     }
 
-    /// Appends `msgs` and waits until they are committed and applied; returns their queue offsets.
-    pub async fn append(&self, msgs: Vec<NewMessage>) -> Result<Vec<u64>, BrokerError> {
+    /// Appends `msgs` and waits until they are committed and applied; returns where each landed.
+    pub async fn append(&self, msgs: Vec<NewMessage>) -> Result<Vec<Appended>, BrokerError> {
+        if msgs.len() > RECORDS_PER_ENTRY_MAX as usize {
+            return Err(BrokerError::bad_request(format!(
+                "{} messages in one request; the limit is {RECORDS_PER_ENTRY_MAX}",
+                msgs.len()
+            )));
+        }
         let size: usize = msgs.iter().map(|m| m.encoded_len() + 4).sum();
         if size > self.bytes_max {
             return Err(BrokerError::bad_request(format!(
@@ -166,21 +187,40 @@ async fn run(
     let proposals = Arc::new(Semaphore::new(opts.inflight_proposals_max));
     // Store times never go back on this leader, even if the wall clock does.
     let last_ms = Arc::new(AtomicI64::new(0));
-    while let Some(first) = rx.recv().await {
+    // A request held back from the previous entry (it would not have fitted) goes first.
+    let mut pending: Option<Pending> = None;
+    loop {
+        let first = match pending.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let mut builder = BatchBuilder::new();
         let mut waiters = Vec::new();
         add(&mut builder, &mut waiters, first);
+        // A request that would not fit waits for the next entry.
+        let mut held: Option<Pending> = None;
         while builder.len() < opts.batch_bytes_max
             && let Ok(p) = rx.try_recv()
         {
+            if !fits(&builder, &p) {
+                held = Some(p);
+                break;
+            }
             add(&mut builder, &mut waiters, p);
         }
         let busy = proposals.available_permits() < opts.inflight_proposals_max;
-        if busy && builder.len() < opts.batch_bytes_max {
+        if held.is_none() && busy && builder.len() < opts.batch_bytes_max {
             let deadline = tokio::time::Instant::now() + opts.linger;
             while builder.len() < opts.batch_bytes_max {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(p)) => add(&mut builder, &mut waiters, p),
+                    Ok(Some(p)) if fits(&builder, &p) => add(&mut builder, &mut waiters, p),
+                    Ok(Some(p)) => {
+                        held = Some(p);
+                        break;
+                    }
                     _ => break,
                 }
             }
@@ -200,34 +240,51 @@ async fn run(
         let stats = stats.clone();
         tokio::spawn(async move {
             let t0 = std::time::Instant::now();
-            let result = group.write(cmd).await;
+            let result = group.write_at(cmd).await;
             stats.proposal_micros.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
             if result.is_ok() {
                 stats.applied_bytes.fetch_add(bytes, Ordering::Relaxed);
             }
             drop(permit);
             let mut offsets = match result {
-                Ok(Response::Appended(o)) => Ok(o.into_iter()),
-                Ok(Response::Rejected(e)) => {
+                Ok((log_index, Response::Appended(o))) => Ok((log_index, o.into_iter())),
+                Ok((_, Response::Rejected(e))) => {
                     Err(BrokerError::Internal(format!("append rejected by apply: {e}")))
                 }
-                Ok(other) => Err(BrokerError::Internal(format!("unexpected apply result {other:?}"))),
+                Ok((_, other)) => Err(BrokerError::Internal(format!("unexpected apply result {other:?}"))),
                 Err(e) => Err(BrokerError::from(e)),
             };
+            let mut ordinal = 0u32;
             for (n, reply, _permit) in waiters {
                 let r = match &mut offsets {
-                    Ok(it) => Ok(it.by_ref().take(n).collect()),
+                    Ok((log_index, it)) => Ok(it
+                        .by_ref()
+                        .take(n)
+                        .map(|offset| {
+                            let a = Appended { offset, log_index: *log_index, ordinal };
+                            ordinal += 1;
+                            a
+                        })
+                        .collect()),
                     Err(e) => Err(e.clone()),
                 };
                 let _ = reply.send(r);
             }
         });
+        if let Some(p) = held {
+            pending = Some(p);
+        }
     }
+}
+
+/// Whether `p`'s messages still fit in `builder`'s entry (by record count).
+fn fits(builder: &BatchBuilder, p: &Pending) -> bool {
+    builder.count() as usize + p.msgs.len() <= RECORDS_PER_ENTRY_MAX as usize
 }
 
 /// A request waiting for its entry: its message count, where to answer, and its share of the
 /// in-flight byte bound (released with the answer).
-type Waiter = (usize, oneshot::Sender<Result<Vec<u64>, BrokerError>>, OwnedSemaphorePermit);
+type Waiter = (usize, oneshot::Sender<Result<Vec<Appended>, BrokerError>>, OwnedSemaphorePermit);
 
 fn add(builder: &mut BatchBuilder, waiters: &mut Vec<Waiter>, p: Pending) {
     for m in &p.msgs {

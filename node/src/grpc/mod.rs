@@ -14,5 +14,4 @@ pub mod send;
 pub mod status;
 pub mod sweep;
 pub mod telemetry;
-pub mod topics;
 pub mod transaction;

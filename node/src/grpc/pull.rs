@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use raftmq_proto::rocketmq as pb;
+use raftmq_proto::rocketmq::Code;
 use raftmq_storage::GroupId;
 use raftmq_storage::broker::record::RecordView;
 use tokio::time::Instant;
@@ -134,7 +135,7 @@ impl Context {
             Ok(Err(range)) => vec![
                 Ok(pb::PullMessageResponse {
                     content: Some(Content::Status(pb::Status {
-                        code: Reason::IllegalOffset as i32,
+                        code: Code::IllegalOffset as i32,
                         message: format!(
                             "offset {} is outside the queue: readable offsets are {}..{}",
                             r.offset, range.min, range.end
@@ -152,7 +153,7 @@ impl Context {
             Ok(Ok(p)) => {
                 let mut out = Vec::with_capacity(p.messages.len() + 2);
                 let status = if p.messages.is_empty() {
-                    pb::Status { code: Reason::MessageNotFound as i32, message: "no new message".into() }
+                    pb::Status { code: Code::MessageNotFound as i32, message: "no new message".into() }
                 } else {
                     ok_status()
                 };
@@ -182,7 +183,7 @@ impl Context {
         r: pb::PullMessageRequest,
         md: &MetadataMap,
     ) -> Result<PullStream, Status> {
-        let target = match self.forward_target(g, md) {
+        let target = match self.forward_target(g, super::context::forwarded_here(md)) {
             Ok(t) => t,
             Err(e) => return Ok(pull_status(e)),
         };

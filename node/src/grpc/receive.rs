@@ -21,7 +21,6 @@ use raftmq_storage::nameserver::ConsumeMode;
 use raftmq_storage::nameserver::ConsumerGroup;
 use raftmq_storage::nameserver::Permission;
 use raftmq_storage::nameserver::Topic;
-use raftmq_storage::nameserver::names;
 use tokio::time::Instant;
 use tonic::Request;
 use tonic::Status;
@@ -39,7 +38,6 @@ use super::renew::AUTO_RENEW_INVISIBLE_MS;
 use super::status::ok_status;
 use super::status::status;
 use crate::broker::filter::Filter;
-use crate::broker::moves::Destination;
 use crate::broker::moves::MovePolicy;
 use crate::broker::pop::ReceiveRequest;
 use crate::broker::start::Start;
@@ -124,15 +122,9 @@ fn readable(topic: &Topic) -> Result<(), BrokerError> {
 }
 
 impl Context {
-    /// The dead-letter queue of consumer group `group` on broker group `broker`, if the group
-    /// has its `%DLQ%` topic (created with the group).
-    pub fn dead_letter_queue(&self, group: &str, broker: GroupId) -> Option<Destination> {
-        self.ns.read_local(|s| Destination::of(s, names::dlq_topic(group), broker))
-    }
-
     /// Checks an invisible time against the allowed range.
     fn check_invisible(&self, ms: i64) -> Result<i64, BrokerError> {
-        let min = self.consumer.invisible_ms_min;
+        let min = self.options.invisible_ms_min;
         if ms < min || ms > INVISIBLE_MS_MAX {
             return Err(BrokerError::BadRequest {
                 code: Reason::IllegalInvisibleTime,
@@ -316,7 +308,7 @@ impl Context {
         }
         if messages.is_empty() {
             receive_items(
-                pb::Status { code: Reason::MessageNotFound as i32, message: "no new message".into() },
+                pb::Status { code: Code::MessageNotFound as i32, message: "no new message".into() },
                 messages,
             )
         } else {
@@ -332,7 +324,7 @@ impl Context {
         md: &MetadataMap,
         wait: Duration,
     ) -> Result<Vec<pb::Message>, BrokerError> {
-        let target = self.forward_target(g, md)?;
+        let target = self.forward_target(g, super::context::forwarded_here(md))?;
         let mut client = self.client(&target.client_addr)?;
         let timeout = deadline_left(md).unwrap_or(wait + Duration::from_secs(5));
         let unavailable = |s: Status| leader_silent(target.node, &g, &s);
@@ -615,7 +607,7 @@ impl Context {
 
 /// The status of one ack (or change of invisible time) of `handle`.
 fn ack_status(handle: &ReceiptHandle, res: AckResult, now_ms: i64) -> pb::Status {
-    let invalid = |message: String| pb::Status { code: Reason::InvalidReceiptHandle as i32, message };
+    let invalid = |message: String| pb::Status { code: Code::InvalidReceiptHandle as i32, message };
     match res {
         AckResult::Done(_) => ok_status(),
         // Not in flight and the handle still within its time: acked already (a retried ack).

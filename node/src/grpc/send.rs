@@ -6,161 +6,52 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use md5::Digest;
 use raftmq_client::trace;
 use raftmq_proto::rocketmq as pb;
 use raftmq_proto::rocketmq::Code;
 use raftmq_storage::GroupId;
 use raftmq_storage::broker::record::NewMessage;
 use raftmq_storage::broker::record::StoredType;
-use raftmq_storage::nameserver::MessageType;
 use raftmq_storage::nameserver::Permission;
-use raftmq_storage::nameserver::Topic;
 use tonic::Request;
 use tonic::metadata::MetadataMap;
 use tracing::Instrument;
 
-use super::context::BODY_BYTES_MAX;
 use super::context::Context;
-use super::context::PROPERTIES_BYTES_MAX;
 use super::context::deadline_left;
 use super::context::leader_silent;
 use super::status::ok_status;
 use super::status::status;
-use crate::broker::BrokerGroup;
-use crate::broker::traffic::Direction;
-use crate::clock::now_ms;
+use crate::broker::batcher::Appended;
+use crate::broker::send::Draft;
+use crate::broker::send::encoding;
 use crate::error::BrokerError;
 use crate::error::Reason;
 use crate::forward::forwarded;
 
-fn illegal(code: Reason, message: impl Into<String>) -> BrokerError {
-    BrokerError::BadRequest { code, message: message.into() }
-}
-
-/// FNV-1a of a message group: which queue a FIFO message goes to. Stable across versions.
-pub fn group_hash(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// Checks one message and builds what is stored (without its queue).
-fn to_new_message(topic: &Topic, m: &pb::Message, delay_max_ms: i64) -> Result<NewMessage, BrokerError> {
+/// The core's draft of a wire message (the broker checks it: `BrokerService::prepare`).
+fn draft(m: &pb::Message) -> Result<Draft, BrokerError> {
     let sys = m
         .system_properties
         .as_ref()
         .ok_or_else(|| BrokerError::bad_request("message has no system_properties"))?;
-    if sys.message_id.trim().is_empty() {
-        return Err(illegal(
-            Reason::IllegalMessageId,
-            "message_id is blank: clients generate one per message",
-        ));
-    }
-    if m.body.is_empty() {
-        return Err(illegal(Reason::MessageBodyEmpty, "message body is empty"));
-    }
-    if m.body.len() > BODY_BYTES_MAX {
-        return Err(illegal(
-            Reason::MessageBodyTooLarge,
-            format!("message body has {} bytes; the limit is {BODY_BYTES_MAX}", m.body.len()),
-        ));
-    }
-    if let Some(tag) = &sys.tag
-        && (tag.trim().is_empty() || tag.contains('|'))
-    {
-        return Err(illegal(
-            Reason::IllegalMessageTag,
-            format!("tag {tag:?} must be non-blank and must not contain '|'"),
-        ));
-    }
-    if sys.keys.iter().any(|k| k.trim().is_empty()) {
-        return Err(illegal(Reason::IllegalMessageKey, "message keys must be non-blank"));
-    }
-    let props: usize = m.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if props > PROPERTIES_BYTES_MAX {
-        return Err(illegal(
-            Reason::MessagePropertiesTooLarge,
-            format!("user properties take {props} bytes; the limit is {PROPERTIES_BYTES_MAX}"),
-        ));
-    }
-    let group = sys.message_group.as_ref().filter(|g| !g.is_empty());
-    if group.is_some_and(|g| g.trim().is_empty() || g.len() > 1024) {
-        return Err(illegal(
-            Reason::IllegalMessageGroup,
-            "message group must be non-blank and at most 1024 bytes",
-        ));
-    }
-    let stored_type = if sys.delivery_timestamp.is_some() {
-        StoredType::Delay
-    } else if group.is_some() {
-        StoredType::Fifo
-    } else if sys.message_type == pb::MessageType::Transaction as i32 {
-        StoredType::Transaction
-    } else {
-        StoredType::Normal
-    };
-    let accepted = matches!(
-        (topic.message_type, stored_type),
-        (MessageType::Mixed, _)
-            | (MessageType::Normal, StoredType::Normal)
-            | (MessageType::Fifo, StoredType::Fifo)
-            | (MessageType::Delay, StoredType::Delay)
-            | (MessageType::Transaction, StoredType::Transaction)
-    );
-    if !accepted {
-        return Err(illegal(
-            Reason::MessagePropertyConflictWithType,
-            format!(
-                "topic {:?} takes {} messages, this one is {stored_type:?}",
-                topic.name,
-                topic.message_type.as_str()
-            ),
-        ));
-    }
-    let delivery_ms = sys.delivery_timestamp.as_ref().map(super::convert::millis);
-    if let Some(at) = delivery_ms {
-        let ahead = at.saturating_sub(now_ms());
-        if at <= 0 || ahead > delay_max_ms {
-            return Err(illegal(
-                Reason::IllegalDeliveryTime,
-                format!(
-                    "delivery time {at} is {} s ahead; it must be after 1970 and at most {} s ahead",
-                    ahead / 1000,
-                    delay_max_ms / 1000
-                ),
-            ));
-        }
-    }
-    if stored_type == StoredType::Transaction && delivery_ms.is_some() {
-        return Err(illegal(
-            Reason::MessagePropertyConflictWithType,
-            "a transactional message cannot also be delayed",
-        ));
-    }
-    Ok(NewMessage {
-        topic: topic.name.clone(),
-        queue_id: 0,
+    Ok(Draft {
         message_id: sys.message_id.clone(),
-        message_type: stored_type,
+        body: m.body.clone(),
         body_encoding: if sys.body_encoding == pb::Encoding::Gzip as i32 {
-            pb::Encoding::Gzip as u8
+            encoding::GZIP
         } else {
-            pb::Encoding::Identity as u8
+            encoding::IDENTITY
         },
         tag: sys.tag.clone(),
         keys: sys.keys.clone(),
-        message_group: group.cloned(),
-        born_ms: sys.born_timestamp.as_ref().map_or_else(now_ms, super::convert::millis),
+        message_group: sys.message_group.clone(),
+        transaction: sys.message_type == pb::MessageType::Transaction as i32,
+        delivery_ms: sys.delivery_timestamp.as_ref().map(super::convert::millis),
+        born_ms: sys.born_timestamp.as_ref().map(super::convert::millis),
         born_host: sys.born_host.clone(),
-        delivery_ms,
         trace_context: sys.trace_context.clone(),
         properties: m.user_properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        body_md5: md5::Md5::digest(&m.body).into(),
-        body: m.body.clone(),
     })
 }
 
@@ -232,24 +123,24 @@ impl Context {
             Err(e) => return fail(e),
         };
         if topic.permission == Permission::Read {
-            return fail(illegal(Reason::Forbidden, format!("topic {topic_name:?} is read-only")));
+            return fail(BrokerError::invalid(
+                Reason::Forbidden,
+                format!("topic {topic_name:?} is read-only"),
+            ));
         }
         let forwarded = crate::forward::is_forwarded(&md);
-        // Queues of groups this node leads: a send there needs no extra hop.
-        let local: Vec<u32> = topic
-            .queues
-            .iter()
-            .filter(|q| self.local_leader(GroupId(q.group)).is_some())
-            .map(|q| q.queue_id)
-            .collect();
+        let local = self.local_queues(&topic);
         let mut results: Vec<Option<pb::SendResultEntry>> = vec![None; req.messages.len()];
         // Messages by target group: (index in request, message, queue).
         let mut by_group: BTreeMap<GroupId, Vec<(usize, NewMessage)>> = BTreeMap::new();
         for (i, m) in req.messages.iter().enumerate() {
             let id = m.system_properties.as_ref().map(|s| s.message_id.as_str()).unwrap_or_default();
-            match to_new_message(&topic, m, self.consumer.delay_max_ms) {
+            match draft(m).and_then(|d| self.prepare(&topic, d, true)) {
                 Ok(mut nm) => {
-                    let queue = self.pick_queue(&topic, &local, &nm, m, forwarded);
+                    // A forwarded message keeps the queue the first node chose.
+                    let chosen =
+                        m.system_properties.as_ref().filter(|_| forwarded).map(|s| s.queue_id as u32);
+                    let queue = self.pick_queue(&topic, &local, &nm, chosen);
                     nm.queue_id = queue;
                     let g = GroupId(topic.queues[queue as usize].group);
                     by_group.entry(g).or_default().push((i, nm));
@@ -277,30 +168,6 @@ impl Context {
         (pb::SendMessageResponse { status: Some(status), entries }, groups)
     }
 
-    /// FIFO messages go to the queue their message group hashes to; a forwarded message keeps the
-    /// queue the first node chose; others go round-robin to queues of groups this node leads
-    /// (no extra hop, `local`), or of any group when it leads none.
-    fn pick_queue(
-        &self,
-        topic: &Topic,
-        local: &[u32],
-        nm: &NewMessage,
-        m: &pb::Message,
-        forwarded: bool,
-    ) -> u32 {
-        let n = topic.queues.len() as u32;
-        if let Some(g) = &nm.message_group {
-            return (group_hash(g) % u64::from(n)) as u32;
-        }
-        if forwarded
-            && let Some(q) = m.system_properties.as_ref().map(|s| s.queue_id).filter(|q| (*q as u32) < n)
-        {
-            return q as u32;
-        }
-        let rr = self.next_rr();
-        if local.is_empty() { (rr as u32) % n } else { local[rr % local.len()] }
-    }
-
     /// Appends `msgs` to group `g` here if this node leads it, else forwards them to its leader.
     /// When the leader is gone for sure — its node refused the connection, so the send never
     /// reached it, or no leader is known — the send waits for the next leader within the caller's
@@ -318,7 +185,10 @@ impl Context {
         let mut waited = crate::forward::is_forwarded(md);
         loop {
             if let Some(b) = self.local_leader(g) {
-                return self.append_local(b, g, msgs).await;
+                let meta: Vec<(usize, String, StoredType)> =
+                    msgs.iter().map(|(i, m)| (*i, m.message_id.clone(), m.message_type)).collect();
+                let appended = b.append_local(msgs.into_iter().map(|(_, m)| m).collect()).await;
+                return append_entries(g, appended, &meta);
             }
             match self.forward_send(g, &msgs, md, deadline).await {
                 Forwarded::Answered(entries) => return entries,
@@ -336,63 +206,6 @@ impl Context {
         }
     }
 
-    /// Waits until group `g` has a leader other than `gone`, until `until`.
-    async fn await_leader(&self, g: GroupId, gone: Option<u64>, until: tokio::time::Instant) -> bool {
-        let Some(b) = self.brokers.get(g) else { return false };
-        let mut rx = b.group.watch_leader();
-        let wait = async {
-            loop {
-                if rx.borrow_and_update().is_some_and(|l| Some(l) != gone) {
-                    return true;
-                }
-                if rx.changed().await.is_err() {
-                    return false;
-                }
-            }
-        };
-        tokio::time::timeout_at(until, wait).await.unwrap_or(false)
-    }
-
-    /// Appends to group `g`, led by this node: propose, replicate to a quorum that fsyncs, apply.
-    async fn append_local(
-        &self,
-        b: &BrokerGroup,
-        g: GroupId,
-        msgs: Vec<(usize, NewMessage)>,
-    ) -> Vec<(usize, pb::SendResultEntry)> {
-        let (idx, nms): (Vec<usize>, Vec<NewMessage>) = msgs.into_iter().unzip();
-        let ids: Vec<String> = nms.iter().map(|m| m.message_id.clone()).collect();
-        let types: Vec<StoredType> = nms.iter().map(|m| m.message_type).collect();
-        let sizes: Vec<(u32, usize)> = nms.iter().map(|m| (m.queue_id, m.body.len())).collect();
-        let topic = nms.first().map(|m| m.topic.clone()).unwrap_or_default();
-        // Answered once the entry is committed (quorum fsync) and applied.
-        let span =
-            tracing::info_span!(target: trace::TARGET, "commitlog.append", group = %g, messages = nms.len());
-        match b.batcher.append(nms).instrument(span).await {
-            Ok(offsets) => {
-                b.traffic.count(Direction::Put, &topic, sizes);
-                idx.into_iter()
-                    .zip(ids)
-                    .zip(offsets)
-                    .zip(types)
-                    .map(|(((i, id), o), t)| {
-                        let mut e = entry(ok_status(), &id, o as i64);
-                        match t {
-                            StoredType::Transaction => e.transaction_id = super::transaction::locator(g, &id),
-                            StoredType::Delay => e.recall_handle = super::transaction::locator(g, &id),
-                            _ => {}
-                        }
-                        (i, e)
-                    })
-                    .collect()
-            }
-            Err(e) => {
-                tracing::debug!(group = %g, error = %e, "append failed");
-                idx.into_iter().zip(ids).map(|(i, id)| (i, entry(status(&e), &id, -1))).collect()
-            }
-        }
-    }
-
     /// Forwards `msgs` to the leader of `g`, to be answered by `deadline`.
     async fn forward_send(
         &self,
@@ -401,7 +214,7 @@ impl Context {
         md: &MetadataMap,
         deadline: tokio::time::Instant,
     ) -> Forwarded {
-        let target = match self.forward_target(g, md) {
+        let target = match self.forward_target(g, super::context::forwarded_here(md)) {
             Ok(t) => t,
             // No leader, or only this node as recorded leader (it stepped down).
             Err(error) if self.leader(g).filter(|l| l.node != self.node_id).is_none() => {
@@ -472,6 +285,31 @@ enum Forwarded {
     /// The group's leader (`gone`, if one was known) did not take the send; it may be tried
     /// again at the next leader.
     LeaderGone { gone: Option<u64>, error: BrokerError },
+}
+
+/// The result entries of an append to group `g`: one per message, `meta` saying its index in
+/// the request, its id and its type.
+fn append_entries(
+    g: GroupId,
+    appended: Result<Vec<Appended>, BrokerError>,
+    meta: &[(usize, String, StoredType)],
+) -> Vec<(usize, pb::SendResultEntry)> {
+    let appended = match appended {
+        Ok(a) => a,
+        Err(e) => return meta.iter().map(|(i, id, _)| (*i, entry(status(&e), id, -1))).collect(),
+    };
+    meta.iter()
+        .zip(appended)
+        .map(|((i, id, t), a)| {
+            let mut e = entry(ok_status(), id, a.offset as i64);
+            match t {
+                StoredType::Transaction => e.transaction_id = super::transaction::locator(g, id),
+                StoredType::Delay => e.recall_handle = super::transaction::locator(g, id),
+                _ => {}
+            }
+            (*i, e)
+        })
+        .collect()
 }
 
 /// The same failure for every message.

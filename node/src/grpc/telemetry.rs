@@ -19,15 +19,15 @@ use tonic::Request;
 use tonic::Status;
 use tonic::Streaming;
 
-use super::context::BODY_BYTES_MAX;
 use super::context::Context;
 use super::groups::group_name;
 use super::receive::filter_of;
 use super::status::ok_status;
 use super::status::status;
+use crate::broker::send::BODY_BYTES_MAX;
 use crate::error::BrokerError;
-use crate::error::Reason;
 use crate::session::client_id;
+use raftmq_proto::rocketmq::Code;
 
 /// The stream a `Telemetry` call answers with.
 pub type TelemetryStream = Pin<Box<dyn Stream<Item = Result<pb::TelemetryCommand, Status>> + Send>>;
@@ -75,7 +75,7 @@ impl Context {
                     max_attempts: attempts as i32,
                     strategy: Some(pb::retry_policy::Strategy::CustomizedBackoff(pb::CustomizedBackoff {
                         next: self
-                            .consumer
+                            .options
                             .retry_delays_ms
                             .iter()
                             .map(|ms| duration(Duration::from_millis(*ms)))
@@ -176,7 +176,7 @@ impl Context {
             Err(e) => status(&e),
             Ok(client) if self.sessions.touch(&client) => ok_status(),
             Ok(client) => pb::Status {
-                code: Reason::UnrecognizedClientType as i32,
+                code: Code::UnrecognizedClientType as i32,
                 message: format!(
                     "client {client:?} sent no Settings to this node: open a Telemetry stream and send Settings first"
                 ),
