@@ -34,6 +34,8 @@ pub type TelemetryStream = Pin<Box<dyn Stream<Item = Result<pb::TelemetryCommand
 
 /// Messages per receive the consumers are told to ask for.
 const RECEIVE_BATCH: i32 = 32;
+/// Attempts per send the producers are told to make (RocketMQ's default is 3).
+const PRODUCER_ATTEMPTS: i32 = 5;
 /// Long-polling time the consumers are told to use.
 const LONG_POLLING: Duration = Duration::from_secs(20);
 
@@ -46,8 +48,10 @@ impl Context {
     pub fn merge_settings(&self, mut s: pb::Settings) -> Result<pb::Settings, BrokerError> {
         match s.pub_sub.as_mut() {
             Some(pb::settings::PubSub::Publishing(p)) => {
+                // Five attempts: a client whose first access point was just killed may spend two
+                // of them on the dead connection before its channel moves on.
                 s.backoff_policy = Some(pb::RetryPolicy {
-                    max_attempts: 3,
+                    max_attempts: PRODUCER_ATTEMPTS,
                     strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(pb::ExponentialBackoff {
                         initial: Some(duration(Duration::from_millis(10))),
                         max: Some(duration(Duration::from_secs(1))),
