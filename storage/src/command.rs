@@ -63,6 +63,8 @@ pub enum Command {
     Txn(crate::broker::txn::TxnCmd),
     /// Cancel a pending delayed message.
     Recall(crate::broker::timers::RecallCmd),
+    /// Lock or unlock queues for an orderly consumer.
+    Lock(crate::broker::locks::LockCmd),
 }
 
 /// Tags of [`Command`] variants in the entry encoding. Never reuse a retired tag.
@@ -77,6 +79,7 @@ mod tag {
     pub(super) const DELIVER: u8 = 8;
     pub(super) const TXN: u8 = 9;
     pub(super) const RECALL: u8 = 10;
+    pub(super) const LOCK: u8 = 11;
 }
 
 impl Command {
@@ -125,6 +128,10 @@ impl Command {
             }
             Command::Recall(r) => {
                 w.u8(tag::RECALL).str(&r.message_id);
+            }
+            Command::Lock(l) => {
+                w.u8(tag::LOCK);
+                l.encode(w);
             }
         }
     }
@@ -176,6 +183,7 @@ impl Command {
                 Ok(Command::Recall(crate::broker::timers::RecallCmd { message_id: r.str()?.to_string() }))
             }
             tag::MOVE => Ok(Command::Move(crate::broker::moves::MoveCmd::decode(r, whole)?)),
+            tag::LOCK => Ok(Command::Lock(crate::broker::locks::LockCmd::decode(r)?)),
             t => Err(DecodeError::new("command", format!("unknown command tag {t}"))),
         }
     }
@@ -196,6 +204,7 @@ impl fmt::Display for Command {
             Command::Deliver(d) => write!(f, "deliver:{} timers", d.timers.len()),
             Command::Txn(t) => write!(f, "txn:{}", t.message_id),
             Command::Recall(r) => write!(f, "recall:{}", r.message_id),
+            Command::Lock(l) => write!(f, "lock:{}:{}:{} queues", l.group, l.client, l.queues.len()),
         }
     }
 }
@@ -217,4 +226,6 @@ pub enum Response {
     Popped(Vec<crate::broker::pop::Popped>),
     /// Outcome of each item of an ack (or change of invisible time).
     Acked(Vec<crate::broker::pop::AckResult>),
+    /// The queues a lock command's client holds after it: (topic, queue).
+    Locked(Vec<(String, u32)>),
 }

@@ -14,6 +14,7 @@
 //! | `R` group length (u16), group, topic id, queue, offset | in-flight message: deadline, attempt, epoch |
 //! | `D` delivery time, log index, position | pending timer: record length, message id |
 //! | `H` log index, position | pending half message: topic id, length, id, checks, last check |
+//! | `L` group, topic, queue (length-prefixed strings) | queue lock: client id, expiry |
 
 use crate::keys::group_key;
 use crate::types::GroupId;
@@ -29,6 +30,12 @@ pub(crate) const POP_CURSOR: u8 = b'P';
 pub(crate) const POP_INFLIGHT: u8 = b'R';
 pub(crate) const TIMER: u8 = b'D';
 pub(crate) const HALF: u8 = b'H';
+pub(crate) const LOCK: u8 = b'L';
+
+/// `L` queue lock.
+pub(crate) fn lock(g: GroupId, k: &super::locks::LockKey) -> Vec<u8> {
+    group_key(g, &[&[LOCK][..], &super::locks::key_suffix(k)].concat())
+}
 
 /// `H` pending half message.
 pub(crate) fn half(g: GroupId, k: &super::txn::HalfKey) -> Vec<u8> {

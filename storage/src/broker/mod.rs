@@ -3,6 +3,7 @@
 
 pub mod id_table;
 pub mod keys;
+pub mod locks;
 pub mod moves;
 mod notify;
 pub mod pop;

@@ -32,6 +32,8 @@ pub struct StoredMessage {
     pub store_host: String,
     /// Raft log index of its entry.
     pub log_index: u64,
+    /// Byte offset of its record in the entry's batch payload.
+    pub pos: u32,
     /// The record.
     pub record: Bytes,
 }
@@ -124,7 +126,32 @@ pub fn record_at(
     if to > batch.len() {
         return Ok(None);
     }
-    Ok(Some(StoredMessage { offset: 0, store_ms, store_host, log_index, record: batch.slice(from..to) }))
+    Ok(Some(StoredMessage { offset: 0, store_ms, store_host, log_index, pos, record: batch.slice(from..to) }))
+}
+
+/// The message whose record is the `ordinal`-th of entry `log_index`'s batch, if the entry is a
+/// stored append (of any kind) that long. Its queue offset is not known here (0).
+pub fn record_by_ordinal(
+    store: &Store,
+    log: &LogStore,
+    group: GroupId,
+    log_index: u64,
+    ordinal: u32,
+) -> Result<Option<StoredMessage>> {
+    let Some((store_ms, store_host, batch)) = append_entry(store, log, group, log_index)? else {
+        return Ok(None);
+    };
+    let positions = super::record::record_positions(&batch)?;
+    let Some(p) = positions.get(ordinal as usize) else { return Ok(None) };
+    let (from, to) = (p.pos as usize, p.pos as usize + p.len as usize);
+    Ok(Some(StoredMessage {
+        offset: 0,
+        store_ms,
+        store_host,
+        log_index,
+        pos: p.pos,
+        record: batch.slice(from..to),
+    }))
 }
 
 /// Reads the messages the units point at. A unit whose entry is gone (removed by retention in the
@@ -157,6 +184,7 @@ pub fn messages(
             store_ms: *store_ms,
             store_host: host.clone(),
             log_index: u.log_index,
+            pos: u.pos,
             record: batch.slice(start..end),
         });
     }

@@ -113,6 +113,8 @@ pub struct BrokerState {
     pub timers: super::timers::TimerTable,
     /// Half messages waiting for their transaction to end.
     pub halves: super::txn::HalfTable,
+    /// Orderly consumers' queue locks.
+    pub locks: super::locks::LockTable,
 }
 
 impl BrokerState {
@@ -127,6 +129,7 @@ impl BrokerState {
             pops: super::pop::PopTable::default(),
             timers: Default::default(),
             halves: Default::default(),
+            locks: Default::default(),
         }
     }
 
@@ -391,6 +394,19 @@ impl BrokerState {
         self.halves.remove(&key);
         sink.delete(&keys::half(self.group, &key));
         Ok(offsets)
+    }
+
+    /// Locks or unlocks queues for an orderly consumer (see [`super::locks`]); returns the
+    /// queues the client holds after it.
+    pub fn apply_lock(&mut self, cmd: &super::locks::LockCmd, sink: &mut impl Sink) -> Vec<(String, u32)> {
+        let (changed, held) = super::locks::apply(&mut self.locks, cmd);
+        for (key, lock) in changed {
+            match lock {
+                Some(l) => sink.put(&keys::lock(self.group, &key), &l.encode()),
+                None => sink.delete(&keys::lock(self.group, &key)),
+            }
+        }
+        held
     }
 
     /// Cancels a pending delayed message; an unknown one (delivered or recalled already) is an

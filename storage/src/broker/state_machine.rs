@@ -197,6 +197,10 @@ fn load_state(store: &Store, group: GroupId) -> Result<BrokerState> {
         s.timers.insert(super::timers::parse_key_suffix(k)?, super::timers::Timer::decode(v)?);
         Ok(())
     })?;
+    scan(store, group, keys::LOCK, |k, v| {
+        s.locks.insert(super::locks::parse_key_suffix(k)?, super::locks::Lock::decode(v)?);
+        Ok(())
+    })?;
     scan(store, group, keys::HALF, |k, v| {
         s.halves.insert(super::txn::parse_key_suffix(k)?, super::txn::Half::decode(v)?);
         Ok(())
@@ -410,6 +414,10 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                             Ok(()) => Response::Done,
                             Err(reason) => Response::Rejected(reason),
                         }
+                    }
+                    EntryPayload::Normal(Command::Lock(l)) => {
+                        let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+                        Response::Locked(st.apply_lock(&l, &mut sink))
                     }
                     EntryPayload::Normal(Command::Txn(t)) => {
                         let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());

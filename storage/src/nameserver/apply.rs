@@ -29,7 +29,9 @@ impl MetaState {
     /// before proposing so that bad requests never reach the log; apply checks again.
     pub fn check(&self, cmd: &MetaCommand) -> Result<(), MetaError> {
         match cmd {
-            MetaCommand::InitCluster { .. } | MetaCommand::UpsertMember { .. } => Ok(()),
+            MetaCommand::InitCluster { .. }
+            | MetaCommand::UpsertMember { .. }
+            | MetaCommand::SetRemotingAddr { .. } => Ok(()),
             MetaCommand::ReportLeader { .. } => Ok(()),
             MetaCommand::RetireMember { .. }
             | MetaCommand::ForgetMember { .. }
@@ -77,9 +79,22 @@ impl MetaState {
                 MetaResponse::Done
             }
             MetaCommand::UpsertMember { member } => {
-                if self.members.get(&member.id) != Some(member) && !self.retired.contains(&member.id) {
-                    self.members.insert(member.id, member.clone());
-                    changes.push(Change::member(member));
+                let mut member = member.clone();
+                if member.remoting_addr.is_none() {
+                    member.remoting_addr = self.members.get(&member.id).and_then(|m| m.remoting_addr.clone());
+                }
+                if self.members.get(&member.id) != Some(&member) && !self.retired.contains(&member.id) {
+                    changes.push(Change::member(&member));
+                    self.members.insert(member.id, member);
+                }
+                MetaResponse::Done
+            }
+            MetaCommand::SetRemotingAddr { id, addr } => {
+                if let Some(m) = self.members.get_mut(id)
+                    && m.remoting_addr != *addr
+                {
+                    m.remoting_addr = addr.clone();
+                    changes.push(Change::member(m));
                 }
                 MetaResponse::Done
             }

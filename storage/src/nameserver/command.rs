@@ -98,10 +98,18 @@ pub enum MetaCommand {
         /// The broker groups and their replicas.
         broker_groups: Vec<BrokerGroupSpec>,
     },
-    /// Adds or updates a node's addresses.
+    /// Adds or updates a node's addresses (a Remoting address it announced is kept unless
+    /// `member` names one).
     UpsertMember {
         /// The node.
         member: Member,
+    },
+    /// Records the Remoting address a node announced (`None`: it serves no Remoting port).
+    SetRemotingAddr {
+        /// The node.
+        id: NodeId,
+        /// Its Remoting address.
+        addr: Option<String>,
     },
     /// Creates a topic and spreads its queues over the broker groups.
     CreateTopic {

@@ -102,6 +102,9 @@ pub struct Member {
     pub raft_addr: String,
     /// Client address (RocketMQ gRPC and admin).
     pub client_addr: String,
+    /// Address of its Remoting port (RocketMQ 4.x clients), as the node announced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remoting_addr: Option<String>,
 }
 
 /// Where one queue of a topic lives.

@@ -10,8 +10,14 @@ use crate::nameserver::model::Permission;
 
 fn initialized() -> MetaState {
     let mut s = MetaState::default();
-    let members =
-        (1..=3).map(|id| Member { id, raft_addr: format!("r{id}"), client_addr: format!("c{id}") }).collect();
+    let members = (1..=3)
+        .map(|id| Member {
+            id,
+            raft_addr: format!("r{id}"),
+            client_addr: format!("c{id}"),
+            remoting_addr: None,
+        })
+        .collect();
     let all: BTreeSet<u64> = [1, 2, 3].into();
     let (r, _) = s.apply(&MetaCommand::InitCluster {
         members,
@@ -170,7 +176,7 @@ fn a_retired_node_is_never_recorded_again_and_is_forgotten_once_gone() {
     assert_eq!(changes.len(), 1);
     assert!(!s.members.contains_key(&1));
     // A stale upsert (an old membership seen late) cannot bring it back.
-    let back = Member { id: 1, raft_addr: "r1".into(), client_addr: "c1".into() };
+    let back = Member { id: 1, raft_addr: "r1".into(), client_addr: "c1".into(), remoting_addr: None };
     let (_, changes) = s.apply(&MetaCommand::UpsertMember { member: back });
     assert!(changes.is_empty());
     assert!(!s.members.contains_key(&1));
@@ -195,4 +201,28 @@ fn broker_group_members_follow_the_raft_voters() {
     assert!(changes.is_empty(), "no change, no record");
     let (_, changes) = s.apply(&MetaCommand::SetBrokerMembers { group: 9, members: [1].into() });
     assert!(changes.is_empty(), "an unknown group is ignored");
+}
+
+#[test]
+fn a_remoting_address_is_announced_and_kept_across_address_syncs() {
+    let mut s = initialized();
+    let (_, changes) = s.apply(&MetaCommand::SetRemotingAddr { id: 2, addr: Some("127.0.0.1:9877".into()) });
+    assert_eq!(changes.len(), 1);
+    assert_eq!(s.members[&2].remoting_addr.as_deref(), Some("127.0.0.1:9877"));
+    let (_, again) = s.apply(&MetaCommand::SetRemotingAddr { id: 2, addr: Some("127.0.0.1:9877".into()) });
+    assert!(again.is_empty(), "no change, no record");
+    // The leader's sync of Raft addresses (which know no Remoting address) keeps it.
+    let synced = Member { id: 2, raft_addr: "r2-new".into(), client_addr: "c2".into(), remoting_addr: None };
+    let (_, changes) = s.apply(&MetaCommand::UpsertMember { member: synced });
+    assert_eq!(changes.len(), 1);
+    assert_eq!(s.members[&2].raft_addr, "r2-new");
+    assert_eq!(s.members[&2].remoting_addr.as_deref(), Some("127.0.0.1:9877"));
+    let (_, changes) = s.apply(&MetaCommand::SetRemotingAddr { id: 9, addr: Some("x:1".into()) });
+    assert!(changes.is_empty(), "an unknown node is ignored");
+    let records = s.to_records();
+    let rebuilt = MetaState::from_records(
+        records.iter().map(|c| (c.key.as_slice(), c.value.as_deref().unwrap_or(&[]))),
+    )
+    .unwrap();
+    assert_eq!(rebuilt, s);
 }
