@@ -192,6 +192,34 @@ impl BrokerGroup {
     }
 }
 
+impl BrokerGroup {
+    /// A consumer that read `message` by offset (a 4.x pull consumer) hands it back after its
+    /// `attempt`-th delivery failed: a copy goes to the group's retry topic, deliverable at
+    /// `retry_at` (ms since the epoch), or — after the group's last attempt — to its dead-letter
+    /// topic; `kind` overrides the group's rule (a 4.x consumer may give its own number of
+    /// attempts). Where it went, or `None` when `policy` has no such destination. This node must
+    /// lead the group.
+    pub async fn hand_back(
+        &self,
+        policy: &MovePolicy,
+        message: &StoredMessage,
+        attempt: u32,
+        retry_at: i64,
+        kind: Option<MoveKind>,
+    ) -> Result<Option<MoveKind>, BrokerError> {
+        let kind = kind.or_else(|| policy.kind(attempt));
+        let Some((kind, to)) = kind.and_then(|k| policy.to(k).map(|to| (k, to))) else { return Ok(None) };
+        let v = RecordView::parse(&message.record).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        let mut m = copy(&v, kind, to, attempt);
+        if kind == MoveKind::Retry && retry_at > now_ms() {
+            m.message_type = StoredType::Delay;
+            m.delivery_ms = Some(retry_at);
+        }
+        self.batcher.append(vec![m]).await?;
+        Ok(Some(kind))
+    }
+}
+
 /// The copy of a stored message for `to`: same id, body, tag, keys and properties, plus where it
 /// came from and how often it was delivered. Deliverable at once.
 fn copy(v: &RecordView<'_>, kind: MoveKind, to: &Destination, attempt: u32) -> NewMessage {

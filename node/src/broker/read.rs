@@ -184,6 +184,27 @@ impl BrokerGroup {
         blocking(move || reader::offset_for_time(data.store(), data.group(), tid, queue, min, end, ms)).await
     }
 
+    /// Commits `offset` as consumer group `group`'s offset on a queue, through the group's Raft
+    /// log; an offset outside the queue (`min..=end`) is refused.
+    pub async fn commit_offset(
+        &self,
+        group: String,
+        topic: String,
+        queue: u32,
+        offset: i64,
+    ) -> Result<(), BrokerError> {
+        let (min, end) = self.bounds(&topic, queue);
+        if offset < min as i64 || offset > end as i64 {
+            return Err(BrokerError::BadRequest {
+                code: crate::error::Reason::IllegalOffset,
+                message: format!(
+                    "offset {offset} is outside the queue: committable offsets are {min}..={end}"
+                ),
+            });
+        }
+        self.offsets.commit(group, topic, queue, offset as u64).await
+    }
+
     /// The committed offset of `group` on a queue, read linearizably.
     pub async fn committed(&self, group: &str, topic: &str, queue: u32) -> Result<Option<u64>, BrokerError> {
         self.group.ensure_linearizable().await?;

@@ -246,3 +246,12 @@ impl BrokerService {
         self.ns.read_local(|s| Destination::of(s, names::dlq_topic(group), broker))
     }
 }
+
+impl BrokerService {
+    /// How long a message whose `attempt`-th delivery failed waits before the next one (the
+    /// configured schedule, RocketMQ's 16 steps by default; its last step repeats).
+    pub fn retry_delay_ms(&self, attempt: u32) -> i64 {
+        let d = &self.options.retry_delays_ms;
+        d.get((attempt.max(1) - 1) as usize).or(d.last()).copied().unwrap_or(10_000) as i64
+    }
+}

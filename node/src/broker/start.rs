@@ -62,3 +62,22 @@ impl Start {
         })
     }
 }
+
+impl super::BrokerGroup {
+    /// The offset where a consumer group starting by `start` begins on a queue it never
+    /// committed an offset on.
+    pub async fn start_offset(
+        &self,
+        start: Start,
+        topic: &str,
+        queue: u32,
+    ) -> Result<u64, crate::error::BrokerError> {
+        let (min, end) = self.bounds(topic, queue);
+        let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(end) };
+        let data = self.data.clone();
+        super::read::blocking(move || {
+            start.resolve(data.store(), data.log(), data.group(), tid, queue, min, end)
+        })
+        .await
+    }
+}

@@ -14,6 +14,8 @@ use raftmq_storage::nameserver::names;
 use crate::broker::moves::RECONSUME_TIMES;
 use crate::broker::moves::RETRY_TOPIC;
 use crate::broker::moves::origin_topic;
+use crate::broker::props;
+use crate::broker::send::encoding;
 
 /// A wire timestamp from ms since the epoch.
 pub fn timestamp(ms: i64) -> Timestamp {
@@ -86,6 +88,19 @@ pub fn endpoints(addr: &str) -> pb::Endpoints {
     pb::Endpoints { scheme: scheme as i32, addresses: vec![pb::Address { host: host.to_string(), port }] }
 }
 
+/// A zlib body (a 4.x producer's compressed message) inflated; as stored if it does not inflate.
+fn inflate_zlib(view: &RecordView<'_>) -> bytes::Bytes {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match flate2::read::ZlibDecoder::new(view.body).read_to_end(&mut out) {
+        Ok(_) => out.into(),
+        Err(e) => {
+            tracing::warn!(message = view.message_id, error = %e, "stored zlib body does not inflate");
+            bytes::Bytes::copy_from_slice(view.body)
+        }
+    }
+}
+
 /// A delivered message with every system property the official clients read.
 pub fn delivered(
     stored: &StoredMessage,
@@ -93,14 +108,20 @@ pub fn delivered(
     delivery_attempt: i32,
     receipt_handle: Option<String>,
 ) -> pb::Message {
+    // The body is a slice of the CommitLog entry in memory: no copy on the way out (a 4.x
+    // producer's zlib body, which gRPC cannot flag, is inflated, with the digest of what is sent).
+    let (body, checksum) = if view.body_encoding == encoding::ZLIB {
+        let b = inflate_zlib(view);
+        let digest = hex_upper(&<md5::Md5 as md5::Digest>::digest(&b));
+        (b, digest)
+    } else {
+        (stored.record.slice_ref(view.body), hex_upper(view.body_md5))
+    };
     let system = pb::SystemProperties {
         tag: view.tag.map(str::to_string),
         keys: view.keys.iter().map(|k| k.to_string()).collect(),
         message_id: view.message_id.to_string(),
-        body_digest: Some(pb::Digest {
-            r#type: pb::DigestType::Md5 as i32,
-            checksum: hex_upper(view.body_md5),
-        }),
+        body_digest: Some(pb::Digest { r#type: pb::DigestType::Md5 as i32, checksum }),
         body_encoding: if view.body_encoding == pb::Encoding::Gzip as u8 {
             pb::Encoding::Gzip as i32
         } else {
@@ -131,12 +152,11 @@ pub fn delivered(
         user_properties: view
             .properties
             .iter()
-            .filter(|(k, _)| !(retry && [RETRY_TOPIC, RECONSUME_TIMES].contains(k)))
+            .filter(|(k, _)| !(retry && [RETRY_TOPIC, RECONSUME_TIMES].contains(k)) && !props::is_system(k))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         system_properties: Some(system),
-        // The body is a slice of the CommitLog entry in memory: no copy on the way out.
-        body: stored.record.slice_ref(view.body),
+        body,
     }
 }
 

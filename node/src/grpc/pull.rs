@@ -245,17 +245,7 @@ impl Context {
                     .await?;
                 return leader_ok(resp.status);
             };
-            let (min, end) = b.bounds(&topic, queue as u32);
-            if r.offset < min as i64 || r.offset > end as i64 {
-                return Err(BrokerError::BadRequest {
-                    code: Reason::IllegalOffset,
-                    message: format!(
-                        "offset {} is outside the queue: committable offsets are {min}..={end}",
-                        r.offset
-                    ),
-                });
-            }
-            b.offsets.commit(group, topic, queue as u32, r.offset as u64).await
+            b.commit_offset(group, topic, queue as u32, r.offset).await
         }
         .await;
         pb::UpdateOffsetResponse { status: Some(res.map_or_else(|e| status(&e), |()| ok_status())) }

@@ -1,16 +1,11 @@
 //! Transactions over the RocketMQ 5 protocol: `EndTransaction` (commit or roll back a half
-//! message), and the check-back loop: a half message whose transaction is still open after the
-//! check interval is sent to a live producer of its topic as a `RecoverOrphanedTransactionCommand`
-//! on that producer's Telemetry stream (the producer's checker answers with `EndTransaction`);
-//! after the last allowed check it is rolled back. Check counts live in the broker group's log.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! message), and this front end's [`TxnChecker`]: the core's check-back loop
+//! (`broker::txn_check`) shows an open transaction to a live producer of its topic as a
+//! `RecoverOrphanedTransactionCommand` on that producer's Telemetry stream (the producer's
+//! checker answers with `EndTransaction`).
 
 use raftmq_proto::rocketmq as pb;
 use raftmq_storage::GroupId;
-use raftmq_storage::broker::record::RecordView;
-use tokio::sync::watch;
 use tonic::Request;
 
 use super::context::Context;
@@ -18,21 +13,11 @@ use super::context::leader_ok;
 use super::convert;
 use super::receive::topic_name;
 use super::status::outcome_status;
+use crate::broker::txn_check::CheckBack;
+use crate::broker::txn_check::TxnChecker;
 use crate::error::BrokerError;
 use crate::error::Reason;
 use crate::session::client_id;
-
-/// Half messages checked per broker group per round.
-const CHECKS_PER_ROUND: usize = 256;
-
-/// Transaction settings (from the `[broker]` config section).
-#[derive(Debug, Clone, Copy)]
-pub struct TxnOptions {
-    /// How long a transaction may stay open before (and between) check-backs.
-    pub check_interval: Duration,
-    /// Check-backs before an open transaction is rolled back.
-    pub checks_max: u32,
-}
 
 /// The transaction id of a half message, or the recall handle of a delayed one: its broker group
 /// and message id, so the request goes straight to the group that holds it.
@@ -100,58 +85,26 @@ impl Context {
         let status = outcome_status(res, "end transaction");
         pb::EndTransactionResponse { status: Some(status) }
     }
-
-    /// One round of check-backs on the broker groups this node leads.
-    async fn check_transactions(&self, opts: TxnOptions) {
-        let interval_ms = opts.check_interval.as_millis() as i64;
-        for b in self.brokers.all().filter(|b| b.group.is_leader()) {
-            let due = match b.halves_due(interval_ms, CHECKS_PER_ROUND).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(group = %b.group.id(), error = %e, "cannot list open transactions");
-                    continue;
-                }
-            };
-            for h in due {
-                let Ok(view) = RecordView::parse(&h.message.record) else { continue };
-                let id = view.message_id.to_string();
-                let step = if h.checks >= opts.checks_max {
-                    tracing::info!(message_id = %id, checks = h.checks, "transaction still open after its last check; rolling back");
-                    b.end_transaction(&id, false).await
-                } else {
-                    if let Some((client, tx)) = self.sessions.producer_for(&h.topic) {
-                        let cmd = pb::TelemetryCommand {
-                            status: None,
-                            command: Some(pb::telemetry_command::Command::RecoverOrphanedTransactionCommand(
-                                pb::RecoverOrphanedTransactionCommand {
-                                    message: Some(convert::delivered(&h.message, &view, 1, None)),
-                                    transaction_id: locator(b.group.id(), &id),
-                                },
-                            )),
-                        };
-                        if tx.try_send(Ok(cmd)).is_ok() {
-                            tracing::debug!(message_id = %id, %client, "asked a producer about an open transaction");
-                        }
-                    }
-                    b.record_check(&id).await
-                };
-                if let Err(e) = step {
-                    tracing::warn!(message_id = %id, error = %e, "transaction check failed; next round");
-                }
-            }
-        }
-    }
 }
 
-/// Runs check-backs until shutdown.
-pub async fn run(ctx: Arc<Context>, opts: TxnOptions, mut shutdown: watch::Receiver<bool>) {
-    let tick = (opts.check_interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(tick) => {}
-            _ = shutdown.changed() => return,
+impl TxnChecker for Context {
+    /// A `RecoverOrphanedTransactionCommand` on the Telemetry stream of a producer of the topic.
+    fn ask(&self, check: &CheckBack<'_>) -> bool {
+        let Some((client, tx)) = self.sessions.producer_for(&check.half.topic) else { return false };
+        let cmd = pb::TelemetryCommand {
+            status: None,
+            command: Some(pb::telemetry_command::Command::RecoverOrphanedTransactionCommand(
+                pb::RecoverOrphanedTransactionCommand {
+                    message: Some(convert::delivered(&check.half.message, check.view, 1, None)),
+                    transaction_id: locator(check.group, check.view.message_id),
+                },
+            )),
+        };
+        let sent = tx.try_send(Ok(cmd)).is_ok();
+        if sent {
+            tracing::debug!(message_id = check.view.message_id, %client, "asked a gRPC producer about an open transaction");
         }
-        ctx.check_transactions(opts).await;
+        sent
     }
 }
 
