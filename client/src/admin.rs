@@ -254,6 +254,13 @@ impl AdminClient {
         Ok(r)
     }
 
+    /// The RocketMQ 4.x clients connected to the answering node.
+    pub async fn list_clients(&self) -> Result<pb::ListClientsResponse, ClientError> {
+        let r = self.inner.clone().list_clients(self.req(pb::ListClientsRequest {})).await?.into_inner();
+        check(r.status.as_ref())?;
+        Ok(r)
+    }
+
     /// Messages of `topic` with this message id.
     pub async fn message_by_id(
         &self,

@@ -76,22 +76,28 @@ fn config_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Starts the nodes and supervises them until Ctrl-C or SIGTERM.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 9 {
-        bail!("--nodes must be 1-9 (node i listens on 708i and 808i), got {}", args.nodes);
+        bail!("--nodes must be 1-9 (node i listens on 708i, 808i and 987(5+i)), got {}", args.nodes);
     }
     let files = match (&args.config_dir, &args.host_map) {
         (Some(dir), Some(map)) => mapped_configs(&config_files(dir)?, map, &args.data_dir)?,
         (Some(dir), None) => config_files(dir)?,
-        (None, _) => write_configs(&args.data_dir, &default_ports(args.nodes), args.broker_groups, &|_| {})?,
+        // A development cluster creates topics on first use, as Apache RocketMQ's quick start
+        // expects (its producer sends to `TopicTest` without creating it).
+        (None, _) => write_configs(&args.data_dir, &default_ports(args.nodes), args.broker_groups, &|c| {
+            c.broker.auto_create_topics = true;
+        })?,
     };
     let exe = std::env::current_exe().context("cannot find the raftmq executable")?;
     let mut cluster = LocalCluster::new(&exe, &files, |_| Output::Prefixed)?;
     cluster.start_all()?;
     let clients: Vec<&str> = cluster.nodes.iter().map(|n| n.client_addr.as_str()).collect();
+    let remoting: Vec<&str> = cluster.nodes.iter().map(|n| n.remoting_addr.as_str()).collect();
     eprintln!(
-        "[cluster] {} nodes from {}; clients at {}; try `raftmq admin cluster status`; Ctrl-C stops them",
+        "[cluster] {} nodes from {}; gRPC clients at {}; 4.x clients namesrvAddr={}; try `raftmq admin cluster status`; Ctrl-C stops them",
         files.len(),
         files[0].parent().map(|p| p.display().to_string()).unwrap_or_default(),
-        clients.join(", ")
+        clients.join(", "),
+        remoting.join(";")
     );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -6,6 +6,7 @@
 //! data_dir = "./data/node-1"
 //! raft_addr = "127.0.0.1:7081"        # peers (internal port)
 //! client_addr = "127.0.0.1:8081"      # clients: RocketMQ gRPC and admin
+//! remoting_addr = "127.0.0.1:9876"    # RocketMQ 4.x clients (Remoting): NameServer and broker
 //! broker_groups = 2
 //!
 //! [[initial_members]]
@@ -204,6 +205,12 @@ pub struct RawConfig {
     /// Client address given to clients in routes, when it differs from `client_addr`.
     #[serde(default)]
     pub advertise_client_addr: Option<String>,
+    /// Remoting address to listen on (RocketMQ 4.x clients). Default `127.0.0.1:987<5+id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remoting_addr: Option<String>,
+    /// Remoting address given to 4.x clients in routes, when it differs from `remoting_addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_remoting_addr: Option<String>,
     /// Number of broker groups. Default 2.
     #[serde(default)]
     pub broker_groups: Option<u32>,
@@ -259,6 +266,12 @@ impl RawConfig {
         if let Some(v) = get("RAFTMQ_ADVERTISE_CLIENT_ADDR") {
             self.advertise_client_addr = Some(v);
         }
+        if let Some(v) = get("RAFTMQ_REMOTING_ADDR") {
+            self.remoting_addr = Some(v);
+        }
+        if let Some(v) = get("RAFTMQ_ADVERTISE_REMOTING_ADDR") {
+            self.advertise_remoting_addr = Some(v);
+        }
         if let Some(v) = get("RAFTMQ_LOG") {
             self.log.level = v;
         }
@@ -287,6 +300,8 @@ impl RawConfig {
             &mut self.client_addr,
             &mut self.advertise_raft_addr,
             &mut self.advertise_client_addr,
+            &mut self.remoting_addr,
+            &mut self.advertise_remoting_addr,
         ]
         .into_iter()
         .flatten()
@@ -314,13 +329,15 @@ pub fn parse_host_map(v: &str) -> Result<std::collections::BTreeMap<String, Stri
 }
 
 /// Environment variables a node reads.
-pub const ENV_VARS: [&str; 9] = [
+pub const ENV_VARS: [&str; 11] = [
     "RAFTMQ_NODE_ID",
     "RAFTMQ_DATA_DIR",
     "RAFTMQ_RAFT_ADDR",
     "RAFTMQ_CLIENT_ADDR",
     "RAFTMQ_ADVERTISE_RAFT_ADDR",
     "RAFTMQ_ADVERTISE_CLIENT_ADDR",
+    "RAFTMQ_REMOTING_ADDR",
+    "RAFTMQ_ADVERTISE_REMOTING_ADDR",
     "RAFTMQ_LOG",
     "RAFTMQ_HOST_MAP",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -352,6 +369,10 @@ pub struct NodeConfig {
     pub raft_advertise: String,
     /// Client address clients use.
     pub client_advertise: String,
+    /// Remoting listen address (RocketMQ 4.x clients).
+    pub remoting_listen: SocketAddr,
+    /// Remoting address 4.x clients use.
+    pub remoting_advertise: String,
     /// Number of broker groups.
     pub broker_groups: u32,
     /// Async worker threads.
@@ -426,6 +447,14 @@ impl RawConfig {
                 "raft_addr and client_addr are both {raft_addr}: internal RPCs need their own port"
             ));
         }
+        let remoting_addr =
+            self.remoting_addr.clone().unwrap_or_else(|| format!("127.0.0.1:{}", 9875 + node_id));
+        let remoting_listen = socket_addr("remoting_addr", &remoting_addr)?;
+        if remoting_listen == raft_listen || remoting_listen == client_listen {
+            return Err(format!(
+                "remoting_addr {remoting_addr} is also raft_addr or client_addr: Remoting needs its own port"
+            ));
+        }
         let broker_groups = self.broker_groups.unwrap_or(2);
         if broker_groups == 0 || broker_groups > BROKER_GROUPS_MAX {
             return Err(format!("broker_groups must be 1-{BROKER_GROUPS_MAX}, got {broker_groups}"));
@@ -491,6 +520,8 @@ impl RawConfig {
             client_listen,
             raft_advertise: self.advertise_raft_addr.unwrap_or(raft_addr),
             client_advertise: self.advertise_client_addr.unwrap_or(client_addr),
+            remoting_listen,
+            remoting_advertise: self.advertise_remoting_addr.unwrap_or(remoting_addr),
             broker_groups,
             worker_threads: self
                 .worker_threads

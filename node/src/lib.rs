@@ -9,6 +9,7 @@
 //! - [`nameserver`]: proposals and linearizable reads of the NameServer group; bootstrap.
 //! - [`admin`]: the admin gRPC service and the `raftmq admin` CLI.
 //! - [`grpc`]: the RocketMQ 5 MessagingService: routes, send, pull, offsets; forwarding.
+//! - [`remoting`]: RocketMQ 4.x's Remoting protocol (NameServer and broker codes).
 //! - [`broker`]: the broker groups on this node: write batcher, read path, offset commits.
 //! - [`balance`]: spreading broker leaders over the nodes.
 //! - [`forward`]: one-hop forwarding of requests to the leader.
@@ -37,6 +38,7 @@ pub mod grpc;
 pub mod local_cluster;
 pub mod metrics;
 pub mod nameserver;
+pub mod remoting;
 pub mod server;
 pub mod session;
 pub mod stats_log;

@@ -44,6 +44,8 @@ pub struct LocalNode {
     pub client_addr: String,
     /// Its internal address.
     pub raft_addr: String,
+    /// Its Remoting address (RocketMQ 4.x clients).
+    pub remoting_addr: String,
     /// Where its output goes.
     pub output: Output,
     child: Option<Child>,
@@ -62,6 +64,7 @@ impl LocalNode {
             config: path.to_path_buf(),
             client_addr: cfg.client_advertise,
             raft_addr: cfg.raft_advertise,
+            remoting_addr: cfg.remoting_advertise,
             output: output(id),
             child: None,
         })
@@ -85,11 +88,11 @@ impl LocalNode {
 }
 
 /// Node configs for an `n`-node cluster under `dir`: node *i* keeps its data in `dir/node-i`.
-/// `ports` gives each node's (raft, client) port; see [`default_ports`] and [`free_ports`].
+/// `ports` gives each node's ports; see [`default_ports`] and [`free_ports`].
 /// `tune` may change each config before it is written.
 pub fn write_configs(
     dir: &Path,
-    ports: &[(u16, u16)],
+    ports: &[Ports],
     broker_groups: u32,
     tune: &dyn Fn(&mut RawConfig),
 ) -> anyhow::Result<Vec<PathBuf>> {
@@ -98,14 +101,14 @@ pub fn write_configs(
     let members: Vec<MemberConfig> = ports
         .iter()
         .enumerate()
-        .map(|(i, (r, c))| MemberConfig {
+        .map(|(i, p)| MemberConfig {
             id: i as u64 + 1,
-            raft_addr: format!("127.0.0.1:{r}"),
-            client_addr: format!("127.0.0.1:{c}"),
+            raft_addr: format!("127.0.0.1:{}", p.raft),
+            client_addr: format!("127.0.0.1:{}", p.client),
         })
         .collect();
     let mut files = Vec::new();
-    for m in &members {
+    for (m, p) in members.iter().zip(ports) {
         let mut raw = RawConfig {
             node_id: Some(m.id),
             data_dir: Some(dir.join(format!("node-{}", m.id))),
@@ -113,6 +116,8 @@ pub fn write_configs(
             client_addr: Some(m.client_addr.clone()),
             advertise_raft_addr: None,
             advertise_client_addr: None,
+            remoting_addr: Some(format!("127.0.0.1:{}", p.remoting)),
+            advertise_remoting_addr: None,
             broker_groups: Some(broker_groups),
             // The nodes share this machine's CPUs, but keep two workers each: with one, nodes
             // under CI load missed status deadlines and one took over 20 s to stop on SIGTERM
@@ -139,20 +144,32 @@ pub fn write_config(path: &Path, header: &str, raw: &RawConfig) -> anyhow::Resul
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The documented ports of `raftmq cluster`: node *i* uses 708*i* and 808*i*.
-pub fn default_ports(n: u64) -> Vec<(u16, u16)> {
-    (1..=n).map(|i| (7080 + i as u16, 8080 + i as u16)).collect()
+/// The ports of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// Internal (Raft) port.
+    pub raft: u16,
+    /// Client port (RocketMQ gRPC and admin).
+    pub client: u16,
+    /// Remoting port (RocketMQ 4.x clients).
+    pub remoting: u16,
 }
 
-/// Free ports on 127.0.0.1, two per node (bound, then released just before the nodes start).
-pub fn free_ports(n: u64) -> anyhow::Result<Vec<(u16, u16)>> {
-    let listeners: Vec<TcpListener> = (0..2 * n)
+/// The documented ports of `raftmq cluster`: node *i* uses 708*i*, 808*i* and 987(5+*i*), so
+/// 4.x clients take `namesrvAddr=127.0.0.1:9876;127.0.0.1:9877;127.0.0.1:9878`.
+pub fn default_ports(n: u64) -> Vec<Ports> {
+    (1..=n as u16).map(|i| Ports { raft: 7080 + i, client: 8080 + i, remoting: 9875 + i }).collect()
+}
+
+/// Free ports on 127.0.0.1, three per node (bound, then released just before the nodes start).
+pub fn free_ports(n: u64) -> anyhow::Result<Vec<Ports>> {
+    let listeners: Vec<TcpListener> = (0..3 * n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
         .context("bind 127.0.0.1:0")?;
     let ports: Vec<u16> =
         listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
-    Ok(ports.chunks(2).map(|p| (p[0], p[1])).collect())
+    Ok(ports.chunks(3).map(|p| Ports { raft: p[0], client: p[1], remoting: p[2] }).collect())
 }
 
 /// A set of node processes started from config files.
@@ -172,13 +189,13 @@ impl LocalCluster {
         Ok(Self { bin: bin.to_path_buf(), nodes })
     }
 
-    /// Writes the config of one more node (the next id, `ports` for its raft and client
-    /// addresses, data in `dir/node-<id>`), copied from node 1's config, and adds it, not started.
+    /// Writes the config of one more node (the next id, `ports` for its addresses, data in
+    /// `dir/node-<id>`), copied from node 1's config, and adds it, not started.
     /// It is not an initial member: it waits to be added (`raftmq admin node add`).
     pub fn add_node(
         &mut self,
         dir: &Path,
-        ports: (u16, u16),
+        ports: Ports,
         output: impl Fn(u64) -> Output,
     ) -> anyhow::Result<u64> {
         let template = &self.nodes.first().context("no node to copy the config of")?.config;
@@ -186,8 +203,9 @@ impl LocalCluster {
         let id = self.nodes.len() as u64 + 1;
         raw.node_id = Some(id);
         raw.data_dir = Some(dir.join(format!("node-{id}")));
-        raw.raft_addr = Some(format!("127.0.0.1:{}", ports.0));
-        raw.client_addr = Some(format!("127.0.0.1:{}", ports.1));
+        raw.raft_addr = Some(format!("127.0.0.1:{}", ports.raft));
+        raw.client_addr = Some(format!("127.0.0.1:{}", ports.client));
+        raw.remoting_addr = Some(format!("127.0.0.1:{}", ports.remoting));
         let path = dir.join("cluster").join(format!("node-{id}.toml"));
         write_config(&path, "written by raftmq: a node added to the cluster", &raw)?;
         self.nodes.push(LocalNode::load(&path, id, &output)?);

@@ -312,12 +312,20 @@ async fn report_leaders(ns: &NameServer, brokers: &Brokers) -> Result<(), Broker
 }
 
 async fn sync_layout(ns: &NameServer, config: &NodeConfig, brokers: &Brokers) -> Result<(), BrokerError> {
-    let members: Vec<Member> = ns
-        .group
-        .members()
-        .into_iter()
-        .map(|(id, n)| Member { id, raft_addr: n.raft_addr, client_addr: n.client_addr })
-        .collect();
+    // The Remoting address is announced by each node (`announce_remoting`), not part of the
+    // Raft membership: keep the recorded one so that records do not look stale.
+    let members: Vec<Member> = ns.read_local(|s| {
+        ns.group
+            .members()
+            .into_iter()
+            .map(|(id, n)| Member {
+                id,
+                raft_addr: n.raft_addr,
+                client_addr: n.client_addr,
+                remoting_addr: s.members.get(&id).and_then(|m| m.remoting_addr.clone()),
+            })
+            .collect()
+    });
     let (initialized, stale, gone) = ns.read_local(|s| {
         let stale: Vec<Member> = members
             .iter()
@@ -368,4 +376,51 @@ async fn sync_layout(ns: &NameServer, config: &NodeConfig, brokers: &Brokers) ->
 /// The error for a NameServer leader that did not answer.
 fn leader_silent(leader: NodeId, s: &tonic::Status) -> BrokerError {
     BrokerError::Unavailable(format!("NameServer leader {leader} did not answer: {}", s.message()))
+}
+
+/// Until this node's Remoting address `addr` is in the NameServer's member record of `id`:
+/// announces it (proposed here when this node leads the NameServer, else through the leader's
+/// admin service), then checks again every few seconds (a new record after a membership change
+/// starts without it).
+pub async fn announce_remoting(
+    ns: NameServer,
+    id: NodeId,
+    addr: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let recorded = ns.read_local(|s| s.members.get(&id).map(|m| m.remoting_addr.clone()));
+        let wait = match recorded {
+            Some(Some(a)) if a == addr => Duration::from_secs(5),
+            // Not a member record yet (the layout is recorded first): wait for it.
+            None => Duration::from_millis(500),
+            Some(_) => match announce_once(&ns, id, &addr).await {
+                Ok(()) => {
+                    tracing::info!(node = id, addr = %addr, "announced the remoting address");
+                    Duration::from_millis(200)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot announce the remoting address yet");
+                    Duration::from_millis(500)
+                }
+            },
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn announce_once(ns: &NameServer, id: NodeId, addr: &str) -> Result<(), BrokerError> {
+    if ns.is_leader() {
+        return ns
+            .propose(MetaCommand::SetRemotingAddr { id, addr: Some(addr.to_string()) })
+            .await
+            .map(|_| ());
+    }
+    let (leader, mut admin, req) =
+        ns.to_leader(admin_pb::AnnounceRemotingRequest { node_id: id, addr: addr.to_string() })?;
+    let resp = admin.announce_remoting(req).await.map_err(|s| leader_silent(leader, &s))?.into_inner();
+    leader_ok(resp.status)
 }

@@ -94,6 +94,10 @@ fn server_builder() -> Server {
 /// benchmarks' CPU figures and `raftmq cluster` stopping nodes it did not start.
 pub const PID_FILE: &str = "raftmq.pid";
 
+/// How long background tasks, then the servers, get to stop after SIGTERM before they are
+/// aborted.
+const TASKS_STOP_WAIT: Duration = Duration::from_secs(3);
+
 /// The process id a node recorded in `data_dir`, if the file is there and holds one.
 pub fn read_pid(data_dir: &std::path::Path) -> Option<u32> {
     std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?.trim().parse().ok()
@@ -121,6 +125,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let raft_listener = bind(config.raft_listen, "raft_addr, internal").await?;
     let client_listener = bind(config.client_listen, "client_addr").await?;
+    let remoting_listener = bind(config.remoting_listen, "remoting_addr").await?;
 
     // On a loopback address (127.0.0.11-13 in deploy/run-local), outgoing connections leave
     // from it too, so a firewall rule on that address isolates the node in both directions.
@@ -182,13 +187,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
     }
 
-    let admin = AdminServiceServer::new(AdminServiceImpl::new(
-        node_id,
-        ns.clone(),
-        brokers.clone(),
-        host.clone(),
-        channels.clone(),
-    ));
     let broker = BrokerService::new(
         node_id,
         ns.clone(),
@@ -201,13 +199,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             retry_delays_ms: config.broker.retry_delays_ms.clone(),
         },
     );
+    let remoting = crate::remoting::Remoting::new(broker.clone(), config.remoting_advertise.clone());
+    let admin = AdminServiceServer::new(
+        AdminServiceImpl::new(node_id, ns.clone(), brokers.clone(), host.clone(), channels.clone())
+            .with_remoting(remoting.clone()),
+    );
     let ctx = Arc::new(Context::new(broker.clone(), config.client_advertise.clone(), channels));
     let renewals = tokio::spawn(crate::grpc::renew::run(ctx.clone(), stop_rx.clone()));
-    let txn_opts = crate::grpc::transaction::TxnOptions {
+    let txn_opts = crate::broker::txn_check::TxnOptions {
         check_interval: Duration::from_secs(config.broker.transaction_check_secs),
         checks_max: config.broker.transaction_checks_max,
     };
-    let txn_checks = tokio::spawn(crate::grpc::transaction::run(ctx.clone(), txn_opts, stop_rx.clone()));
+    // Check-backs reach producers through either front end.
+    let checkers: Vec<Arc<dyn crate::broker::txn_check::TxnChecker>> = vec![ctx.clone(), remoting.clone()];
+    let txn_checks =
+        tokio::spawn(crate::broker::txn_check::run(broker.clone(), checkers, txn_opts, stop_rx.clone()));
     let sweep = tokio::spawn(crate::grpc::sweep::run(ctx.clone(), stop_rx.clone()));
     let flow_sampler = tokio::spawn(flow.clone().run(brokers.clone(), stop_rx.clone()));
     let service_stats = ctx.stats.clone();
@@ -218,6 +224,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         store: store.clone(),
         flow: flow.clone(),
         service: service_stats.clone(),
+        remoting: remoting.clone(),
     };
     let messaging = MessagingServiceServer::new(MessagingServiceImpl::new(ctx))
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
@@ -239,6 +246,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             .map_err(|e| NodeError::Server(format!("client server: {e}")))
     });
 
+    let remoting_server =
+        tokio::spawn(crate::remoting::listener::serve(remoting_listener, remoting, stop_rx.clone()));
+    let announce = tokio::spawn(nameserver::announce_remoting(
+        ns.clone(),
+        node_id,
+        config.remoting_advertise.clone(),
+        stop_rx.clone(),
+    ));
     let duties =
         tokio::spawn(nameserver::leader_duties(ns.clone(), config.clone(), brokers.clone(), stop_rx.clone()));
     let balancer = config
@@ -264,6 +279,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         node = node_id,
         raft = %config.raft_listen,
         client = %config.client_listen,
+        remoting = %config.remoting_listen,
         data = %config.data_dir.display(),
         "node started"
     );
@@ -280,19 +296,40 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         crate::balance::hand_over(node_id, host.groups().all(), &ns.retired()).await;
     }
     let _ = stop_tx.send(true);
-    let _ = duties.await;
-    if let Some(b) = balancer {
-        let _ = b.await;
+    // Background tasks see the stop at their next step; one may be waiting on a proposal that
+    // can never commit (the last node of a cluster stopping, a leader without its quorum): they
+    // get a bounded time, then are aborted, so SIGTERM always ends the process.
+    let deadline = tokio::time::Instant::now() + TASKS_STOP_WAIT;
+    let mut background = vec![
+        ("leader duties", duties),
+        ("remoting announce", announce),
+        ("remoting server", remoting_server),
+        ("stats", stats),
+        ("retention", retention),
+        ("timers", timers),
+        ("transaction checks", txn_checks),
+        ("sweep", sweep),
+        ("flow sampler", flow_sampler),
+        ("renewals", renewals),
+    ];
+    background.extend(balancer.map(|b| ("balancer", b)));
+    for (name, task) in background {
+        let abort = task.abort_handle();
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            abort.abort();
+            tracing::warn!(task = name, "background task did not stop in time; aborted");
+        }
     }
-    let _ = stats.await;
-    let _ = retention.await;
-    let _ = timers.await;
-    let _ = txn_checks.await;
-    let _ = sweep.await;
-    let _ = flow_sampler.await;
-    let _ = renewals.await;
     host.shutdown().await;
-    while tasks.join_next().await.is_some() {}
+    // The servers close their listeners at once and drain open connections; a client that keeps
+    // one open (a long poll) does not hold the process.
+    let drained =
+        tokio::time::timeout(TASKS_STOP_WAIT, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("servers did not drain their connections in time; closing them");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!(node = node_id, "node stopped");
     match failed {

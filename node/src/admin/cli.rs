@@ -56,6 +56,9 @@ pub enum AdminCommand {
     /// Cluster membership: add, remove or replace a node.
     #[command(subcommand)]
     Node(super::node::NodeCommand),
+    /// Connected RocketMQ 4.x clients.
+    #[command(subcommand)]
+    Client(super::clients::ClientCommand),
 }
 
 /// Cluster commands.
@@ -214,6 +217,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Message(cmd) => super::message::run(&client, cmd, args.json).await?,
         AdminCommand::Leader(cmd) => super::leader::run(&client, cmd, args.json).await?,
         AdminCommand::Node(cmd) => super::node::run(&client, cmd, args.json).await?,
+        AdminCommand::Client(cmd) => {
+            super::clients::run(&client, cmd, args.json, Duration::from_secs(args.timeout)).await?
+        }
     };
     print!("{out}");
     if !out.ends_with('\n') {

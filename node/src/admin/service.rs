@@ -90,6 +90,8 @@ pub struct AdminServiceImpl {
     pub(super) host: Arc<RaftHost>,
     pub(super) channels: Arc<ClientChannels>,
     members: Members,
+    /// The Remoting front end, whose clients `ListClients` shows.
+    pub(super) remoting: Option<Arc<crate::remoting::Remoting>>,
 }
 
 impl AdminServiceImpl {
@@ -101,7 +103,13 @@ impl AdminServiceImpl {
         host: Arc<RaftHost>,
         channels: Arc<ClientChannels>,
     ) -> Self {
-        Self { node_id, ns, brokers, host, channels, members: Members::default() }
+        Self { node_id, ns, brokers, host, channels, members: Members::default(), remoting: None }
+    }
+
+    /// Shows the clients of `remoting` in `ListClients`.
+    pub fn with_remoting(mut self, remoting: Arc<crate::remoting::Remoting>) -> Self {
+        self.remoting = Some(remoting);
+        self
     }
 
     /// Runs `local` if this node leads the NameServer, else forwards with `remote` (once).
@@ -589,6 +597,25 @@ impl AdminService for AdminServiceImpl {
             req,
             |r| self.describe_group_local(r),
             |mut c, r| async move { c.describe_group(r).await },
+        )
+        .await
+    }
+
+    async fn list_clients(
+        &self,
+        _req: Request<pb::ListClientsRequest>,
+    ) -> Result<Response<pb::ListClientsResponse>, Status> {
+        Ok(Response::new(self.list_clients_local()))
+    }
+
+    async fn announce_remoting(
+        &self,
+        req: Request<pb::AnnounceRemotingRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.on_leader(
+            req,
+            |r| self.announce_remoting_local(r),
+            |mut c, r| async move { c.announce_remoting(r).await },
         )
         .await
     }

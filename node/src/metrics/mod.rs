@@ -43,6 +43,8 @@ pub struct Metrics {
     pub flow: Arc<Flow>,
     /// The MessagingService's counters.
     pub service: Arc<ServiceStats>,
+    /// The Remoting front end (its request counts).
+    pub remoting: Arc<crate::remoting::Remoting>,
 }
 
 impl Metrics {
@@ -70,6 +72,15 @@ impl Metrics {
             &[("node", &node)],
             &self.store.writer_stats().sync_latency.snapshot(),
         );
+        e.family("raftmq_requests_total", "counter", "Requests served, by protocol and request code.");
+        for (code, n) in self.remoting.request_counts() {
+            let code = code.to_string();
+            e.sample(
+                "raftmq_requests_total",
+                &[("node", &node), ("protocol", "remoting"), ("code", &code)],
+                n,
+            );
+        }
         for (property, name) in ROCKSDB_PROPERTIES {
             if let Some(v) = self.store.property(property) {
                 e.family(name, "gauge", &format!("RocksDB {property}, bytes."));
