@@ -59,3 +59,34 @@ fn client_knows_nothing_of_rocksdb_or_openraft() {
         assert!(!deps.contains(banned), "raftmq-client depends on {banned}");
     }
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_broker_core_names_no_protocol() {
+    let core = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../node/src/broker"));
+    let files = rust_files(core);
+    assert!(files.len() > 10, "the walk works: {} files", files.len());
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        for banned in ["raftmq_proto", "crate::grpc", "crate::remoting", "tonic", "super::super::grpc"] {
+            assert!(
+                !text.contains(banned),
+                "{} names {banned}: the core must stay protocol-free",
+                f.display()
+            );
+        }
+    }
+}

@@ -54,6 +54,11 @@ fn compose_file_describes_three_nodes_jaeger_and_prometheus() {
         );
         assert!(s.get(&key("restart")).and_then(Yaml::as_str).is_some(), "{name}: restart policy");
         assert!(s.get(&key("healthcheck")).is_some(), "{name}: health check");
+        let published = strings(s.get(&key("ports")));
+        assert!(
+            published.iter().any(|p| p.ends_with(":9876")),
+            "{name}: Remoting port 9876 published: {published:?}"
+        );
         let volumes = strings(s.get(&key("volumes")));
         let config = volumes
             .iter()
@@ -82,6 +87,7 @@ fn compose_file_describes_three_nodes_jaeger_and_prometheus() {
         assert!(out.status.success(), "{}: {}", config.display(), String::from_utf8_lossy(&out.stderr));
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(printed.contains(&format!("node_id: {n},")), "{printed}");
+        assert!(printed.contains(":9876"), "{name}: serves Remoting on 9876: {printed}");
     }
     let jaeger = service(doc, "jaeger");
     let ports = strings(jaeger.get(&key("ports")));

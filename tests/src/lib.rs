@@ -283,3 +283,20 @@ pub async fn run_compat(mut cmd: tokio::process::Command, timeout: Duration, ok_
     );
     stdout
 }
+
+/// The classpath of the Java compatibility programs with the official 4.x client (built once,
+/// then reused).
+pub async fn java_classpath() -> String {
+    compat_setup("java/setup.sh").await
+}
+
+/// Every node's Remoting address, `;`-separated: a 4.x client's `namesrvAddr`.
+pub fn namesrv_addr(c: &TestCluster) -> String {
+    c.cluster.nodes.iter().map(|n| n.remoting_addr.clone()).collect::<Vec<_>>().join(";")
+}
+
+/// The compatibility program built on the pure-Rust 4.x client `rocketmq-client-rust` (built
+/// once, in a target directory of its own, then reused).
+pub async fn rust_4x_client() -> String {
+    compat_setup("rust/setup.sh").await
+}

@@ -9,10 +9,7 @@ use raftmq_storage::broker::record::RecordView;
 use raftmq_storage::broker::record::StoredType;
 use raftmq_storage::nameserver::MessageType;
 use raftmq_storage::nameserver::Permission;
-use raftmq_storage::nameserver::names;
 
-use crate::broker::moves::RECONSUME_TIMES;
-use crate::broker::moves::RETRY_TOPIC;
 use crate::broker::moves::origin_topic;
 use crate::broker::props;
 use crate::broker::send::encoding;
@@ -145,14 +142,14 @@ pub fn delivered(
         lite_topic: None,
         priority: None,
     };
-    // A retry copy shows as the message it copies: its original topic, the user's properties.
-    let retry = names::is_retry_topic(view.topic);
+    // A retry copy shows as the message it copies: its original topic, the user's properties
+    // (RocketMQ's reserved properties, the retry bookkeeping among them, are never shown).
     pb::Message {
         topic: Some(pb::Resource { resource_namespace: String::new(), name: origin_topic(view).to_string() }),
         user_properties: view
             .properties
             .iter()
-            .filter(|(k, _)| !(retry && [RETRY_TOPIC, RECONSUME_TIMES].contains(k)) && !props::is_system(k))
+            .filter(|(k, _)| !props::is_system(k))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         system_properties: Some(system),

@@ -100,7 +100,7 @@ pub fn decode_batch(mut b: Bytes) -> Result<Vec<BatchItem>, BodyError> {
         }
         let properties = String::from_utf8(b.split_to(props_len).to_vec())
             .map_err(|_| BodyError("properties are not UTF-8".into()))?;
-        if usize::try_from(total).ok() != Some(20 + body_len + props_len) {
+        if usize::try_from(total).ok() != Some(22 + body_len + props_len) {
             return Err(BodyError(format!("message size {total} does not match its parts")));
         }
         out.push(BatchItem { flag, body, properties });
@@ -112,7 +112,7 @@ pub fn decode_batch(mut b: Bytes) -> Result<Vec<BatchItem>, BodyError> {
 pub fn encode_batch(items: &[BatchItem]) -> Bytes {
     let mut b = BytesMut::new();
     for m in items {
-        b.put_i32((20 + m.body.len() + m.properties.len()) as i32);
+        b.put_i32((22 + m.body.len() + m.properties.len()) as i32);
         b.put_i32(0);
         b.put_i32(0);
         b.put_i32(m.flag);

@@ -68,7 +68,9 @@ impl Remoting {
                 offset_msg_id(self.store_host, loc.encode().unwrap_or(-1))
             })
             .collect();
-        let first = appended.first().map_or(0, |a| a.offset);
+        // A half or delayed message has no queue offset until it is committed or due (the core
+        // answers u64::MAX); 4.x clients parse a signed long, so they get 0 then.
+        let first = appended.first().map_or(0, |a| i64::try_from(a.offset).unwrap_or(0));
         status::ok(&req)
             .with("msgId", ids.join(","))
             .with("queueId", local_queue)

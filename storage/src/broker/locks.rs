@@ -40,6 +40,9 @@ impl Lock {
 /// The locks of a broker group.
 pub type LockTable = BTreeMap<LockKey, Lock>;
 
+/// Locks a command changed (`None`: removed).
+pub type LockChanges = Vec<(LockKey, Option<Lock>)>;
+
 /// The key suffix of a lock.
 pub(crate) fn key_suffix(k: &LockKey) -> Vec<u8> {
     let mut w = Writer::default();
@@ -100,7 +103,7 @@ impl LockCmd {
 /// Applies `cmd` to `table`: each queue free, lapsed or already the client's is (re)locked for
 /// it (or, with `ttl_ms` 0, each queue the client holds is freed). Returns the changed locks
 /// (`None`: removed) and the queues the client holds after the command.
-pub fn apply(table: &mut LockTable, cmd: &LockCmd) -> (Vec<(LockKey, Option<Lock>)>, Vec<(String, u32)>) {
+pub fn apply(table: &mut LockTable, cmd: &LockCmd) -> (LockChanges, Vec<(String, u32)>) {
     let mut changed = Vec::new();
     let mut held = Vec::new();
     for (topic, queue) in &cmd.queues {
