@@ -273,15 +273,21 @@ async fn leadership_moves_by_hand_and_balances_back() {
 
     let (ns_leader, _) = c.cluster.wait_leader(NS, None, START).await.unwrap();
     let to = ns_leader % 3 + 1;
-    // Right after the election the new leader may not have heard from `to` yet; the refusal
-    // says to retry once it caught up, so do.
-    let out = eventually(START, "the NameServer transfer accepted", || {
-        let out = cli(&["transfer", "--group", NS, "--to", &to.to_string()]);
-        let behind = String::from_utf8_lossy(&out.stderr).contains("retry once it caught up");
-        async move { (!behind).then_some(out) }
-    })
-    .await
-    .unwrap();
+    // Right after an election the new leader may not have heard from the target yet, and a node
+    // may not know the new leader yet; both refusals say to retry, so do.
+    let retrying = |args: Vec<String>| {
+        eventually(START, "the leader command accepted", move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = cli(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let again =
+                err.contains("retry once it caught up") || err.contains("no leader is known right now");
+            async move { (!again).then_some(out) }
+        })
+    };
+    let out = retrying(vec!["transfer".into(), "--group".into(), NS.into(), "--to".into(), to.to_string()])
+        .await
+        .unwrap();
     let v = json(out);
     assert_eq!(v["leader"], to, "{v}");
     assert_eq!(c.cluster.wait_leader(NS, None, START).await.unwrap().0, to);
@@ -303,10 +309,11 @@ async fn leadership_moves_by_hand_and_balances_back() {
     for g in s.groups.iter().filter(|g| g.id != 0) {
         let preferred = raftmq_node::balance::preferred_of(g.id, &g.voters, &[]).unwrap();
         let off = preferred % 3 + 1;
-        let v = json(cli(&["transfer", "--group", &g.name, "--to", &off.to_string()]));
+        let args = vec!["transfer".into(), "--group".into(), g.name.clone(), "--to".into(), off.to_string()];
+        let v = json(retrying(args).await.unwrap());
         assert_eq!(v["leader"], off, "{v}");
     }
-    let v = json(cli(&["balance"]));
+    let v = json(retrying(vec!["balance".into()]).await.unwrap());
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{v}");
     for r in rows {

@@ -4,13 +4,13 @@
 //! as such.
 
 /// RocketMQ's reserved property names, and `__FLAG` (a 4.x message's integer flag, kept as a
-/// property).
-pub const SYSTEM: [&str; 37] = [
+/// property). Not here: `RETRY_TOPIC` and `RECONSUME_TIME`, the retry bookkeeping a dead letter
+/// shows its readers (a retry copy hides them, see `broker::moves`).
+pub const SYSTEM: [&str; 35] = [
     "KEYS",
     "TAGS",
     "WAIT",
     "DELAY",
-    "RETRY_TOPIC",
     "REAL_TOPIC",
     "REAL_QID",
     "TRAN_MSG",
@@ -22,7 +22,6 @@ pub const SYSTEM: [&str; 37] = [
     "TRANSFER_FLAG",
     "CORRECTION_FLAG",
     "MQ2_FLAG",
-    "RECONSUME_TIME",
     "MSG_REGION",
     "TRACE_ON",
     "UNIQ_KEY",

@@ -9,7 +9,10 @@ use raftmq_storage::broker::record::RecordView;
 use raftmq_storage::broker::record::StoredType;
 use raftmq_storage::nameserver::MessageType;
 use raftmq_storage::nameserver::Permission;
+use raftmq_storage::nameserver::names;
 
+use crate::broker::moves::RECONSUME_TIMES;
+use crate::broker::moves::RETRY_TOPIC;
 use crate::broker::moves::origin_topic;
 use crate::broker::props;
 use crate::broker::send::encoding;
@@ -143,13 +146,14 @@ pub fn delivered(
         priority: None,
     };
     // A retry copy shows as the message it copies: its original topic, the user's properties
-    // (RocketMQ's reserved properties, the retry bookkeeping among them, are never shown).
+    // (without its retry bookkeeping); RocketMQ's reserved properties are never shown.
+    let retry = names::is_retry_topic(view.topic);
     pb::Message {
         topic: Some(pb::Resource { resource_namespace: String::new(), name: origin_topic(view).to_string() }),
         user_properties: view
             .properties
             .iter()
-            .filter(|(k, _)| !props::is_system(k))
+            .filter(|(k, _)| !(props::is_system(k) || retry && [RETRY_TOPIC, RECONSUME_TIMES].contains(k)))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         system_properties: Some(system),

@@ -47,10 +47,8 @@ struct Locked {
 impl Remoting {
     /// Serves LOCK_BATCH_MQ or UNLOCK_BATCH_MQ from `peer`.
     pub async fn lock(&self, peer: SocketAddr, req: Command) -> Command {
-        match self.lock_checked(peer, &req).await {
-            Ok(resp) => resp,
-            Err(e) => status::error(&req, &e),
-        }
+        let res = self.lock_checked(peer, &req).await;
+        status::answer(&req, res)
     }
 
     async fn lock_checked(&self, peer: SocketAddr, req: &Command) -> Result<Command, BrokerError> {

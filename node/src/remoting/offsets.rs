@@ -21,10 +21,8 @@ const OFFSET_TIMEOUT: Duration = Duration::from_secs(5);
 impl Remoting {
     /// Serves one of the offset codes from `peer`.
     pub async fn offsets(&self, peer: SocketAddr, req: Command) -> Command {
-        match self.offsets_checked(peer, &req).await {
-            Ok(resp) => resp,
-            Err(e) => status::error(&req, &e),
-        }
+        let res = self.offsets_checked(peer, &req).await;
+        status::answer(&req, res)
     }
 
     async fn offsets_checked(&self, peer: SocketAddr, req: &Command) -> Result<Command, BrokerError> {

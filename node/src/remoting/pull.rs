@@ -35,10 +35,8 @@ const PULL_BYTES_MAX: usize = 4 << 20;
 impl Remoting {
     /// Serves a pull from `peer`.
     pub async fn pull(&self, peer: SocketAddr, req: Command) -> Command {
-        match self.pull_checked(peer, &req).await {
-            Ok(resp) => resp,
-            Err(e) => status::error(&req, &e),
-        }
+        let res = self.pull_checked(peer, &req).await;
+        status::answer(&req, res)
     }
 
     async fn pull_checked(&self, peer: SocketAddr, req: &Command) -> Result<Command, BrokerError> {

@@ -28,10 +28,8 @@ const SEND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
 impl Remoting {
     /// Serves a send-back from `peer`.
     pub async fn send_back(&self, peer: SocketAddr, req: Command) -> Command {
-        match self.send_back_checked(peer, &req).await {
-            Ok(resp) => resp,
-            Err(e) => status::error(&req, &e),
-        }
+        let res = self.send_back_checked(peer, &req).await;
+        status::answer(&req, res)
     }
 
     async fn send_back_checked(&self, peer: SocketAddr, req: &Command) -> Result<Command, BrokerError> {

@@ -44,6 +44,11 @@ pub fn error(req: &Command, e: &BrokerError) -> Command {
     req.response(code(e), Some(e.to_string()))
 }
 
+/// The response to `req`: what `res` holds, or its error.
+pub fn answer(req: &Command, res: Result<Command, BrokerError>) -> Command {
+    res.unwrap_or_else(|e| error(req, &e))
+}
+
 /// A SUCCESS response to `req`.
 pub fn ok(req: &Command) -> Command {
     req.response(rc::SUCCESS, None)
