@@ -50,7 +50,7 @@ node_pid() {
   [ -f "$f" ] || return 1
   pid=$(cat "$f")
   # Only a live raftmq process counts (a stale pid file may name anything by now).
-  [ -r "/proc/$pid/cmdline" ] && tr '\0' '\n' <"/proc/$pid/cmdline" | head -1 | grep -q 'raftmq$' || return 1
+  [ -r "/proc/$pid/cmdline" ] && tr '\0' '\n' <"/proc/$pid/cmdline" | head -1 | grep -Eq '(raftmq|raftmq-it-node)$' || return 1
   alive "$pid" || return 1
   echo "$pid"
 }
