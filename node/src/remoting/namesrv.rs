@@ -98,12 +98,14 @@ impl Remoting {
 
     fn route_of(&self, topic: &Topic) -> TopicRouteData {
         let groups = broker_groups(topic);
+        let broker_datas: Vec<BrokerData> = groups.iter().map(|g| self.broker_data(*g)).collect();
         let queue_datas = groups
             .iter()
-            .map(|g| {
+            .zip(&broker_datas)
+            .map(|(g, b)| {
                 let n = broker_queues(topic, *g).len();
                 QueueData {
-                    broker_name: self.broker_data(*g).broker_name,
+                    broker_name: b.broker_name.clone(),
                     read_queue_nums: n,
                     write_queue_nums: n,
                     perm: perm(topic.permission),
@@ -111,11 +113,7 @@ impl Remoting {
                 }
             })
             .collect();
-        TopicRouteData {
-            queue_datas,
-            broker_datas: groups.iter().map(|g| self.broker_data(*g)).collect(),
-            filter_server_table: BTreeMap::new(),
-        }
+        TopicRouteData { queue_datas, broker_datas, filter_server_table: BTreeMap::new() }
     }
 
     /// `TBW102` when topics are created on first send: every broker group, each with the queues
