@@ -7,8 +7,6 @@
 //! 2.2 × 10^12 entries: decades at tens of thousands of entries a second), 16 for the ordinal
 //! (the batcher puts at most 65535 records in an entry).
 
-use std::collections::HashMap;
-
 use raftmq_storage::GroupId;
 use raftmq_storage::broker::reader;
 use raftmq_storage::broker::reader::StoredMessage;
@@ -75,32 +73,9 @@ impl BrokerGroup {
         .await
     }
 
-    /// The places of `msgs`, read from this group's log (`None` for one whose entry is gone).
-    pub async fn locations(&self, msgs: &[StoredMessage]) -> Result<Vec<Option<Location>>, BrokerError> {
-        let group = self.group.id();
-        let data = self.data.clone();
-        let wanted: Vec<(u64, u32)> = msgs.iter().map(|m| (m.log_index, m.pos)).collect();
-        blocking(move || {
-            let mut cache: HashMap<u64, Vec<u32>> = HashMap::new();
-            let mut out = Vec::with_capacity(wanted.len());
-            for (log_index, pos) in wanted {
-                if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(log_index) {
-                    let positions =
-                        match reader::append_entry(data.store(), data.log(), data.group(), log_index)? {
-                            Some((_, _, batch)) => raftmq_storage::broker::record::record_positions(&batch)?
-                                .into_iter()
-                                .map(|p| p.pos)
-                                .collect(),
-                            None => Vec::new(),
-                        };
-                    e.insert(positions);
-                }
-                let ordinal = cache.get(&log_index).and_then(|ps| ps.iter().position(|p| *p == pos));
-                out.push(ordinal.map(|o| Location { group, log_index, ordinal: o as u32 }));
-            }
-            Ok(out)
-        })
-        .await
+    /// The place of `m`, a message read from this group's log.
+    pub fn location(&self, m: &StoredMessage) -> Location {
+        Location { group: self.group.id(), log_index: m.log_index, ordinal: m.ordinal }
     }
 }
 

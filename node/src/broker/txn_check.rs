@@ -33,7 +33,7 @@ pub struct CheckBack<'a> {
     /// The broker group holding the half message.
     pub group: GroupId,
     /// Where the half message is.
-    pub location: Option<Location>,
+    pub location: Location,
     /// The half message.
     pub half: &'a PendingHalf,
     /// The half message, parsed.
@@ -79,16 +79,15 @@ async fn round(broker: &BrokerService, checkers: &[Arc<dyn TxnChecker>], opts: T
         if due.is_empty() {
             continue;
         }
-        let messages: Vec<_> = due.iter().map(|h| h.message.clone()).collect();
-        let locations = b.locations(&messages).await.unwrap_or_else(|_| vec![None; due.len()]);
-        for (h, location) in due.iter().zip(locations) {
+        for h in &due {
             let Ok(view) = RecordView::parse(&h.message.record) else { continue };
             let id = view.message_id.to_string();
             let step = if h.checks >= opts.checks_max {
                 tracing::info!(message_id = %id, checks = h.checks, "transaction still open after its last check; rolling back");
                 b.end_transaction(&id, false).await
             } else {
-                let check = CheckBack { group: b.group.id(), location, half: h, view: &view };
+                let check =
+                    CheckBack { group: b.group.id(), location: b.location(&h.message), half: h, view: &view };
                 if checkers.iter().any(|c| c.ask(&check)) {
                     tracing::debug!(message_id = %id, "asked a producer about an open transaction");
                 }

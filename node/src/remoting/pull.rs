@@ -121,15 +121,14 @@ impl Remoting {
         if p.messages.is_empty() {
             return Ok(answer(rc::PULL_NOT_FOUND, p.next_offset, Some("no new message".into())));
         }
-        let places = b.locations(&p.messages).await?;
         let local_queue = local_id(&topic, queue);
         let mut body = BytesMut::new();
-        for (m, loc) in p.messages.iter().zip(places) {
+        for m in &p.messages {
             match RecordView::parse(&m.record) {
                 Ok(view) => {
                     let at = Place {
                         queue_id: local_queue,
-                        physical_offset: loc.and_then(|l| l.encode()).unwrap_or(-1),
+                        physical_offset: b.location(m).encode().unwrap_or(-1),
                         store_host: self.store_host,
                     };
                     encode_stored(&mut body, m, &view, at);

@@ -33,13 +33,12 @@ impl Remoting {
         messages: &[StoredMessage],
     ) {
         let Some(b) = self.brokers.get(g) else { return };
-        let locations = b.locations(messages).await.unwrap_or_else(|_| vec![None; messages.len()]);
-        for (m, loc) in messages.iter().zip(locations) {
+        for m in messages {
             let Ok(view) = RecordView::parse(&m.record) else { continue };
             let queue = topic.map_or(view.queue_id as i32, |t| local_id(t, view.queue_id));
             let at = Place {
                 queue_id: queue,
-                physical_offset: loc.and_then(|l| l.encode()).unwrap_or(-1),
+                physical_offset: b.location(m).encode().unwrap_or(-1),
                 store_host: self.store_host,
             };
             encode_stored(out, m, &view, at);

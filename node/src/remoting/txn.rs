@@ -73,7 +73,7 @@ impl TxnChecker for Remoting {
             return false;
         };
         let Some(conn) = self.clients.producer_conn(group) else { return false };
-        let physical = check.location.and_then(|l| l.encode()).unwrap_or(-1);
+        let physical = check.location.encode().unwrap_or(-1);
         let queue = match self.topic_local(&check.half.topic) {
             Ok(Some(t)) => local_id(&t, check.view.queue_id),
             _ => 0,

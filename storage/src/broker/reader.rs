@@ -9,6 +9,7 @@ use rocksdb::ReadOptions;
 
 use super::keys;
 use super::keys::CqUnit;
+use super::record::RecordPos;
 use crate::command::Command;
 use crate::error::Result;
 use crate::error::StorageError;
@@ -32,14 +33,20 @@ pub struct StoredMessage {
     pub store_host: String,
     /// Raft log index of its entry.
     pub log_index: u64,
-    /// Byte offset of its record in the entry's batch payload.
-    pub pos: u32,
+    /// Which record of the entry's batch it is (0-based): with `log_index`, the message's place
+    /// in the log, from which the 4.x protocol's physical offsets are made.
+    pub ordinal: u32,
     /// The record.
     pub record: Bytes,
 }
 
 fn corrupt(what: &'static str, reason: String) -> StorageError {
     StorageError::Corruption { what, reason }
+}
+
+/// The ordinal of the record that starts at byte `pos` of a batch with record `positions`.
+fn ordinal_of(positions: &[RecordPos], pos: u32) -> Option<u32> {
+    positions.binary_search_by_key(&pos, |p| p.pos).ok().map(|i| i as u32)
 }
 
 /// Consume-queue units of a queue from `from`, at most `max`, below `end`.
@@ -126,7 +133,17 @@ pub fn record_at(
     if to > batch.len() {
         return Ok(None);
     }
-    Ok(Some(StoredMessage { offset: 0, store_ms, store_host, log_index, pos, record: batch.slice(from..to) }))
+    let Some(ordinal) = ordinal_of(&super::record::record_positions(&batch)?, pos) else {
+        return Ok(None);
+    };
+    Ok(Some(StoredMessage {
+        offset: 0,
+        store_ms,
+        store_host,
+        log_index,
+        ordinal,
+        record: batch.slice(from..to),
+    }))
 }
 
 /// The message whose record is the `ordinal`-th of entry `log_index`'s batch, if the entry is a
@@ -149,7 +166,7 @@ pub fn record_by_ordinal(
         store_ms,
         store_host,
         log_index,
-        pos: p.pos,
+        ordinal,
         record: batch.slice(from..to),
     }))
 }
@@ -163,28 +180,31 @@ pub fn messages(
     units: &[(u64, CqUnit)],
 ) -> Result<Vec<StoredMessage>> {
     let mut out = Vec::with_capacity(units.len());
-    let mut current: Option<(u64, i64, String, Bytes)> = None;
+    let mut current: Option<(u64, i64, String, Bytes, Vec<RecordPos>)> = None;
     for (offset, u) in units {
         if current.as_ref().map(|c| c.0) != Some(u.log_index) {
             match append_entry(store, log, group, u.log_index)? {
-                Some((ms, host, batch)) => current = Some((u.log_index, ms, host, batch)),
+                Some((ms, host, batch)) => {
+                    let positions = super::record::record_positions(&batch)?;
+                    current = Some((u.log_index, ms, host, batch, positions));
+                }
                 None => break,
             }
         }
-        let Some((_, store_ms, host, batch)) = &current else { break };
+        let Some((_, store_ms, host, batch, positions)) = &current else { break };
         let (start, end) = (u.pos as usize, u.pos as usize + u.len as usize);
-        if end > batch.len() {
-            return Err(corrupt(
+        let ordinal = ordinal_of(positions, u.pos).filter(|_| end <= batch.len()).ok_or_else(|| {
+            corrupt(
                 "consume queue",
-                format!("offset {offset} points past its entry {}", u.log_index),
-            ));
-        }
+                format!("offset {offset} points past or inside a record of entry {}", u.log_index),
+            )
+        })?;
         out.push(StoredMessage {
             offset: *offset,
             store_ms: *store_ms,
             store_host: host.clone(),
             log_index: u.log_index,
-            pos: u.pos,
+            ordinal,
             record: batch.slice(start..end),
         });
     }
