@@ -27,17 +27,6 @@ pub fn millis(t: &Timestamp) -> i64 {
     t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
-/// Upper-case hex, as RocketMQ prints MD5 digests.
-pub fn hex_upper(b: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(HEX[(x >> 4) as usize] as char);
-        s.push(HEX[(x & 15) as usize] as char);
-    }
-    s
-}
-
 /// The wire message type of a stored one.
 pub fn message_type(t: StoredType) -> pb::MessageType {
     match t {
@@ -112,10 +101,10 @@ pub fn delivered(
     // producer's zlib body, which gRPC cannot flag, is inflated, with the digest of what is sent).
     let (body, checksum) = if view.body_encoding == encoding::ZLIB {
         let b = inflate_zlib(view);
-        let digest = hex_upper(&<md5::Md5 as md5::Digest>::digest(&b));
+        let digest = hex::encode_upper(<md5::Md5 as md5::Digest>::digest(&b));
         (b, digest)
     } else {
-        (stored.record.slice_ref(view.body), hex_upper(view.body_md5))
+        (stored.record.slice_ref(view.body), hex::encode_upper(view.body_md5))
     };
     let system = pb::SystemProperties {
         tag: view.tag.map(str::to_string),
@@ -179,9 +168,8 @@ mod tests {
     }
 
     #[test]
-    fn times_and_digests() {
+    fn times() {
         assert_eq!(millis(&timestamp(1_700_000_000_123)), 1_700_000_000_123);
         assert_eq!(timestamp(-1).nanos, 999_000_000);
-        assert_eq!(hex_upper(&[0xab, 0x01]), "AB01");
     }
 }

@@ -214,7 +214,7 @@ pub fn offset_msg_id(host: SocketAddrV4, physical_offset: i64) -> String {
     b.extend_from_slice(&host.ip().octets());
     b.extend_from_slice(&i32::from(host.port()).to_be_bytes());
     b.extend_from_slice(&physical_offset.to_be_bytes());
-    crate::grpc::convert::hex_upper(&b)
+    hex::encode_upper(b)
 }
 
 /// Reads an offset message id back: the broker's address and the physical offset.
