@@ -29,6 +29,7 @@ use crate::grpc::context::CLIENT_MESSAGE_BYTES_MAX;
 use crate::grpc::context::Context;
 use crate::grpc::messaging::MessagingServiceImpl;
 use crate::metrics::Metrics;
+use crate::metrics::requests::RequestCounts;
 use crate::nameserver;
 use crate::nameserver::NameServer;
 
@@ -199,7 +200,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             retry_delays_ms: config.broker.retry_delays_ms.clone(),
         },
     );
-    let remoting = crate::remoting::Remoting::new(broker.clone(), config.remoting_advertise.clone());
+    let store_host = crate::remoting::context::store_host(&config.remoting_advertise).await;
+    let remoting =
+        crate::remoting::Remoting::new(broker.clone(), config.remoting_advertise.clone(), store_host);
     let admin = AdminServiceServer::new(
         AdminServiceImpl::new(node_id, ns.clone(), brokers.clone(), host.clone(), channels.clone())
             .with_remoting(remoting.clone()),
@@ -217,6 +220,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let sweep = tokio::spawn(crate::grpc::sweep::run(ctx.clone(), stop_rx.clone()));
     let flow_sampler = tokio::spawn(flow.clone().run(brokers.clone(), stop_rx.clone()));
     let service_stats = ctx.stats.clone();
+    let grpc_requests = Arc::new(RequestCounts::<String>::default());
     let metrics = Metrics {
         node_id,
         ns: ns.clone(),
@@ -225,6 +229,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         flow: flow.clone(),
         service: service_stats.clone(),
         remoting: remoting.clone(),
+        grpc_requests: grpc_requests.clone(),
     };
     let messaging = MessagingServiceServer::new(MessagingServiceImpl::new(ctx))
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
@@ -233,7 +238,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let routes = tonic::service::Routes::new(admin)
         .add_service(messaging)
         .into_axum_router()
-        .route("/metrics", axum::routing::get(move || metrics.clone().page()));
+        .route("/metrics", axum::routing::get(move || metrics.clone().page()))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                if let Some(method) = crate::metrics::requests::grpc_method(req.uri().path()) {
+                    grpc_requests.count(method, || crate::metrics::requests::OTHER.to_string());
+                }
+                next.run(req)
+            },
+        ));
     let mut stop = stop_rx.clone();
     tasks.spawn(async move {
         server_builder()

@@ -228,3 +228,97 @@ async fn bad_input_gets_a_clear_answer_or_a_closed_connection() {
     let got = receive_n(&s, 1, Duration::from_secs(30), Duration::from_secs(30)).await;
     assert_eq!(got.first().map(|g| g.message.message_id.clone()), Some(before));
 }
+
+/// `raftmq admin client list` shows the 4.x clients connected anywhere in the cluster, merged by
+/// client id over the nodes they heartbeat; `/metrics` counts Remoting requests by code and gRPC
+/// requests by method.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_lists_remoting_clients_and_metrics_count_requests_per_protocol() {
+    let c = cluster_with_topic(node_bin(), "wire-admin", 2).await;
+    // A 5.x send, so the gRPC side has a SendMessage to count.
+    let producer = Producer::new(ProducerOptions::new(endpoints(&c))).unwrap();
+    producer.send(Message::new("wire-admin", b"x".to_vec())).await.unwrap();
+
+    // A producer heartbeats node 1; a consumer heartbeats nodes 1 and 2 (as 4.x consumers beat
+    // every broker), each connection kept open.
+    let beat = |client: &str, producers: &[&str], consumers: &[&str]| {
+        let hb = serde_json::json!({
+            "clientID": client,
+            "producerDataSet": producers.iter().map(|g| serde_json::json!({"groupName": g})).collect::<Vec<_>>(),
+            "consumerDataSet": consumers.iter().map(|g| serde_json::json!({"groupName": g,
+                "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+                "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+                "subscriptionDataSet": [{"topic": "wire-admin", "subString": "*", "expressionType": "TAG"}]}))
+                .collect::<Vec<_>>(),
+        });
+        Command::request(34, 7).with_body(serde_json::to_vec(&hb).unwrap())
+    };
+    let mut p1 = connect(&c, 1).await;
+    assert_eq!(call(&mut p1, beat("10.0.0.1@prod", &["wire-pg"], &[])).await.code, 0);
+    let (mut c1, mut c2) = (connect(&c, 1).await, connect(&c, 2).await);
+    for conn in [&mut c1, &mut c2] {
+        assert_eq!(call(conn, beat("10.0.0.2@cons", &[], &["wire-cg"])).await.code, 0);
+    }
+
+    let server = c.cluster.node(3).client_addr.clone();
+    let out = tokio::process::Command::new(node_bin())
+        .args(["admin", "--server", &server, "--json", "client", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_id = |id: &str| {
+        listed.as_array().and_then(|a| a.iter().find(|c| c["client_id"] == id)).cloned().unwrap_or_else(
+            || {
+                panic!("client {id} not listed: {listed}");
+            },
+        )
+    };
+    let prod = by_id("10.0.0.1@prod");
+    assert_eq!(prod["protocol"], "remoting");
+    assert_eq!(prod["producer_groups"], serde_json::json!(["wire-pg"]));
+    assert_eq!(prod["nodes"], serde_json::json!([1]));
+    let cons = by_id("10.0.0.2@cons");
+    assert_eq!(
+        cons["consumer_groups"],
+        serde_json::json!(["wire-cg:CLUSTERING"]),
+        "the group and its message model"
+    );
+    assert_eq!(cons["nodes"], serde_json::json!([1, 2]), "merged over the nodes it heartbeats");
+
+    // Once its connection closes, a client is gone from the list.
+    drop(p1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = tokio::process::Command::new(node_bin())
+            .args(["admin", "--server", &server, "--json", "client", "list"])
+            .output()
+            .await
+            .unwrap();
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ids: Vec<_> = listed.as_array().unwrap().iter().map(|c| c["client_id"].clone()).collect();
+        if !ids.contains(&serde_json::json!("10.0.0.1@prod")) {
+            assert!(ids.contains(&serde_json::json!("10.0.0.2@cons")), "{listed}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a closed client is still listed: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Node 1 (index 0) served two heartbeats (code 34); some node served the 5.x send.
+    let page = raftmq_tests::metrics(&c, 0).await;
+    let sample = |page: &str, labels: &str| -> u64 {
+        page.lines()
+            .find(|l| l.starts_with("raftmq_requests_total{") && l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(sample(&page, r#"protocol="remoting",code="34""#) >= 2, "{page}");
+    let mut sends = 0;
+    for index in 0..3 {
+        sends += sample(&raftmq_tests::metrics(&c, index).await, r#"protocol="grpc",code="SendMessage""#);
+    }
+    assert!(sends >= 1, "the 5.x send is counted by method");
+}

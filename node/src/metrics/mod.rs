@@ -4,6 +4,7 @@
 //! summing over nodes counts each once.
 
 pub mod exposition;
+pub mod requests;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +12,7 @@ use std::sync::atomic::Ordering;
 use raftmq_storage::Store;
 
 use self::exposition::Exposition;
+use self::requests::RequestCounts;
 use crate::broker::Brokers;
 use crate::broker::flow::Flow;
 use crate::broker::traffic::QueueTraffic;
@@ -45,6 +47,8 @@ pub struct Metrics {
     pub service: Arc<ServiceStats>,
     /// The Remoting front end (its request counts).
     pub remoting: Arc<crate::remoting::Remoting>,
+    /// gRPC requests served, by method.
+    pub grpc_requests: Arc<RequestCounts<String>>,
 }
 
 impl Metrics {
@@ -72,14 +76,24 @@ impl Metrics {
             &[("node", &node)],
             &self.store.writer_stats().sync_latency.snapshot(),
         );
-        e.family("raftmq_requests_total", "counter", "Requests served, by protocol and request code.");
+        e.family(
+            "raftmq_requests_total",
+            "counter",
+            "Requests served, by protocol and request code (Remoting) or method (gRPC).",
+        );
         for (code, n) in self.remoting.request_counts() {
-            let code = code.to_string();
+            let code = match code {
+                crate::remoting::context::OTHER_CODES => requests::OTHER.to_string(),
+                c => c.to_string(),
+            };
             e.sample(
                 "raftmq_requests_total",
                 &[("node", &node), ("protocol", "remoting"), ("code", &code)],
                 n,
             );
+        }
+        for (method, n) in self.grpc_requests.snapshot() {
+            e.sample("raftmq_requests_total", &[("node", &node), ("protocol", "grpc"), ("code", &method)], n);
         }
         for (property, name) in ROCKSDB_PROPERTIES {
             if let Some(v) = self.store.property(property) {

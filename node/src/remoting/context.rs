@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
-use std::sync::Mutex;
 
 use super::clients::Clients;
 use super::codec::Command;
@@ -15,6 +14,10 @@ use super::codes::response as rc;
 use super::forward::Peers;
 use super::listener::Conn;
 use crate::broker::service::BrokerService;
+use crate::metrics::requests::RequestCounts;
+
+/// The counter key of request codes beyond the counter's cap (shown as `other` in `/metrics`).
+pub const OTHER_CODES: i32 = i32::MIN;
 
 /// The Remoting front end of one node.
 pub struct Remoting {
@@ -29,7 +32,7 @@ pub struct Remoting {
     /// Connections to other nodes' Remoting ports (forwarding).
     pub peers: Peers,
     /// Requests served, by code.
-    requests: Mutex<BTreeMap<i32, u64>>,
+    requests: RequestCounts<i32>,
 }
 
 impl std::ops::Deref for Remoting {
@@ -41,44 +44,51 @@ impl std::ops::Deref for Remoting {
 }
 
 /// Resolves `addr` (`host:port`) to an IPv4 socket address (0.0.0.0:port if it has none).
-fn resolve_v4(addr: &str) -> SocketAddrV4 {
-    use std::net::ToSocketAddrs;
+/// The IPv4 socket address of `addr` (this node's advertised Remoting address): parsed when the
+/// host is a literal address, otherwise resolved — with tokio's resolver, which runs the blocking
+/// lookup on the blocking pool, not on a worker. `0.0.0.0` with the port when it resolves to no
+/// IPv4 address.
+pub async fn store_host(addr: &str) -> SocketAddrV4 {
     let parsed = super::message::socket_v4(addr);
     if !parsed.ip().is_unspecified() {
         return parsed;
     }
-    addr.to_socket_addrs()
-        .ok()
-        .and_then(|mut it| {
-            it.find_map(|a| match a {
-                std::net::SocketAddr::V4(v4) => Some(v4),
-                std::net::SocketAddr::V6(_) => None,
+    match tokio::net::lookup_host(addr).await {
+        Ok(mut found) => found
+            .find_map(|a| match a {
+                SocketAddr::V4(v4) => Some(v4),
+                SocketAddr::V6(_) => None,
             })
-        })
-        .unwrap_or(parsed)
+            .unwrap_or(parsed),
+        Err(e) => {
+            tracing::warn!(addr, error = %e, "cannot resolve the advertised remoting address; message ids will carry 0.0.0.0");
+            parsed
+        }
+    }
 }
 
 impl Remoting {
-    /// The front end of `broker`, reachable by 4.x clients at `advertise`.
-    pub fn new(broker: Arc<BrokerService>, advertise: String) -> Arc<Self> {
+    /// The front end of `broker`, reachable by 4.x clients at `advertise` ([`store_host`] of it
+    /// in `store_host`).
+    pub fn new(broker: Arc<BrokerService>, advertise: String, store_host: SocketAddrV4) -> Arc<Self> {
         Arc::new(Self {
             broker,
-            store_host: resolve_v4(&advertise),
+            store_host,
             advertise,
             clients: Clients::default(),
             peers: Peers::default(),
-            requests: Mutex::new(BTreeMap::new()),
+            requests: RequestCounts::default(),
         })
     }
 
-    /// Requests served so far, by request code.
+    /// Requests served so far, by request code ([`OTHER_CODES`] for codes beyond the counter's cap).
     pub fn request_counts(&self) -> BTreeMap<i32, u64> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.requests.snapshot()
     }
 
     /// Serves one request; `None` when it has no answer (a oneway request's).
     pub async fn handle(self: &Arc<Self>, conn: &Arc<Conn>, req: Command) -> Option<Command> {
-        *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry(req.code).or_default() += 1;
+        self.requests.count(&req.code, || OTHER_CODES);
         let resp = match req.code {
             code::GET_ROUTEINFO_BY_TOPIC => self.route(&req).await,
             code::GET_BROKER_CLUSTER_INFO => self.cluster_info(&req),
