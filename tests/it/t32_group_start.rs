@@ -110,14 +110,15 @@ async fn a_group_created_on_first_use_follows_rocketmq_rule() {
     assert_eq!(got, want, "a new group on cold queues starts at each queue's newest message");
 }
 
-/// The official Python and Node.js clients against a group created (default `--from`) before
-/// they send: each sends, then consumes with that group, and receives every message.
+/// The official Python, Node.js and Rust 5.x clients against a group created (default `--from`)
+/// before they send: each sends, then consumes with that group, and receives every message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_clients_receive_everything_sent_after_their_group_was_created() {
     let (python, node_modules) = (raftmq_tests::python().await, raftmq_tests::node_modules().await);
+    let rust = raftmq_tests::rust_compat().await;
     let c = cluster_with_topic(node_bin(), "first-hour", 4).await;
     let admin = c.admin(1);
-    for g in ["g-python", "g-node"] {
+    for g in ["g-python", "g-node", "g-rust"] {
         admin.create_group(GroupSpec { name: g.into(), ..Default::default() }).await.unwrap();
     }
     let access = c.cluster.nodes[0].client_addr.clone();
@@ -134,5 +135,9 @@ async fn official_clients_receive_everything_sent_after_their_group_was_created(
         "20",
     ]);
     let out = raftmq_tests::run_compat(nd, Duration::from_secs(120), "ok node consumer").await;
+    println!("{out}");
+    let mut rs = tokio::process::Command::new(&rust);
+    rs.args(["v5-create-send-consume", &access, "first-hour", "g-rust", "20"]).env("HOME", c.dir());
+    let out = raftmq_tests::run_compat(rs, Duration::from_secs(120), "ok v5-create-send-consume").await;
     println!("{out}");
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 use raftmq_tests::cluster_with_topic_tuned;
 use raftmq_tests::namesrv_addr;
 use raftmq_tests::run_compat;
-use raftmq_tests::rust_4x_client;
+use raftmq_tests::rust_compat;
 
 use crate::node_bin;
 
 /// Runs `scenario` against a fresh cluster with topic `topic` (8 queues).
 async fn scenario(scenario: &str, topic: &str, n: &str) -> String {
-    let bin = rust_4x_client().await;
+    let bin = rust_compat().await;
     let c = cluster_with_topic_tuned(node_bin(), topic, 8, &|c| {
         c.broker.transaction_check_secs = 1;
         c.broker.retry_delays_ms = vec![1000, 1000, 1000];

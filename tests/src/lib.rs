@@ -295,8 +295,9 @@ pub fn namesrv_addr(c: &TestCluster) -> String {
     c.cluster.nodes.iter().map(|n| n.remoting_addr.clone()).collect::<Vec<_>>().join(";")
 }
 
-/// The compatibility program built on the pure-Rust 4.x client `rocketmq-client-rust` (built
-/// once, in a target directory of its own, then reused).
-pub async fn rust_4x_client() -> String {
+/// The Rust compatibility program (`tests/compat/rust`): the pure-Rust 4.x client
+/// `rocketmq-client-rust` and the official 5.x Rust client `rocketmq` (built once, in a target
+/// directory of its own, then reused).
+pub async fn rust_compat() -> String {
     compat_setup("rust/setup.sh").await
 }

@@ -23,6 +23,12 @@
 //! retry        a push consumer (max reconsume times 2) fails every delivery of one message: it
 //!              sees reconsume times 0, 1, 2, then the message is in %DLQ%GROUP (read by a lite
 //!              pull consumer of GROUP-dlq assigned to its queues) and not delivered again
+//! bench        throughput of one producer with N sends in flight, 1 KiB each (bench.rs); not
+//!              a test: used for BENCHMARKS.md
+//! v5-create-send-consume
+//!              the official 5.x Rust client (crate `rocketmq`, gRPC): NAMESRV is then a gRPC
+//!              access point; N sends, then a simple consumer of GROUP (created by the caller
+//!              beforehand) receives and acks all of them (v5.rs)
 //! ```
 //!
 //! Every message carries the user property `run` (unique per run), and only messages of this run
@@ -76,6 +82,9 @@ use rocketmq_runtime::RuntimeConfig;
 use rocketmq_runtime::RuntimeOwner;
 use tokio::time::Instant;
 
+mod bench;
+mod v5;
+
 /// Time for the scenario itself; client shutdown gets at most [`SHUTDOWN`] more.
 const BUDGET: Duration = Duration::from_secs(80);
 const SHUTDOWN: Duration = Duration::from_secs(6);
@@ -102,8 +111,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
         println!(
-            "usage: raftmq-compat-rust send|tags|sql|broadcast|orderly|litepull|transaction|delay|retry \
-             NAMESRV TOPIC GROUP [N]"
+            "usage: raftmq-compat-rust send|tags|sql|broadcast|orderly|litepull|transaction|delay|retry|\
+             bench|v5-create-send-consume NAMESRV TOPIC GROUP [N]"
         );
         std::process::exit(2);
     }
@@ -156,6 +165,10 @@ fn main() {
             "transaction" => transaction(&ctx).await,
             "delay" => delay(&ctx).await,
             "retry" => retry(&ctx).await,
+            "bench" => bench::bench(&ctx).await,
+            "v5-create-send-consume" => {
+                v5::create_send_consume(&ctx.ns, &ctx.topic, &ctx.group, ctx.n, &ctx.run, ctx.deadline).await
+            }
             other => Err(format!("unknown scenario {other}")),
         }
     });
@@ -323,7 +336,7 @@ where
 type Got = Arc<Mutex<HashMap<String, String>>>;
 
 /// A concurrently listener that records this run's messages into `got` and acknowledges all.
-fn recorder(run: &str, got: &Got) -> impl MessageListenerConcurrently + Send + Sync + 'static {
+fn recorder(run: &str, got: &Got) -> impl MessageListenerConcurrently + 'static {
     let run = run.to_string();
     let got = got.clone();
     move |msgs: &[&MessageExt], _ctx: &ConsumeConcurrentlyContext| {
