@@ -9,8 +9,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 target="${RAFTMQ_COMPAT_DIR:-$HOME/.cache/raftmq-compat}/rust-target"
-ready="$target/.raftmq-ready"
-bin="$target/release/raftmq-compat-rust"
+# Cargo profile: `compat` (tests: quickest to build) or `release` (benchmarks).
+profile="${RAFTMQ_COMPAT_PROFILE:-compat}"
+ready="$target/.raftmq-ready-$profile"
+bin="$target/$profile/raftmq-compat-rust"
 mkdir -p "$target"
 exec 9>"$target.lock"
 flock 9
@@ -22,8 +24,8 @@ if [ ! -f "$ready" ] || [ "$(cat "$ready")" != "$stamp" ] || [ ! -x "$bin" ]; th
   rm -f "$ready"
   locked=()
   [ -f "$here/Cargo.lock" ] && locked=(--locked)
-  echo "setup: building raftmq-compat-rust (rocketmq-client-rust) into $target" >&2
-  (cd "$here" && cargo build --release "${locked[@]}" --manifest-path "$here/Cargo.toml" --target-dir "$target") >&2
+  echo "setup: building raftmq-compat-rust (rocketmq-client-rust, rocketmq) into $target, profile $profile" >&2
+  (cd "$here" && cargo build --profile "$profile" "${locked[@]}" --manifest-path "$here/Cargo.toml" --target-dir "$target") >&2
   [ -x "$bin" ] || { echo "setup: the build left no $bin" >&2; exit 1; }
   echo "$stamp" > "$ready"
 fi

@@ -4,7 +4,8 @@
 //!
 //! N tasks each send 1 KiB messages synchronously in a loop, so N sends are in flight at any time,
 //! for SECONDS (env `RAFTMQ_BENCH_SECS`, default 20) after a 3 s warm-up whose sends are not
-//! counted. Prints `ok bench: <msgs/s>, p50/p99 send latency, count`.
+//! counted. Prints `ok bench: <msgs/s>, p50/p99 send latency, counts` (the count with the warm-up
+//! lets `scripts/bench-remoting` divide the nodes' CPU over the whole run).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ const BODY_BYTES: usize = 1024;
 /// What one sending task saw after the warm-up: each acknowledged send's latency, and failures.
 #[derive(Default)]
 struct Tally {
+    /// Sends acknowledged during the warm-up.
+    warm: usize,
     latencies_us: Vec<u64>,
     failures: Vec<String>,
 }
@@ -42,6 +45,7 @@ pub async fn bench(ctx: &Ctx) -> Outcome {
     let mut all = Tally::default();
     for t in tasks {
         let t = t.await.map_err(|e| format!("a sending task ended abnormally: {e}"))?;
+        all.warm += t.warm;
         all.latencies_us.extend(t.latencies_us);
         all.failures.extend(t.failures);
     }
@@ -59,11 +63,13 @@ pub async fn bench(ctx: &Ctx) -> Outcome {
     all.latencies_us.sort_unstable();
     let pct = |q: f64| all.latencies_us[((n as f64 * q) as usize).min(n - 1)] as f64 / 1000.0;
     Ok(format!(
-        "{:.0} msgs/s ({n} messages of {BODY_BYTES} B in {secs} s, {} in flight), send p50 {:.2} ms, p99 {:.2} ms",
+        "{:.0} msgs/s ({n} messages of {BODY_BYTES} B in {secs} s, {} in flight), send p50 {:.2} ms, p99 {:.2} ms; \
+         acknowledged in all, warm-up included: {}",
         n as f64 / secs as f64,
         ctx.n,
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        n + all.warm
     ))
 }
 
@@ -82,6 +88,7 @@ async fn sender(
         }
         let r = p.send_with_timeout(m.clone(), crate::SEND_TIMEOUT_MS).await;
         if sent_at < measure_from {
+            t.warm += usize::from(matches!(&r, Ok(Some(r)) if is_ok(r)));
             continue;
         }
         match r {
