@@ -117,7 +117,7 @@ pub fn append_entry(
 }
 
 /// The record at `pos..pos + len` of the batch in entry `log_index`, with the entry's store time
-/// and host; `None` if the entry is gone (purged) or shorter.
+/// and host; `None` if the entry is gone (purged) or holds no record of that place and length.
 pub fn record_at(
     store: &Store,
     log: &LogStore,
@@ -126,24 +126,9 @@ pub fn record_at(
     pos: u32,
     len: u32,
 ) -> Result<Option<StoredMessage>> {
-    let Some((store_ms, store_host, batch)) = append_entry(store, log, group, log_index)? else {
-        return Ok(None);
-    };
-    let (from, to) = (pos as usize, pos as usize + len as usize);
-    if to > batch.len() {
-        return Ok(None);
-    }
-    let Some(ordinal) = ordinal_of(&super::record::record_positions(&batch)?, pos) else {
-        return Ok(None);
-    };
-    Ok(Some(StoredMessage {
-        offset: 0,
-        store_ms,
-        store_host,
-        log_index,
-        ordinal,
-        record: batch.slice(from..to),
-    }))
+    record_in_entry(store, log, group, log_index, |records| {
+        ordinal_of(records, pos).filter(|&o| records[o as usize].len == len)
+    })
 }
 
 /// The message whose record is the `ordinal`-th of entry `log_index`'s batch, if the entry is a
@@ -155,19 +140,32 @@ pub fn record_by_ordinal(
     log_index: u64,
     ordinal: u32,
 ) -> Result<Option<StoredMessage>> {
+    record_in_entry(store, log, group, log_index, |records| {
+        ((ordinal as usize) < records.len()).then_some(ordinal)
+    })
+}
+
+/// The record of entry `log_index` that `pick` chooses (by ordinal) among the entry's records.
+fn record_in_entry(
+    store: &Store,
+    log: &LogStore,
+    group: GroupId,
+    log_index: u64,
+    pick: impl FnOnce(&[RecordPos]) -> Option<u32>,
+) -> Result<Option<StoredMessage>> {
     let Some((store_ms, store_host, batch)) = append_entry(store, log, group, log_index)? else {
         return Ok(None);
     };
-    let positions = super::record::record_positions(&batch)?;
-    let Some(p) = positions.get(ordinal as usize) else { return Ok(None) };
-    let (from, to) = (p.pos as usize, p.pos as usize + p.len as usize);
+    let records = super::record::record_positions(&batch)?;
+    let Some(ordinal) = pick(&records) else { return Ok(None) };
+    let p = records[ordinal as usize];
     Ok(Some(StoredMessage {
         offset: 0,
         store_ms,
         store_host,
         log_index,
         ordinal,
-        record: batch.slice(from..to),
+        record: batch.slice(p.pos as usize..p.pos as usize + p.len as usize),
     }))
 }
 
