@@ -39,6 +39,14 @@ pub enum StorageError {
     /// File I/O outside RocksDB (snapshots).
     #[error("io: {0}")]
     Io(#[from] io::Error),
+    /// The data directory holds a format this build does not read (or an unreadable `FORMAT`).
+    #[error("data directory {dir}: {reason}")]
+    Format {
+        /// The data directory.
+        dir: String,
+        /// What was found, and what to do.
+        reason: String,
+    },
     /// A storage thread has stopped; the node is shutting down or a write failed before.
     #[error("storage writer stopped")]
     Closed,

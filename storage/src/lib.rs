@@ -23,6 +23,7 @@ pub mod broker;
 pub mod codec;
 pub mod command;
 pub mod error;
+pub mod format;
 pub mod keys;
 pub mod latency;
 pub mod log_store;

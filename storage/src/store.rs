@@ -106,6 +106,7 @@ impl Store {
     /// `spawn_blocking`.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Arc<Store>> {
         std::fs::create_dir_all(dir)?;
+        crate::format::check_or_record(dir)?;
         let created = !dir.join("rocksdb").join("CURRENT").exists();
         let cache = rocksdb::Cache::new_lru_cache(opts.block_cache_bytes);
         let mut table = rocksdb::BlockBasedOptions::default();

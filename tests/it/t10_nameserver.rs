@@ -129,6 +129,26 @@ async fn restarted_node_catches_up_and_full_restart_keeps_everything() {
     for i in 0..20 {
         c.admin(leader).create_topic(topic(&format!("while-down-{i}"), 1)).await.unwrap();
     }
+    // A data directory of a format this build does not read stops the node with what to do; the
+    // directory is left as it was, and once it is readable again the node starts and catches up.
+    let format = c.dir().join(format!("node-{victim}")).join("FORMAT");
+    let recorded = std::fs::read_to_string(&format).expect("every data directory records its format");
+    assert_eq!(recorded, "raftmq-data 1\n");
+    std::fs::write(&format, "raftmq-data 99\n").unwrap();
+    c.cluster.start(victim).unwrap();
+    let deadline = Instant::now() + START;
+    let exit = loop {
+        if let Some(status) = c.cluster.try_wait(victim).await.unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a node on a format-99 directory is still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!exit.success());
+    let log = c.log_tail(victim, 20);
+    assert!(log.contains("data format 99") && log.contains("reads format 1"), "{log}");
+    assert_eq!(std::fs::read_to_string(&format).unwrap(), "raftmq-data 99\n");
+    std::fs::write(&format, recorded).unwrap();
     c.cluster.start(victim).unwrap();
     caught_up(&c, victim).await;
 
