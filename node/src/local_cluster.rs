@@ -6,6 +6,8 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -162,14 +164,40 @@ pub fn default_ports(n: u64) -> Vec<Ports> {
 }
 
 /// Free ports on 127.0.0.1, three per node (bound, then released just before the nodes start).
+/// They are taken below the kernel's ephemeral range when it leaves room: a port of the
+/// ephemeral range can be taken by any outgoing connection while its node is down for a restart,
+/// which then fails with "address already in use".
 pub fn free_ports(n: u64) -> anyhow::Result<Vec<Ports>> {
-    let listeners: Vec<TcpListener> = (0..3 * n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .context("bind 127.0.0.1:0")?;
+    let listeners: Vec<TcpListener> = (0..3 * n).map(|_| bind_free()).collect::<Result<_, _>>()?;
     let ports: Vec<u16> =
         listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
     Ok(ports.chunks(3).map(|p| Ports { raft: p[0], client: p[1], remoting: p[2] }).collect())
+}
+
+/// A listener on a free port: below the ephemeral range if possible (a walk from a point that
+/// depends on the process id, shared by the process's threads so they never pick the same port),
+/// else wherever the kernel puts it.
+fn bind_free() -> anyhow::Result<TcpListener> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    if let Some((low, high)) = below_ephemeral() {
+        let span = u32::from(high - low);
+        let start = std::process::id().wrapping_mul(7919) % span;
+        for _ in 0..span.min(2000) {
+            let step = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = low + (start.wrapping_add(step) % span) as u16;
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                return Ok(l);
+            }
+        }
+    }
+    TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")
+}
+
+/// Ports from 20000 up to the start of the kernel's ephemeral range, when that leaves 1000 or more.
+fn below_ephemeral() -> Option<(u16, u16)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let low: u16 = range.split_whitespace().next()?.parse().ok()?;
+    (low >= 21_000).then_some((20_000, low))
 }
 
 /// A set of node processes started from config files.
@@ -386,6 +414,24 @@ impl Drop for LocalCluster {
             if let Some(c) = n.child.as_mut() {
                 let _ = c.start_kill();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() {
+        let first: Vec<u16> =
+            free_ports(3).unwrap().iter().flat_map(|p| [p.raft, p.client, p.remoting]).collect();
+        let second: Vec<u16> =
+            free_ports(3).unwrap().iter().flat_map(|p| [p.raft, p.client, p.remoting]).collect();
+        let all: std::collections::BTreeSet<u16> = first.iter().chain(&second).copied().collect();
+        assert_eq!(all.len(), 18, "two calls never hand out the same port: {first:?} {second:?}");
+        if let Some((low, high)) = below_ephemeral() {
+            assert!(all.iter().all(|p| (low..high).contains(p)), "{all:?} not in {low}..{high}");
         }
     }
 }
