@@ -193,11 +193,15 @@ fn bind_free() -> anyhow::Result<TcpListener> {
     TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")
 }
 
-/// Ports from 20000 up to the start of the kernel's ephemeral range, when that leaves 1000 or more.
+/// Ports from 20000 up to the start of the kernel's ephemeral range, when that leaves 1000 or more
+/// (read once per process).
 fn below_ephemeral() -> Option<(u16, u16)> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let low: u16 = range.split_whitespace().next()?.parse().ok()?;
-    (low >= 21_000).then_some((20_000, low))
+    static RANGE: std::sync::OnceLock<Option<(u16, u16)>> = std::sync::OnceLock::new();
+    *RANGE.get_or_init(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+        let low: u16 = range.split_whitespace().next()?.parse().ok()?;
+        (low >= 21_000).then_some((20_000, low))
+    })
 }
 
 /// A set of node processes started from config files.

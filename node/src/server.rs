@@ -242,7 +242,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 if let Some(method) = crate::metrics::requests::grpc_method(req.uri().path()) {
-                    grpc_requests.count(method, || crate::metrics::requests::OTHER.to_string());
+                    grpc_requests.count(method);
                 }
                 next.run(req)
             },

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftmq_storage::GroupId;
 use raftmq_storage::broker::record::RecordView;
 use tokio::sync::watch;
 
@@ -30,8 +29,6 @@ pub struct TxnOptions {
 
 /// An open transaction to ask a producer about.
 pub struct CheckBack<'a> {
-    /// The broker group holding the half message.
-    pub group: GroupId,
     /// Where the half message is.
     pub location: Location,
     /// The half message.
@@ -86,8 +83,7 @@ async fn round(broker: &BrokerService, checkers: &[Arc<dyn TxnChecker>], opts: T
                 tracing::info!(message_id = %id, checks = h.checks, "transaction still open after its last check; rolling back");
                 b.end_transaction(&id, false).await
             } else {
-                let check =
-                    CheckBack { group: b.group.id(), location: b.location(&h.message), half: h, view: &view };
+                let check = CheckBack { location: b.location(&h.message), half: h, view: &view };
                 if checkers.iter().any(|c| c.ask(&check)) {
                     tracing::debug!(message_id = %id, "asked a producer about an open transaction");
                 }

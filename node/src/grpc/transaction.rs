@@ -96,7 +96,7 @@ impl TxnChecker for Context {
             command: Some(pb::telemetry_command::Command::RecoverOrphanedTransactionCommand(
                 pb::RecoverOrphanedTransactionCommand {
                     message: Some(convert::delivered(&check.half.message, check.view, 1, None)),
-                    transaction_id: locator(check.group, check.view.message_id),
+                    transaction_id: locator(check.location.group, check.view.message_id),
                 },
             )),
         };

@@ -81,19 +81,21 @@ impl Metrics {
             "counter",
             "Requests served, by protocol and request code (Remoting) or method (gRPC).",
         );
-        for (code, n) in self.remoting.request_counts() {
-            let code = match code {
-                crate::remoting::context::OTHER_CODES => requests::OTHER.to_string(),
-                c => c.to_string(),
-            };
-            e.sample(
-                "raftmq_requests_total",
-                &[("node", &node), ("protocol", "remoting"), ("code", &code)],
-                n,
-            );
-        }
-        for (method, n) in self.grpc_requests.snapshot() {
-            e.sample("raftmq_requests_total", &[("node", &node), ("protocol", "grpc"), ("code", &method)], n);
+        let (codes, other) = self.remoting.request_counts();
+        let codes = codes.into_iter().map(|(c, n)| (c.to_string(), n));
+        let (methods, other_methods) = self.grpc_requests.snapshot();
+        for (protocol, counts, other) in [
+            ("remoting", codes.collect::<Vec<_>>(), other),
+            ("grpc", methods.into_iter().collect(), other_methods),
+        ] {
+            let other = (other > 0).then(|| (requests::OTHER.to_string(), other));
+            for (code, n) in counts.into_iter().chain(other) {
+                e.sample(
+                    "raftmq_requests_total",
+                    &[("node", &node), ("protocol", protocol), ("code", &code)],
+                    n,
+                );
+            }
         }
         for (property, name) in ROCKSDB_PROPERTIES {
             if let Some(v) = self.store.property(property) {

@@ -4,24 +4,27 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 
-/// Keys counted at most; later new keys fall into [`OTHER`], so a client inventing codes or
-/// paths cannot grow the map without bound.
+/// Keys counted at most; requests of later new keys are counted together (shown as [`OTHER`]),
+/// so a client inventing codes or paths cannot grow the map without bound.
 const KEYS_MAX: usize = 256;
 
-/// The key of requests beyond [`KEYS_MAX`] distinct keys.
+/// The label of requests beyond [`KEYS_MAX`] distinct keys.
 pub const OTHER: &str = "other";
 
 /// Requests counted by key.
 #[derive(Debug, Default)]
 pub struct RequestCounts<K: Ord> {
     counts: Mutex<BTreeMap<K, u64>>,
+    /// Requests whose key came after the map was full.
+    other: AtomicU64,
 }
 
 impl<K: Ord + Clone> RequestCounts<K> {
-    /// Counts one request of `key`; `overflow` names it when the map is full. The key is only
-    /// allocated the first time it is seen.
-    pub fn count<Q>(&self, key: &Q, overflow: impl FnOnce() -> K)
+    /// Counts one request of `key`. The key is only allocated the first time it is seen.
+    pub fn count<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
         Q: Ord + ToOwned<Owned = K> + ?Sized,
@@ -31,13 +34,17 @@ impl<K: Ord + Clone> RequestCounts<K> {
             *n += 1;
             return;
         }
-        let key = if counts.len() < KEYS_MAX { key.to_owned() } else { overflow() };
-        *counts.entry(key).or_default() += 1;
+        if counts.len() < KEYS_MAX {
+            counts.insert(key.to_owned(), 1);
+        } else {
+            self.other.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    /// The counts so far.
-    pub fn snapshot(&self) -> BTreeMap<K, u64> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The counts so far, by key, and the count of requests beyond the cap.
+    pub fn snapshot(&self) -> (BTreeMap<K, u64>, u64) {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (counts, self.other.load(Ordering::Relaxed))
     }
 }
 
@@ -55,15 +62,15 @@ mod tests {
     #[test]
     fn counts_by_key_and_caps_the_number_of_keys() {
         let c = RequestCounts::<String>::default();
-        c.count("SendMessage", || OTHER.to_string());
-        c.count("SendMessage", || OTHER.to_string());
+        c.count("SendMessage");
+        c.count("SendMessage");
         for i in 0..KEYS_MAX + 10 {
-            c.count(format!("m{i}").as_str(), || OTHER.to_string());
+            c.count(format!("m{i}").as_str());
         }
-        let s = c.snapshot();
+        let (s, other) = c.snapshot();
         assert_eq!(s["SendMessage"], 2);
-        assert_eq!(s.len(), KEYS_MAX + 1, "the keys beyond the cap share one");
-        assert_eq!(s[OTHER], 11);
+        assert_eq!(s.len(), KEYS_MAX, "the keys beyond the cap share one count");
+        assert_eq!(other, 11);
     }
 
     #[test]

@@ -16,9 +16,6 @@ use super::listener::Conn;
 use crate::broker::service::BrokerService;
 use crate::metrics::requests::RequestCounts;
 
-/// The counter key of request codes beyond the counter's cap (shown as `other` in `/metrics`).
-pub const OTHER_CODES: i32 = i32::MIN;
-
 /// The Remoting front end of one node.
 pub struct Remoting {
     /// The broker core.
@@ -43,7 +40,6 @@ impl std::ops::Deref for Remoting {
     }
 }
 
-/// Resolves `addr` (`host:port`) to an IPv4 socket address (0.0.0.0:port if it has none).
 /// The IPv4 socket address of `addr` (this node's advertised Remoting address): parsed when the
 /// host is a literal address, otherwise resolved — with tokio's resolver, which runs the blocking
 /// lookup on the blocking pool, not on a worker. `0.0.0.0` with the port when it resolves to no
@@ -81,14 +77,14 @@ impl Remoting {
         })
     }
 
-    /// Requests served so far, by request code ([`OTHER_CODES`] for codes beyond the counter's cap).
-    pub fn request_counts(&self) -> BTreeMap<i32, u64> {
+    /// Requests served so far, by request code, and those of codes beyond the counter's cap.
+    pub fn request_counts(&self) -> (BTreeMap<i32, u64>, u64) {
         self.requests.snapshot()
     }
 
     /// Serves one request; `None` when it has no answer (a oneway request's).
     pub async fn handle(self: &Arc<Self>, conn: &Arc<Conn>, req: Command) -> Option<Command> {
-        self.requests.count(&req.code, || OTHER_CODES);
+        self.requests.count(&req.code);
         let resp = match req.code {
             code::GET_ROUTEINFO_BY_TOPIC => self.route(&req).await,
             code::GET_BROKER_CLUSTER_INFO => self.cluster_info(&req),

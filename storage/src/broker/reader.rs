@@ -44,9 +44,11 @@ fn corrupt(what: &'static str, reason: String) -> StorageError {
     StorageError::Corruption { what, reason }
 }
 
-/// The ordinal of the record that starts at byte `pos` of a batch with record `positions`.
-fn ordinal_of(positions: &[RecordPos], pos: u32) -> Option<u32> {
-    positions.binary_search_by_key(&pos, |p| p.pos).ok().map(|i| i as u32)
+/// The ordinal of the record of `len` bytes that starts at byte `pos` of a batch with record
+/// `positions`.
+fn ordinal_of(positions: &[RecordPos], pos: u32, len: u32) -> Option<u32> {
+    let i = positions.binary_search_by_key(&pos, |p| p.pos).ok()?;
+    (positions[i].len == len).then_some(i as u32)
 }
 
 /// Consume-queue units of a queue from `from`, at most `max`, below `end`.
@@ -126,9 +128,7 @@ pub fn record_at(
     pos: u32,
     len: u32,
 ) -> Result<Option<StoredMessage>> {
-    record_in_entry(store, log, group, log_index, |records| {
-        ordinal_of(records, pos).filter(|&o| records[o as usize].len == len)
-    })
+    record_in_entry(store, log, group, log_index, |records| ordinal_of(records, pos, len))
 }
 
 /// The message whose record is the `ordinal`-th of entry `log_index`'s batch, if the entry is a
@@ -191,7 +191,7 @@ pub fn messages(
         }
         let Some((_, store_ms, host, batch, positions)) = &current else { break };
         let (start, end) = (u.pos as usize, u.pos as usize + u.len as usize);
-        let ordinal = ordinal_of(positions, u.pos).filter(|_| end <= batch.len()).ok_or_else(|| {
+        let ordinal = ordinal_of(positions, u.pos, u.len).ok_or_else(|| {
             corrupt(
                 "consume queue",
                 format!("offset {offset} points past or inside a record of entry {}", u.log_index),
