@@ -29,6 +29,7 @@ pub mod latency;
 pub mod log_store;
 pub mod nameserver;
 pub mod raft_codec;
+pub mod seglog;
 pub mod snapshot;
 pub mod store;
 pub mod types;
