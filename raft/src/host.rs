@@ -81,7 +81,7 @@ impl RaftHost {
         let (log, sm) = tokio::task::spawn_blocking(move || {
             let opts = LogStoreOptions { purge_mode: PurgeMode::Delete, ..Default::default() };
             let log = LogStore::open(store.clone(), id, opts)?;
-            let sm = NameServerSm::open(store, id)?;
+            let sm = NameServerSm::open(store, id, log.clone())?;
             Ok::<_, raftmq_storage::StorageError>((log, sm))
         })
         .await

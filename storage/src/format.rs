@@ -1,7 +1,8 @@
 //! The data directory's format version. `<data dir>/FORMAT` holds one line, `raftmq-data <n>`.
 //! A build reads exactly the format it writes: a directory of any other format is refused with
-//! what to do, never opened and misread. Directories made before the file existed are format 1
-//! (the Raft log inside RocksDB) and get the file on their next start.
+//! what to do, never opened and misread. Formats: 1, every Raft log inside RocksDB (directories
+//! made before the file existed are format 1 too); 2, Raft logs in the segment log
+//! (`commitlog/`) and state-machine data in RocksDB.
 
 use std::fs;
 use std::io::Write;
@@ -10,8 +11,8 @@ use std::path::Path;
 use crate::error::Result;
 use crate::error::StorageError;
 
-/// The format this build reads and writes: 1, the Raft log of every group inside RocksDB.
-pub const CURRENT: u32 = 1;
+/// The format this build reads and writes: 2, Raft logs in the segment log.
+pub const CURRENT: u32 = 2;
 
 /// The file's name in the data directory.
 pub const FILE: &str = "FORMAT";
@@ -32,10 +33,14 @@ pub fn read(dir: &Path) -> Result<Option<u32>> {
 }
 
 /// Checks that `dir` holds data of [`CURRENT`] format, recording it (durably: temporary file,
-/// fsync, rename, directory fsync) when the directory has no `FORMAT` file yet — a new directory,
-/// or one made before the file existed, which is format 1.
+/// fsync, rename, directory fsync) when the directory is new. A directory with a RocksDB but no
+/// `FORMAT` file was made before the file existed: format 1.
 pub fn check_or_record(dir: &Path) -> Result<()> {
-    match read(dir)? {
+    let found = match read(dir)? {
+        None if dir.join("rocksdb").join("CURRENT").exists() => Some(1),
+        f => f,
+    };
+    match found {
         Some(CURRENT) => Ok(()),
         Some(other) => Err(format_error(
             dir,
@@ -72,17 +77,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         check_or_record(dir.path()).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(CURRENT));
-        assert_eq!(fs::read_to_string(dir.path().join(FILE)).unwrap(), "raftmq-data 1\n");
+        assert_eq!(fs::read_to_string(dir.path().join(FILE)).unwrap(), "raftmq-data 2\n");
         check_or_record(dir.path()).unwrap();
     }
 
     #[test]
     fn another_format_is_refused_with_what_to_do_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(FILE), "raftmq-data 2\n").unwrap();
+        fs::write(dir.path().join(FILE), "raftmq-data 1\n").unwrap();
         let e = check_or_record(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("format 2") && e.contains("reads format 1") && e.contains("node replace"), "{e}");
-        assert_eq!(fs::read_to_string(dir.path().join(FILE)).unwrap(), "raftmq-data 2\n");
+        assert!(e.contains("format 1") && e.contains("reads format 2") && e.contains("node replace"), "{e}");
+        assert_eq!(fs::read_to_string(dir.path().join(FILE)).unwrap(), "raftmq-data 1\n");
+    }
+
+    #[test]
+    fn a_directory_from_before_the_file_is_format_1_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("rocksdb")).unwrap();
+        fs::write(dir.path().join("rocksdb").join("CURRENT"), "MANIFEST-000001\n").unwrap();
+        let e = check_or_record(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("format 1") && e.contains("reads format 2"), "{e}");
+        assert!(!dir.path().join(FILE).exists(), "nothing may be written into a refused directory");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod nameserver;
 pub mod raft_codec;
 pub mod seglog;
 pub mod snapshot;
+mod snapshot_log;
 pub mod store;
 pub mod types;
 mod writer;

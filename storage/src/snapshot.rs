@@ -18,6 +18,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rocksdb::IteratorMode;
 use rocksdb::ReadOptions;
 use rocksdb::WriteBatch;
@@ -26,9 +27,10 @@ use crate::codec::Reader;
 use crate::codec::Writer;
 use crate::error::DecodeError;
 use crate::error::Result;
+use crate::error::StorageError;
 use crate::keys;
 use crate::raft_codec;
-use crate::store::CF_LOG;
+use crate::snapshot_log::LogInstall;
 use crate::store::CF_SM;
 use crate::store::Store;
 use crate::types::GroupId;
@@ -78,6 +80,11 @@ pub fn decode_applied(b: &[u8]) -> Result<(Option<LogId>, StoredMembership), Dec
     let m = raft_codec::get_stored_membership(&mut r)?;
     r.finish()?;
     Ok((applied, m))
+}
+
+/// The index of a group's applied log id in the live database, if it applied anything.
+pub fn applied_index(store: &Store, group: GroupId) -> Result<Option<u64>> {
+    Ok(read_applied(store, group)?.0.map(|l| l.index))
 }
 
 /// Reads a group's applied record from the live database.
@@ -149,16 +156,15 @@ pub fn build(
         write_record(&mut w, KIND_SM, &k[4..], &v)?;
     }
     if let (Some(from), Some(last)) = (log_from, applied) {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(keys::log_key(group, last.index + 1).to_vec());
-        let start = keys::log_key(group, from);
-        for kv in view.iterator_cf_opt(
-            store.cf(CF_LOG)?,
-            ro,
-            IteratorMode::From(&start, rocksdb::Direction::Forward),
-        ) {
-            let (k, v) = kv?;
-            write_record(&mut w, KIND_LOG, &k[4..], &v)?;
+        // Entries up to the applied id are durable in the log (a state machine writes nothing
+        // before its entries are), and committed, so they never change; a purge meanwhile makes
+        // one unreadable and fails this build, which openraft retries.
+        for i in from..=last.index {
+            let b = store.seglog().read(group, i)?.ok_or_else(|| StorageError::Corruption {
+                what: "snapshot build",
+                reason: format!("group {group} entry {i} is no longer in the log"),
+            })?;
+            write_record(&mut w, KIND_LOG, &i.to_be_bytes(), &b)?;
         }
     }
     w.write_all(&[KIND_END])?;
@@ -265,32 +271,34 @@ pub fn install(store: &Arc<Store>, group: GroupId, path: &Path) -> Result<Snapsh
     let (mut fr, meta) = FileReader::open(path, group)?;
     let db = store.db();
     let sm_cf = store.cf(CF_SM)?;
-    let log_cf = store.cf(CF_LOG)?;
     let mut batch = WriteBatch::default();
     batch.delete_range_cf(sm_cf, keys::group_start(group), keys::group_end(group));
-    let mut cleared_log = false;
+    let mut log: Option<LogInstall> = None;
     let mut applied: Option<Vec<u8>> = None;
     while let Some(rec) = fr.next()? {
         match rec {
             Record::Sm(k, v) if k == APPLIED_KEY => applied = Some(v),
             Record::Sm(k, v) => batch.put_cf(sm_cf, keys::group_key(group, &k), v),
             Record::Log(k, v) => {
-                if !cleared_log {
-                    // Entries up to the snapshot are replaced by the snapshot's (committed) ones.
-                    let end = meta.last_log_id.map_or(0, |l| l.index + 1);
-                    batch.delete_range_cf(
-                        log_cf,
-                        &keys::group_start(group)[..],
-                        &keys::log_key(group, end)[..],
-                    );
-                    cleared_log = true;
-                }
-                batch.put_cf(log_cf, keys::group_key(group, &k), v);
+                let index = k
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| DecodeError::new("snapshot file", "log record key is not an index"))?;
+                let l = match log.as_mut() {
+                    Some(l) => l,
+                    None => log.insert(LogInstall::start(store, group, index, meta.last_log_id)?),
+                };
+                l.push(index, Bytes::from(v))?;
             }
         }
         if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
             db.write(std::mem::take(&mut batch))?;
         }
+    }
+    // The log first, durably: the state written next says it applied those entries.
+    if let Some(l) = log {
+        l.finish()?;
     }
     if let Some(v) = applied {
         batch.put_cf(sm_cf, keys::group_key(group, APPLIED_KEY), v);

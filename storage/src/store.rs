@@ -1,7 +1,6 @@
-//! The node's one RocksDB and its writer threads.
-//!
-//! Every group hosted by the node keeps its data in this one database, keyed by group id (see
-//! [`crate::keys`]), so one WAL — and so one fsync — serves them all.
+//! The node's storage: the segment log that holds every group's Raft log ([`crate::seglog`],
+//! `<data dir>/commitlog`) and one RocksDB for every group's state-machine data, keyed by group
+//! id (see [`crate::keys`]), each with its writer threads.
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -16,22 +15,18 @@ use rocksdb::Options;
 
 use crate::error::Result;
 use crate::error::StorageError;
+use crate::seglog::SegLog;
+use crate::seglog::SegLogOptions;
 use crate::writer::Writer;
 use crate::writer::WriterStats;
 
-/// Column family of Raft log entries: `group ++ index` → encoded entry.
-pub const CF_LOG: &str = "log";
-/// Column family of Raft metadata: `group ++ tag` → vote, last purged, committed.
-pub const CF_RAFT: &str = "raft";
 /// Column family of state-machine data: `group ++ key` → value.
 pub const CF_SM: &str = "sm";
 
 /// Tuning of the node's RocksDB.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Memtable size of the log column family, bytes.
-    pub log_write_buffer_bytes: usize,
-    /// Memtable size of the other column families, bytes.
+    /// Memtable size of the state-machine column family, bytes.
     pub write_buffer_bytes: usize,
     /// Block cache shared by all column families, bytes.
     pub block_cache_bytes: usize,
@@ -44,17 +39,19 @@ pub struct StoreOptions {
     /// Memtable flushes and compactions bypass the page cache (`O_DIRECT`). Turn off on file
     /// systems without direct I/O, such as tmpfs.
     pub direct_io: bool,
+    /// Tests only: runs before each fsync of the segment log (see `SegLogOptions::before_sync`).
+    pub log_sync_hook: Option<crate::seglog::SyncHook>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            log_write_buffer_bytes: 32 << 20,
             write_buffer_bytes: 16 << 20,
             block_cache_bytes: 64 << 20,
             writer_queue_len: 8192,
             manual_wal_flush: false,
             direct_io: true,
+            log_sync_hook: None,
         }
     }
 }
@@ -67,7 +64,9 @@ pub struct Store {
     created: bool,
     dir: PathBuf,
     writer: Writer,
-    /// The writer threads; they end when the last `Writer` handle (held here) is dropped.
+    /// The Raft logs of every group.
+    seglog: SegLog,
+    /// The writer threads (RocksDB's and the segment log's); they end when their queues close.
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -80,6 +79,7 @@ impl Drop for Store {
     /// argument" when its statics are torn down under a live database).
     fn drop(&mut self) {
         self.writer.close();
+        self.seglog.close();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         let until = std::time::Instant::now() + CLOSE_WAIT;
         for t in threads {
@@ -132,7 +132,7 @@ impl Store {
         // too (unsynced; see `Writer::write_unsynced`). Keep few WAL files alive: column families
         // that change rarely (Raft metadata) would otherwise pin every WAL until RocksDB's
         // default cap (4x all memtables, ~600 MiB), so the files would be new, not recycled.
-        db_opts.set_max_total_wal_size(4 * opts.log_write_buffer_bytes as u64);
+        db_opts.set_max_total_wal_size(4 * opts.write_buffer_bytes as u64);
         // Memtable flushes write every message a second time (after the WAL); with buffered I/O
         // the kernel's copy into the page cache took ~15 % of all CPU. Direct I/O skips it.
         db_opts.set_use_direct_io_for_flush_and_compaction(opts.direct_io);
@@ -147,23 +147,24 @@ impl Store {
             o.set_compression_type(rocksdb::DBCompressionType::None);
             o
         };
-        // The log is the CommitLog: append-only, deleted from the head. In a plain LSM every
-        // message would be rewritten by each compaction; in blob files it is written once more
-        // after the WAL and never again, while compaction moves only the small keys. A blob file
-        // goes away once retention deleted every entry in it.
-        let mut log_cf = cf(opts.log_write_buffer_bytes);
-        log_cf.set_enable_blob_files(true);
-        log_cf.set_min_blob_size(512);
-        log_cf.set_blob_file_size(64 << 20);
-        log_cf.set_enable_blob_gc(false);
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_LOG, log_cf),
-            ColumnFamilyDescriptor::new(CF_RAFT, cf(4 << 20)),
-            ColumnFamilyDescriptor::new(CF_SM, cf(opts.write_buffer_bytes)),
-        ];
+        let cfs = vec![ColumnFamilyDescriptor::new(CF_SM, cf(opts.write_buffer_bytes))];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir.join("rocksdb"), cfs)?);
-        let (writer, threads) = Writer::spawn("raftmq-log", db.clone(), opts.writer_queue_len)?;
-        Ok(Arc::new(Store { db, created, dir: dir.to_path_buf(), writer, threads: Mutex::new(threads) }))
+        let (writer, mut threads) = Writer::spawn("raftmq-sm", db.clone(), opts.writer_queue_len)?;
+        let seg_opts = SegLogOptions {
+            queue_len: opts.writer_queue_len,
+            before_sync: opts.log_sync_hook.clone(),
+            ..SegLogOptions::default()
+        };
+        let (seglog, seg_thread) = SegLog::open(&dir.join("commitlog"), seg_opts)?;
+        threads.push(seg_thread);
+        Ok(Arc::new(Store {
+            db,
+            created,
+            dir: dir.to_path_buf(),
+            writer,
+            seglog,
+            threads: Mutex::new(threads),
+        }))
     }
 
     /// Whether this open created the database: a new node, or one whose data was lost.
@@ -190,26 +191,30 @@ impl Store {
         &self.writer
     }
 
-    /// Group-commit counters of the writer (fsyncs and the callbacks they served).
+    /// The Raft logs of every group.
+    pub fn seglog(&self) -> &SegLog {
+        &self.seglog
+    }
+
+    /// Group-commit counters of the log writer (fsyncs and the callbacks they served).
     pub fn writer_stats(&self) -> &Arc<WriterStats> {
+        self.seglog.stats()
+    }
+
+    /// Counters of the state-machine writer (RocksDB WAL writes and fsyncs).
+    pub fn sm_writer_stats(&self) -> &Arc<WriterStats> {
         self.writer.stats()
     }
 
-    /// A RocksDB integer property summed over the column families (`rocksdb.cur-size-all-mem-tables`,
+    /// A RocksDB integer property of the state-machine data (`rocksdb.cur-size-all-mem-tables`,
     /// `rocksdb.estimate-live-data-size`, ...), for metrics. Takes RocksDB's internal locks
     /// briefly: call it off the async workers.
     pub fn property(&self, name: &str) -> Option<u64> {
-        let mut total = None;
-        for cf in [CF_LOG, CF_RAFT, CF_SM] {
-            let cf = self.db.cf_handle(cf)?;
-            if let Ok(Some(v)) = self.db.property_int_value_cf(&cf, name) {
-                total = Some(total.unwrap_or(0) + v);
-            }
-        }
-        total
+        let cf = self.db.cf_handle(CF_SM)?;
+        self.db.property_int_value_cf(&cf, name).ok().flatten()
     }
 
-    /// A column family handle. The three families are created at open, so a miss is a bug.
+    /// A column family handle. The families are created at open, so a miss is a bug.
     pub(crate) fn cf(&self, name: &'static str) -> Result<&ColumnFamily> {
         self.db.cf_handle(name).ok_or(StorageError::Corruption {
             what: "column family",

@@ -1,24 +1,21 @@
-//! The node-wide RocksDB writer: every write of every group goes through it (except a snapshot
-//! install, which writes its records itself while the group's Raft waits for it).
+//! The node-wide RocksDB writer: every state-machine write of every group goes through it
+//! (except a snapshot install, which writes its records itself while the group's Raft waits for
+//! it). The Raft logs have their own writer ([`crate::seglog`]).
 //!
 //! **Why threads.** RocksDB calls block, and an fsync blocks for milliseconds; on 2 cores a tokio
 //! worker stuck in either stalls heartbeats of every group. So async code only builds a
 //! [`WriteBatch`] and hands it over a bounded channel; dedicated OS threads do the I/O.
 //!
 //! **Two stages.** The write thread takes batches in queue order and writes them (WAL, no
-//! sync). Batches that need durability then wait for the sync thread, which runs one
-//! `flush_wal(true)` for everything written so far and only then completes their callbacks. While
-//! one fsync runs, the next batches are already being written; they all share the next fsync.
-//! One fsync serves every group on the node, because they share one RocksDB and so one WAL.
+//! sync). Batches that need durability (a log purge first makes applied state durable, see
+//! [`crate::log_store`]) then wait for the sync thread, which runs one `flush_wal(true)` for
+//! everything written so far and only then completes them. While one fsync runs, the next batches
+//! are already being written; they all share the next fsync.
 //!
-//! **Ordering.** One queue, written in order, and synced completions in the same order: a vote
-//! saved after an append is never durable before that append, a truncation is never overtaken by
-//! the append that follows it, and state-machine data derived from log entries follows them in
-//! the WAL (a log store queues its write before `append` returns, and only then can the entries
-//! be applied), so a crash never keeps applied data whose entries it lost. Unsynced writes
-//! complete as soon as they are written. A completion is handed to the sync thread only after its
-//! write returned, and the sync thread takes its list before calling `flush_wal`, so the fsync
-//! covers every write it completes. A failed write fails every later one, of any kind.
+//! **Ordering.** One queue, written in order, and synced completions in the same order. Unsynced
+//! writes complete as soon as they are written. A completion is handed to the sync thread only
+//! after its write returned, and the sync thread takes its list before calling `flush_wal`, so
+//! the fsync covers every write it completes. A failed write fails every later one.
 
 use std::sync::Arc;
 use std::sync::Condvar;
@@ -35,35 +32,22 @@ use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::error::StorageError;
-use crate::types::TypeConfig;
 
 /// Most operations one writer turn takes from the queue before it writes them.
 const DRAIN_OPS_MAX: usize = 4096;
 
 /// What to do once a write is done.
 pub(crate) enum Done {
-    /// Tell openraft the appended entries are on disk.
-    Flushed {
-        callback: openraft::storage::IOFlushed<TypeConfig>,
-        /// Runs once the batch is in RocksDB (readable there), before the fsync.
-        on_written: Option<Box<dyn FnOnce() + Send>>,
-    },
     /// Wake an async caller.
     Notify(oneshot::Sender<Result<(), StorageError>>),
-    /// Nobody waits; failures are logged.
-    Detached,
 }
 
 impl Done {
     fn complete(self, result: &Result<(), String>) {
         match self {
-            Done::Flushed { callback, .. } => {
-                callback.io_completed(result.clone().map_err(std::io::Error::other));
-            }
             Done::Notify(tx) => {
                 let _ = tx.send(result.clone().map_err(|r| StorageError::Io(std::io::Error::other(r))));
             }
-            Done::Detached => {}
         }
     }
 }
@@ -192,13 +176,7 @@ fn write_loop(db: &DB, mut rx: mpsc::Receiver<WriteOp>, stats: &WriterStats, sha
                 let batch = std::mem::take(&mut op.batch);
                 stats.bytes.fetch_add(batch.size_in_bytes() as u64, Ordering::Relaxed);
                 match db.write_opt(batch, &wal) {
-                    Ok(()) => {
-                        if let Done::Flushed { on_written, .. } = &mut op.done
-                            && let Some(f) = on_written.take()
-                        {
-                            f();
-                        }
-                    }
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::error!(error = %e, "rocksdb write failed; failing this and every later write");
                         failure = Some(e.to_string());

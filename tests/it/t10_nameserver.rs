@@ -133,7 +133,7 @@ async fn restarted_node_catches_up_and_full_restart_keeps_everything() {
     // directory is left as it was, and once it is readable again the node starts and catches up.
     let format = c.dir().join(format!("node-{victim}")).join("FORMAT");
     let recorded = std::fs::read_to_string(&format).expect("every data directory records its format");
-    assert_eq!(recorded, "raftmq-data 1\n");
+    assert_eq!(recorded, "raftmq-data 2\n");
     std::fs::write(&format, "raftmq-data 99\n").unwrap();
     c.cluster.start(victim).unwrap();
     let deadline = Instant::now() + START;
@@ -146,7 +146,7 @@ async fn restarted_node_catches_up_and_full_restart_keeps_everything() {
     };
     assert!(!exit.success());
     let log = c.log_tail(victim, 20);
-    assert!(log.contains("data format 99") && log.contains("reads format 1"), "{log}");
+    assert!(log.contains("data format 99") && log.contains("reads format 2"), "{log}");
     assert_eq!(std::fs::read_to_string(&format).unwrap(), "raftmq-data 99\n");
     std::fs::write(&format, recorded).unwrap();
     c.cluster.start(victim).unwrap();

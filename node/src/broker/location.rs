@@ -67,10 +67,7 @@ impl BrokerGroup {
             return Ok(None);
         }
         let data = self.data.clone();
-        blocking(move || {
-            reader::record_by_ordinal(data.store(), data.log(), data.group(), loc.log_index, loc.ordinal)
-        })
-        .await
+        blocking(move || reader::record_by_ordinal(data.log(), loc.log_index, loc.ordinal)).await
     }
 
     /// The place of `m`, a message read from this group's log.

@@ -392,7 +392,7 @@ impl BrokerGroup {
                         break;
                     }
                     let units = reader::cq_units(store, group, tid, q.queue, o, o + 1, 1)?;
-                    let found = reader::messages(store, log, group, &units)?.pop().filter(|_| o >= q.min);
+                    let found = reader::messages(log, &units)?.pop().filter(|_| o >= q.min);
                     let (before, body_len) = match &found {
                         Some(m) => {
                             let view = RecordView::parse(&m.record)?;
@@ -423,7 +423,7 @@ impl BrokerGroup {
                     cmd.advance_to = units.last().map_or(start, |(o, _)| o + 1);
                     let wanted: Vec<_> =
                         units.into_iter().filter(|(_, u)| filter.may_match(u.tag_hash)).collect();
-                    let found = reader::messages(store, log, group, &wanted)?;
+                    let found = reader::messages(log, &wanted)?;
                     if let Some((missing, _)) = wanted.get(found.len()) {
                         // Retention removed entries meanwhile: advance no further than what was read.
                         cmd.advance_to = *missing;

@@ -87,7 +87,7 @@ impl BrokerGroup {
         blocking(move || {
             let (store, group) = (data.store(), data.group());
             let units = reader::cq_units(store, group, tid, queue, offset, offset + 1, 1)?;
-            Ok(reader::messages(store, data.log(), group, &units)?.pop())
+            Ok(reader::messages(data.log(), &units)?.pop())
         })
         .await
     }
@@ -158,7 +158,7 @@ impl BrokerGroup {
             let mut bytes = 0usize;
             let mut body_bytes = 0usize;
             let mut next = scanned_to;
-            for m in reader::messages(data.store(), data.log(), group, &wanted)? {
+            for m in reader::messages(data.log(), &wanted)? {
                 let view = RecordView::parse(&m.record)?;
                 if !filter.matches(&view) {
                     continue;
@@ -234,7 +234,7 @@ impl BrokerGroup {
             let left = max - out.len();
             let found = blocking(move || {
                 let units = reader::cq_units(data.store(), data.group(), tid, q, from, to, left)?;
-                reader::messages(data.store(), data.log(), data.group(), &units)
+                reader::messages(data.log(), &units)
             })
             .await?;
             out.extend(found.into_iter().map(|m| (q, m)));
@@ -291,7 +291,7 @@ impl BrokerGroup {
             let mut out = Vec::new();
             for (q, o) in locations {
                 let units = reader::cq_units(data.store(), group, tid, q, o, o + 1, 1)?;
-                for m in reader::messages(data.store(), data.log(), group, &units)? {
+                for m in reader::messages(data.log(), &units)? {
                     out.push((q, m));
                 }
             }

@@ -84,11 +84,11 @@ impl BrokerGroup {
         }
         let data = self.data.clone();
         let (timers, batch) = blocking(move || {
-            let (store, log, group) = (data.store(), data.log(), data.group());
+            let (log, group) = (data.log(), data.group());
             let mut batch = BatchBuilder::new();
             let mut timers = Vec::with_capacity(due.len());
             for (k, len) in due {
-                let Some(m) = reader::record_at(store, log, group, k.1, k.2, len)? else {
+                let Some(m) = reader::record_at(log, k.1, k.2, len)? else {
                     tracing::error!(%group, log_index = k.1, "a delayed message's entry is gone; it cannot be delivered");
                     continue;
                 };

@@ -85,11 +85,7 @@ impl BrokerGroup {
     async fn records(&self, at: Vec<RecordAt>) -> Result<Vec<Option<StoredMessage>>, BrokerError> {
         let data = self.data.clone();
         blocking(move || {
-            at.into_iter()
-                .map(|((index, pos), len)| {
-                    reader::record_at(data.store(), data.log(), data.group(), index, pos, len)
-                })
-                .collect()
+            at.into_iter().map(|((index, pos), len)| reader::record_at(data.log(), index, pos, len)).collect()
         })
         .await
     }

@@ -13,10 +13,7 @@ use super::record::RecordPos;
 use crate::command::Command;
 use crate::error::Result;
 use crate::error::StorageError;
-use crate::keys as raw_keys;
 use crate::log_store::LogStore;
-use crate::raft_codec;
-use crate::store::CF_LOG;
 use crate::store::CF_SM;
 use crate::store::Store;
 use crate::types::GroupId;
@@ -87,21 +84,10 @@ pub fn cq_units(
     Ok(out)
 }
 
-/// The append batch stored at `log_index`, from the log's memory tail or from RocksDB (including
-/// entries openraft purged but retention keeps).
-pub fn append_entry(
-    store: &Store,
-    log: &LogStore,
-    group: GroupId,
-    log_index: u64,
-) -> Result<Option<(i64, String, Bytes)>> {
-    let entry = match log.cached(log_index) {
-        Some(e) => e,
-        None => match store.db().get_cf(store.cf(CF_LOG)?, raw_keys::log_key(group, log_index))? {
-            Some(v) => raft_codec::decode_entry(&Bytes::from(v))?,
-            None => return Ok(None),
-        },
-    };
+/// The append batch stored at `log_index`, from the log's memory tail or from the segment log
+/// (including entries openraft purged but retention keeps).
+pub fn append_entry(log: &LogStore, log_index: u64) -> Result<Option<(i64, String, Bytes)>> {
+    let Some(entry) = log.entry(log_index)? else { return Ok(None) };
     match entry.payload {
         EntryPayload::Normal(Command::Append(a)) => Ok(Some((a.store_ms, a.store_host, a.batch))),
         EntryPayload::Normal(Command::Move(d)) => {
@@ -120,40 +106,23 @@ pub fn append_entry(
 
 /// The record at `pos..pos + len` of the batch in entry `log_index`, with the entry's store time
 /// and host; `None` if the entry is gone (purged) or holds no record of that place and length.
-pub fn record_at(
-    store: &Store,
-    log: &LogStore,
-    group: GroupId,
-    log_index: u64,
-    pos: u32,
-    len: u32,
-) -> Result<Option<StoredMessage>> {
-    record_in_entry(store, log, group, log_index, |records| ordinal_of(records, pos, len))
+pub fn record_at(log: &LogStore, log_index: u64, pos: u32, len: u32) -> Result<Option<StoredMessage>> {
+    record_in_entry(log, log_index, |records| ordinal_of(records, pos, len))
 }
 
 /// The message whose record is the `ordinal`-th of entry `log_index`'s batch, if the entry is a
 /// stored append (of any kind) that long. Its queue offset is not known here (0).
-pub fn record_by_ordinal(
-    store: &Store,
-    log: &LogStore,
-    group: GroupId,
-    log_index: u64,
-    ordinal: u32,
-) -> Result<Option<StoredMessage>> {
-    record_in_entry(store, log, group, log_index, |records| {
-        ((ordinal as usize) < records.len()).then_some(ordinal)
-    })
+pub fn record_by_ordinal(log: &LogStore, log_index: u64, ordinal: u32) -> Result<Option<StoredMessage>> {
+    record_in_entry(log, log_index, |records| ((ordinal as usize) < records.len()).then_some(ordinal))
 }
 
 /// The record of entry `log_index` that `pick` chooses (by ordinal) among the entry's records.
 fn record_in_entry(
-    store: &Store,
     log: &LogStore,
-    group: GroupId,
     log_index: u64,
     pick: impl FnOnce(&[RecordPos]) -> Option<u32>,
 ) -> Result<Option<StoredMessage>> {
-    let Some((store_ms, store_host, batch)) = append_entry(store, log, group, log_index)? else {
+    let Some((store_ms, store_host, batch)) = append_entry(log, log_index)? else {
         return Ok(None);
     };
     let records = super::record::record_positions(&batch)?;
@@ -171,17 +140,12 @@ fn record_in_entry(
 
 /// Reads the messages the units point at. A unit whose entry is gone (removed by retention in the
 /// meantime) ends the result early.
-pub fn messages(
-    store: &Store,
-    log: &LogStore,
-    group: GroupId,
-    units: &[(u64, CqUnit)],
-) -> Result<Vec<StoredMessage>> {
+pub fn messages(log: &LogStore, units: &[(u64, CqUnit)]) -> Result<Vec<StoredMessage>> {
     let mut out = Vec::with_capacity(units.len());
     let mut current: Option<(u64, i64, String, Bytes, Vec<RecordPos>)> = None;
     for (offset, u) in units {
         if current.as_ref().map(|c| c.0) != Some(u.log_index) {
-            match append_entry(store, log, group, u.log_index)? {
+            match append_entry(log, u.log_index)? {
                 Some((ms, host, batch)) => {
                     let positions = super::record::record_positions(&batch)?;
                     current = Some((u.log_index, ms, host, batch, positions));
@@ -318,7 +282,7 @@ pub fn plan_retain(
             }
             let units = cq_units(store, group, tid, queue, st.min, new_min, usize::MAX)?;
             let mut e = QueueExpiry { topic_id: tid, queue, new_min, ids: Vec::new(), keys: Vec::new() };
-            for m in messages(store, log, group, &units)? {
+            for m in messages(log, &units)? {
                 let v = RecordView::parse(&m.record)?;
                 e.ids.push(v.message_id.to_string());
                 e.keys.extend(v.keys.iter().map(|k| (k.to_string(), m.offset)));

@@ -244,6 +244,7 @@ impl BrokerSm {
     /// Opens the state machine of broker group `group`. Blocking.
     pub fn open(store: Arc<Store>, group: GroupId, log: LogStore) -> Result<BrokerSm> {
         let (applied, membership) = snapshot::read_applied(&store, group)?;
+        log.check_applied(applied.as_ref())?;
         let state = load_state(&store, group)?;
         let notifier = Arc::new(QueueNotifier::default());
         publish_all(&notifier, &state);
@@ -353,6 +354,9 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
                             group_key(group, APPLIED_KEY),
                             snapshot::encode_applied(before.as_ref(), &self.membership),
                         );
+                        if let Some(b) = before {
+                            self.shared.log.wait_durable(b.index).await?;
+                        }
                         store.writer().write_unsynced(pending).await?;
                         let next_index = log_id.index + 1;
                         let plan = {
@@ -447,6 +451,10 @@ impl RaftStateMachine<TypeConfig> for BrokerSm {
             group_key(group, APPLIED_KEY),
             snapshot::encode_applied(self.applied.as_ref(), &self.membership),
         );
+        // Rule 1: what was applied is never durable before the entries it came from.
+        if let Some(a) = self.applied {
+            self.shared.log.wait_durable(a.index).await?;
+        }
         store.writer().write_unsynced(batch).await?;
         // Now readable: publish the new ends, then answer the proposers.
         let ends: Vec<((String, u32), u64)> = {

@@ -1,9 +1,16 @@
-//! The Raft log of one group, stored in the node's RocksDB: openraft's [`RaftLogStorage`].
+//! The Raft log of one group, kept in the node's segment log ([`crate::seglog`]): openraft's
+//! [`RaftLogStorage`].
 //!
 //! **Durability rule.** An appended entry is reported flushed (`IOFlushed::io_completed`) only by
-//! the writer's sync thread, and only after `flush_wal(true)` returned for a write that contained
-//! it (see [`crate::writer`]). A vote is saved the same way and `save_vote` returns only then.
-//! The test `log_store::tests::flush_callback_waits_for_fsync` fails if either is reported early.
+//! the segment log's writer, after the `fdatasync` that covers it. A vote is saved the same way and
+//! `save_vote` returns only then. The test `log_store::tests::flush_callback_waits_for_fsync`
+//! fails if either is reported early.
+//!
+//! **Two stores, two rules.** State-machine data lives in RocksDB, the log in the segment log, each
+//! with its own fsync. (1) Applied state is never ahead of the durable log: a state machine calls
+//! [`LogStore::wait_durable`] with the last index a write covers before it writes. (2) The log is
+//! never purged past what RocksDB holds durably applied: [`LogStore::purge`] fsyncs RocksDB's WAL
+//! and reads the applied id before it lets anything go. Tests: `log_store::tests::rules`.
 
 mod tail_cache;
 
@@ -24,28 +31,22 @@ use openraft::RaftLogReader;
 use openraft::entry::RaftEntry;
 use openraft::storage::IOFlushed;
 use openraft::storage::RaftLogStorage;
-use rocksdb::Direction;
-use rocksdb::IteratorMode;
-use rocksdb::ReadOptions;
-use rocksdb::WriteBatch;
 use tail_cache::TailCache;
+use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::codec::Writer;
 use crate::error::Result;
 use crate::error::StorageError;
-use crate::keys;
-use crate::keys::raft_tag;
 use crate::raft_codec;
-use crate::store::CF_LOG;
-use crate::store::CF_RAFT;
+use crate::seglog::Done;
+use crate::seglog::LogOp;
 use crate::store::Store;
 use crate::types::Entry;
 use crate::types::GroupId;
 use crate::types::LogId;
 use crate::types::TypeConfig;
 use crate::types::Vote;
-use crate::writer::Done;
-use crate::writer::WriteOp;
 
 /// What `purge` does with entries openraft no longer needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +92,18 @@ struct Inner {
     /// With [`PurgeMode::KeepForRetention`]: entries below this hold no retained message, so a
     /// purge may delete them; entries at or above it stay whatever openraft purges.
     retention_floor: AtomicU64,
+    /// How far the log is durable (see [`Durable`]).
+    durable: watch::Sender<Durable>,
+}
+
+/// The durable prefix of the log: every entry below `end` is fsynced. A truncation lowers `end`
+/// and starts a new `era`; an fsync reported for an append queued in an earlier era (whose
+/// entries may have been replaced since) does not raise it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Durable {
+    era: u64,
+    end: u64,
+    failed: bool,
 }
 
 /// The log store of one group. Cloning shares it; it is also its own log reader.
@@ -112,33 +125,20 @@ fn corrupt(what: &'static str, reason: impl Into<String>) -> StorageError {
 impl LogStore {
     /// Opens `group`'s log in `store`, loading its vote, purge point and last entry. Blocking.
     pub fn open(store: Arc<Store>, group: GroupId, opts: LogStoreOptions) -> Result<LogStore> {
-        let db = store.db();
-        let raft_cf = store.cf(CF_RAFT)?;
-        let vote = db
-            .get_pinned_cf(raft_cf, keys::raft_key(group, raft_tag::VOTE))?
-            .map(|b| raft_codec::decode_vote(&b))
-            .transpose()?;
-        let read_log_id = |tag| -> Result<Option<LogId>> {
-            Ok(db
-                .get_pinned_cf(raft_cf, keys::raft_key(group, tag))?
-                .map(|b| raft_codec::decode_log_id(&b))
-                .transpose()?)
-        };
-        let last_purged = read_log_id(raft_tag::LAST_PURGED)?;
-        let committed = read_log_id(raft_tag::COMMITTED)?;
-
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(keys::group_start(group));
-        ro.set_iterate_upper_bound(keys::group_end(group));
-        let mut it = db.iterator_cf_opt(store.cf(CF_LOG)?, ro, IteratorMode::End);
-        let last_entry = match it.next() {
-            Some(kv) => {
-                let (_, v) = kv?;
-                Some(raft_codec::decode_entry(&Bytes::from(v.into_vec()))?.log_id)
+        let seg = store.seglog();
+        let st = seg.group(group);
+        let vote = st.vote.as_deref().map(raft_codec::decode_vote).transpose()?;
+        let last_purged = st.purged.as_deref().map(raft_codec::decode_log_id).transpose()?;
+        let committed = st.committed.as_deref().map(raft_codec::decode_log_id).transpose()?;
+        let last_entry = match st.last {
+            Some(i) => {
+                let b = seg
+                    .read(group, i)?
+                    .ok_or_else(|| corrupt("raft log", format!("last entry {i} unreadable")))?;
+                Some(raft_codec::decode_entry(&b)?.log_id)
             }
             None => None,
         };
-        drop(it);
         let last_log_id = match (last_entry, last_purged) {
             (Some(e), Some(p)) => Some(if e.index > p.index { e } else { p }),
             (e, p) => e.or(p),
@@ -152,6 +152,8 @@ impl LogStore {
             committed,
             cache: TailCache::new(next, opts.tail_cache_bytes),
         };
+        // What the segment log recovered was fsynced when it opened.
+        let (durable, _) = watch::channel(Durable { era: 0, end: next, failed: false });
         Ok(LogStore {
             inner: Arc::new(Inner {
                 group,
@@ -159,6 +161,7 @@ impl LogStore {
                 opts,
                 meta: Mutex::new(meta),
                 retention_floor: AtomicU64::new(0),
+                durable,
             }),
         })
     }
@@ -178,36 +181,74 @@ impl LogStore {
         self.meta().cache.get(index, index.saturating_add(1), usize::MAX).0.into_iter().next()
     }
 
+    /// The entry at `index`: from the in-memory tail, else from the segment log (including
+    /// entries openraft purged but retention keeps). Blocking on a cache miss.
+    pub fn entry(&self, index: u64) -> Result<Option<Entry>> {
+        if let Some(e) = self.cached(index) {
+            return Ok(Some(e));
+        }
+        match self.inner.store.seglog().read(self.inner.group, index)? {
+            Some(b) => Ok(Some(raft_codec::decode_entry(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Refuses a state machine whose applied id is past the end of this log: its state was made
+    /// from entries the log no longer has (rule 1 broken, or the log lost its tail).
+    pub fn check_applied(&self, applied: Option<&LogId>) -> Result<()> {
+        let m = self.meta();
+        let end = m.last_log_id.map(|l| l.index);
+        match applied {
+            Some(a) if end.is_none_or(|e| a.index > e) => Err(corrupt(
+                "raft log",
+                format!(
+                    "group {}: state applied up to {} but the log ends at {end:?}",
+                    self.inner.group, a.index
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until every entry up to `index` is durable in the log. A state machine calls it
+    /// before writing what it applied from those entries (rule 1 in the module doc).
+    pub async fn wait_durable(&self, index: u64) -> Result<()> {
+        // An index this log never took (openraft's storage suite applies entries it did not
+        // append) has nothing to wait for; openraft applies only entries already submitted here.
+        if self.meta().last_log_id.is_none_or(|l| index > l.index) {
+            return Ok(());
+        }
+        let mut rx = self.inner.durable.subscribe();
+        let d = rx.wait_for(|d| d.failed || d.end > index).await.map_err(|_| StorageError::Closed)?;
+        if d.failed {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
     fn meta(&self) -> MutexGuard<'_, LogMeta> {
         // A panic while holding this lock would be a bug in the cache bookkeeping; the state is
         // still usable (each method leaves it consistent before anything that can panic).
         self.inner.meta.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads `[start, end)` from RocksDB, at most `bytes_max` bytes after the first entry.
+    /// Reads `[start, end)` from the segment log, at most `bytes_max` bytes after the first entry.
     async fn read_db(&self, start: u64, end: u64, bytes_max: usize) -> Result<(Vec<Entry>, usize)> {
         let store = self.inner.store.clone();
         let group = self.inner.group;
         tokio::task::spawn_blocking(move || -> Result<(Vec<Entry>, usize)> {
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_upper_bound(keys::log_key(group, end).to_vec());
-            let from = keys::log_key(group, start);
-            let it = store.db().iterator_cf_opt(
-                store.cf(CF_LOG)?,
-                ro,
-                IteratorMode::From(&from, Direction::Forward),
-            );
+            let seg = store.seglog();
             let mut out = Vec::new();
             let mut bytes = 0usize;
-            for kv in it {
-                let (k, v) = kv?;
-                if !out.is_empty() && bytes + v.len() > bytes_max {
+            for i in start..end {
+                let Some(b) = seg.read(group, i)? else { break };
+                if !out.is_empty() && bytes + b.len() > bytes_max {
                     break;
                 }
-                bytes += v.len();
-                let e = raft_codec::decode_entry(&Bytes::from(v.into_vec()))?;
-                if keys::log_key_index(&k) != Some(e.log_id.index) {
-                    return Err(corrupt("raft log", format!("key {k:?} holds entry {}", e.log_id)));
+                bytes += b.len();
+                let e = raft_codec::decode_entry(&b)?;
+                if e.log_id.index != i {
+                    return Err(corrupt("raft log", format!("index {i} holds entry {}", e.log_id)));
                 }
                 out.push(e);
             }
@@ -217,13 +258,19 @@ impl LogStore {
         .map_err(|e| StorageError::Io(io::Error::other(e)))?
     }
 
-    /// Entries `[start, end)`: from RocksDB below the cache, from the cache above it. Stops early
+    /// Entries `[start, end)`: from the segment log below the cache, from the cache above it. Stops early
     /// once `bytes_max` is reached (after at least one entry) or where the log has no entry.
     async fn get_range(&self, start: u64, end: u64, bytes_max: usize) -> Result<Vec<Entry>> {
+        // Purged entries may still be on disk (retention, or a purge held back to what is durably
+        // applied), but openraft sees none of them.
+        let start = match self.meta().last_purged {
+            Some(p) => start.max(p.index + 1),
+            None => start,
+        };
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut next = start;
-        // Loops only when the cache evicted entries while RocksDB was read; they are in RocksDB.
+        // Loops only when the cache evicted entries while the log was read; they are written.
         while next < end {
             {
                 let m = self.meta();
@@ -254,13 +301,39 @@ impl LogStore {
         Ok(out)
     }
 
-    async fn submit(&self, batch: WriteBatch, sync: bool, done: Done) -> io::Result<()> {
-        self.inner.store.writer().submit(WriteOp { batch, sync, done }).await.map_err(io::Error::from)
+    async fn submit(&self, op: LogOp) -> io::Result<()> {
+        self.inner.store.seglog().submit(op).await.map_err(io::Error::from)
     }
 
-    async fn write_and_wait(&self, batch: WriteBatch, sync: bool) -> io::Result<()> {
-        self.inner.store.writer().write(batch, sync).await.map_err(io::Error::from)
+    /// A completion that runs `then` once the segment log has made the operation durable.
+    fn done(
+        &self,
+        on_written: Option<Box<dyn FnOnce() + Send>>,
+        then: impl FnOnce(std::result::Result<(), String>) + Send + 'static,
+    ) -> Done {
+        Done { on_written, on_durable: Box::new(then) }
     }
+}
+
+/// Raises the durable prefix to `end` if no truncation started a new era since `era`; a failure
+/// marks the log failed, which wakes every waiter with an error.
+fn mark_durable(
+    durable: &watch::Sender<Durable>,
+    era: u64,
+    end: u64,
+    result: &std::result::Result<(), String>,
+) {
+    durable.send_if_modified(|d| match result {
+        Err(_) if !d.failed => {
+            d.failed = true;
+            true
+        }
+        Ok(()) if d.era == era && end > d.end => {
+            d.end = end;
+            true
+        }
+        _ => false,
+    });
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
@@ -309,14 +382,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     #[tracing::instrument(level = "debug", skip(self), fields(group = %self.inner.group))]
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.inner.store.cf(CF_RAFT)?,
-            keys::raft_key(self.inner.group, raft_tag::VOTE),
-            raft_codec::encode_vote(vote),
-        );
-        // Vote must be persisted to disk before returning: sync, and wait for the fsync.
-        self.write_and_wait(batch, true).await?;
+        // Vote must be persisted to disk before returning: wait for the fsync.
+        let (tx, rx) = oneshot::channel();
+        let done = self.done(None, move |r| drop(tx.send(r)));
+        let vote_bytes = Bytes::from(raft_codec::encode_vote(vote));
+        self.submit(LogOp::Vote { group: self.inner.group, vote: vote_bytes, done }).await?;
+        rx.await.map_err(|_| io::Error::from(StorageError::Closed))?.map_err(io::Error::other)?;
         self.meta().vote = Some(*vote);
         Ok(())
     }
@@ -324,14 +395,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         let Some(c) = committed else { return Ok(()) };
         self.meta().committed = Some(c);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.inner.store.cf(CF_RAFT)?,
-            keys::raft_key(self.inner.group, raft_tag::COMMITTED),
-            raft_codec::encode_log_id(&c),
-        );
-        // Optional per openraft; queued behind the appends it covers, synced with them.
-        self.submit(batch, false, Done::Detached).await
+        // Optional per openraft; queued behind the appends it covers, durable with their fsync.
+        let committed = Bytes::from(raft_codec::encode_log_id(&c));
+        self.submit(LogOp::Committed { group: self.inner.group, committed }).await
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
@@ -344,14 +410,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let cf = self.inner.store.cf(CF_LOG)?;
-        let mut batch = WriteBatch::default();
-        let mut w = Writer::with_capacity(512);
+        let mut encoded = Vec::new();
         let mut cached = Vec::new();
         for e in entries {
+            let mut w = Writer::with_capacity(64);
             raft_codec::encode_entry(&mut w, &e);
-            batch.put_cf(cf, keys::log_key(self.inner.group, e.index()), w.as_slice());
-            cached.push((e, w.len()));
+            let b = Bytes::from(w.into_vec());
+            encoded.push((e.index(), b.clone()));
+            cached.push((e, b.len()));
         }
         let last = cached.last().map(|(e, _)| e.log_id);
         let seq = {
@@ -370,11 +436,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let on_written: Box<dyn FnOnce() + Send> = Box::new(move || {
             inner.meta.lock().unwrap_or_else(|e| e.into_inner()).cache.mark_written(seq);
         });
-        self.submit(batch, true, Done::Flushed { callback, on_written: Some(on_written) }).await
+        let (inner, era) = (self.inner.clone(), self.inner.durable.borrow().era);
+        let end = last.map_or(0, |l| l.index + 1);
+        let done = self.done(Some(on_written), move |r| {
+            mark_durable(&inner.durable, era, end, &r);
+            callback.io_completed(r.map_err(io::Error::other));
+        });
+        self.submit(LogOp::Append { group: self.inner.group, entries: encoded, done }).await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         tracing::debug!(group = %self.inner.group, ?last_log_id, "truncate log");
+        let from = last_log_id.map_or(0, |l| l.index + 1);
         {
             let mut m = self.meta();
             m.cache.truncate_after(last_log_id.map(|l| l.index));
@@ -384,16 +457,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 (t, _) => t,
             };
             m.last_log_id = keep.or(m.last_purged);
+            // Entries from `from` on may be replaced: they are durable again only once their
+            // replacements are.
+            self.inner.durable.send_modify(|d| {
+                d.era += 1;
+                d.end = d.end.min(from);
+            });
         }
-        let from = last_log_id.map_or(0, |l| l.index + 1);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            self.inner.store.cf(CF_LOG)?,
-            &keys::log_key(self.inner.group, from)[..],
-            &keys::group_end(self.inner.group)[..],
-        );
-        // Ordered before the appends that follow; those appends' fsync makes it durable.
-        self.write_and_wait(batch, false).await
+        // Ordered before the appends that follow; written (and fsynced: truncations are rare)
+        // before this returns, so a reopened log never shows the removed entries.
+        self.submit(LogOp::Truncate { group: self.inner.group, from }).await?;
+        self.sync().await
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
@@ -406,31 +480,50 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 m.last_log_id = Some(log_id);
             }
         }
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.inner.store.cf(CF_RAFT)?,
-            keys::raft_key(self.inner.group, raft_tag::LAST_PURGED),
-            raft_codec::encode_log_id(&log_id),
-        );
         // What may go from disk: everything purged (NameServer), or, for a CommitLog, only what
         // retention released (openraft also purges after installing a snapshot, whose retained
         // entries were just written).
-        let delete_end = match self.inner.opts.purge_mode {
+        let wanted = match self.inner.opts.purge_mode {
             PurgeMode::Delete => log_id.index + 1,
             PurgeMode::KeepForRetention => {
                 (log_id.index + 1).min(self.inner.retention_floor.load(Ordering::Relaxed))
             }
         };
-        if delete_end > 0 {
-            batch.delete_range_cf(
-                self.inner.store.cf(CF_LOG)?,
-                &keys::group_start(self.inner.group)[..],
-                &keys::log_key(self.inner.group, delete_end)[..],
-            );
-        }
-        self.write_and_wait(batch, false).await
+        // Rule 2: never past what RocksDB holds durably applied, or a crash would leave a state
+        // machine that needs entries the log no longer has.
+        let first = self.durably_applied_end(wanted).await?;
+        let purged = Bytes::from(raft_codec::encode_log_id(&log_id));
+        self.submit(LogOp::Purge { group: self.inner.group, first, purged: Some(purged) }).await?;
+        self.sync().await
     }
 }
 
+impl LogStore {
+    /// Waits until everything queued so far is written and fsynced.
+    async fn sync(&self) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(LogOp::Sync { done: self.done(None, move |r| drop(tx.send(r))) }).await?;
+        rx.await.map_err(|_| io::Error::from(StorageError::Closed))?.map_err(io::Error::other)
+    }
+
+    /// `wanted`, or less: the end of what RocksDB holds durably applied for this group (its WAL
+    /// fsynced first).
+    async fn durably_applied_end(&self, wanted: u64) -> io::Result<u64> {
+        let store = &self.inner.store;
+        store.writer().write(rocksdb::WriteBatch::default(), true).await.map_err(io::Error::from)?;
+        let (s, group) = (store.clone(), self.inner.group);
+        let applied = tokio::task::spawn_blocking(move || crate::snapshot::applied_index(&s, group))
+            .await
+            .map_err(io::Error::other)??;
+        let end = applied.map_or(0, |a| a + 1);
+        if end < wanted {
+            tracing::warn!(group = %group, wanted, applied_end = end, "log purge held back to what is durably applied");
+        }
+        Ok(wanted.min(end))
+    }
+}
+
+#[cfg(test)]
+mod rules;
 #[cfg(test)]
 mod tests;

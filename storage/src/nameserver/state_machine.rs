@@ -21,6 +21,7 @@ use crate::command::Response;
 use crate::error::Result;
 use crate::error::StorageError;
 use crate::keys;
+use crate::log_store::LogStore;
 use crate::snapshot;
 use crate::snapshot::APPLIED_KEY;
 use crate::snapshot::SnapshotFile;
@@ -76,6 +77,8 @@ pub struct NameServerSm {
     shared: SharedMeta,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// The group's log: apply waits until what it writes is durable there.
+    log: LogStore,
 }
 
 fn load_state(store: &Store, group: GroupId) -> Result<MetaState> {
@@ -95,13 +98,14 @@ fn load_state(store: &Store, group: GroupId) -> Result<MetaState> {
 }
 
 impl NameServerSm {
-    /// Opens the NameServer state of `group` from `store`. Blocking.
-    pub fn open(store: Arc<Store>, group: GroupId) -> Result<NameServerSm> {
+    /// Opens the NameServer state of `group` from `store`, over its log. Blocking.
+    pub fn open(store: Arc<Store>, group: GroupId, log: LogStore) -> Result<NameServerSm> {
         let (applied, membership) = snapshot::read_applied(&store, group)?;
+        log.check_applied(applied.as_ref())?;
         let state = load_state(&store, group)?;
         let shared = SharedMeta::new(state);
         shared.applied.send_replace(applied.map_or(0, |l| l.index));
-        Ok(NameServerSm { store, group, shared, applied, membership })
+        Ok(NameServerSm { store, group, shared, applied, membership, log })
     }
 
     /// A handle for reading the metadata.
@@ -197,6 +201,10 @@ impl RaftStateMachine<TypeConfig> for NameServerSm {
             keys::group_key(self.group, APPLIED_KEY),
             snapshot::encode_applied(self.applied.as_ref(), &self.membership),
         );
+        // Rule 1: what was applied is never durable before the entries it came from.
+        if let Some(a) = self.applied {
+            self.log.wait_durable(a.index).await?;
+        }
         self.store.writer().write_unsynced(batch).await?;
         self.shared.applied.send_replace(self.applied.map_or(0, |l| l.index));
         for (responder, response) in replies {

@@ -49,20 +49,38 @@ pub struct SegLogOptions {
     pub segment_bytes: u64,
     /// Operations the writer's queue holds before submitters wait.
     pub queue_len: usize,
+    /// Runs on the writer thread before each fsync of a turn. Tests hold it to keep entries
+    /// written but not yet durable; `None` in production.
+    pub before_sync: Option<SyncHook>,
 }
 
 impl Default for SegLogOptions {
     fn default() -> Self {
-        Self { segment_bytes: 64 << 20, queue_len: 8192 }
+        Self { segment_bytes: 64 << 20, queue_len: 8192, before_sync: None }
     }
 }
+
+/// A hook the writer runs before an fsync (see [`SegLogOptions::before_sync`]).
+#[derive(Clone)]
+pub struct SyncHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for SyncHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncHook")
+    }
+}
+
+/// Called once an operation's bytes are written (readable), before the fsync.
+pub type OnWritten = Box<dyn FnOnce() + Send>;
+/// Called once an operation is durable, or with the error that stopped the log.
+pub type OnDurable = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 
 /// What to call once an operation is written, and once it is durable (or failed).
 pub struct Done {
     /// Runs after the bytes are written and readable through [`SegLog::read`], before the fsync.
-    pub on_written: Option<Box<dyn FnOnce() + Send>>,
+    pub on_written: Option<OnWritten>,
     /// Runs after the fsync that covers the operation (or with the error that stopped the log).
-    pub on_durable: Box<dyn FnOnce(std::result::Result<(), String>) + Send>,
+    pub on_durable: OnDurable,
 }
 
 /// One operation on the log. Operations are written in the order they are queued.
@@ -100,15 +118,15 @@ pub enum LogOp {
         /// First index removed.
         from: u64,
     },
-    /// The group's entries below `first` are gone; `purged` is kept as its purge value. Fsynced
-    /// at once; then segments nobody needs are deleted.
+    /// The group's entries below `first` are gone; `purged`, if given, is kept as its purge
+    /// value. Fsynced at once; then segments nobody needs are deleted.
     Purge {
         /// The group.
         group: GroupId,
         /// First index kept.
         first: u64,
-        /// Encoded purged log id.
-        purged: Bytes,
+        /// Encoded purged log id (`None` keeps the one it has).
+        purged: Option<Bytes>,
     },
     /// Nothing to write: completes after the next fsync (everything queued before is durable).
     Sync {
@@ -177,6 +195,7 @@ impl SegLog {
         let w = writer::WriterState {
             dir: dir.to_path_buf(),
             segment_bytes: opts.segment_bytes,
+            before_sync: opts.before_sync,
             epoch: r.epoch,
             seq: r.active,
             file,
@@ -192,6 +211,11 @@ impl SegLog {
     /// Queues `op`; waits (asynchronously) while the queue is full, which is the backpressure.
     pub async fn submit(&self, op: LogOp) -> Result<()> {
         self.tx.send(op).await.map_err(|_| StorageError::Closed)
+    }
+
+    /// Queues `op` from a thread outside the async runtime, waiting while the queue is full.
+    pub fn submit_blocking(&self, op: LogOp) -> Result<()> {
+        self.tx.blocking_send(op).map_err(|_| StorageError::Closed)
     }
 
     /// Closes the queue: the writer finishes what is queued and ends.

@@ -80,6 +80,9 @@ pub(crate) fn open(dir: &Path, segment_bytes: u64) -> Result<Recovered> {
             let file = files.get(&seq).cloned().ok_or_else(|| corrupt(format!("segment {seq} vanished")))?;
             let (end, e) = scan(&file, seq, &mut groups, &segment::path(dir, seq))?;
             epoch = epoch.max(e);
+            // What was recovered may still be only in the page cache (a process restart, not a
+            // power loss): make it durable before anyone builds on it.
+            file.sync_data()?;
             (seq, end)
         }
         None => {
@@ -98,7 +101,10 @@ pub(crate) fn open(dir: &Path, segment_bytes: u64) -> Result<Recovered> {
 /// Every index from the group's lowest to its last must be in exactly one span.
 fn check_contiguous(g: u32, log: &super::state::GroupLog) -> Result<()> {
     let Some(last) = log.last else { return Ok(()) };
-    let mut next = log.first;
+    let Some(lowest) = log.spans.first() else {
+        return Err(corrupt(format!("group {g}: entries up to {last} are in no segment")));
+    };
+    let mut next = lowest.first.max(log.first);
     for s in &log.spans {
         if s.first > next {
             return Err(corrupt(format!(
@@ -173,7 +179,9 @@ fn scan(file: &File, seq: u64, groups: &mut Groups, path: &Path) -> Result<(u64,
             Kind::Committed => log.values.committed = Some(payload()),
             Kind::Purge => {
                 log.purge(h.index);
-                log.values.purged = Some(payload());
+                if h.len as usize > record::HEADER_LEN {
+                    log.values.purged = Some(payload());
+                }
             }
             Kind::Truncate => log.truncate(h.index),
         }

@@ -9,7 +9,7 @@ const G1: GroupId = GroupId(1);
 const G2: GroupId = GroupId(2);
 
 fn opts(segment_bytes: u64) -> SegLogOptions {
-    SegLogOptions { segment_bytes, queue_len: 64 }
+    SegLogOptions { segment_bytes, queue_len: 64, before_sync: None }
 }
 
 fn payload(g: GroupId, i: u64) -> Bytes {
@@ -98,7 +98,9 @@ async fn truncations_and_purges_survive_reopen_and_purge_deletes_whole_segments(
     append(&log, G1, 50..55).await;
     assert_eq!(log.group(G1).last, Some(54));
     let before = log.segments();
-    log.submit(LogOp::Purge { group: G1, first: 40, purged: Bytes::from_static(b"p-39") }).await.unwrap();
+    log.submit(LogOp::Purge { group: G1, first: 40, purged: Some(Bytes::from_static(b"p-39")) })
+        .await
+        .unwrap();
     sync(&log).await;
     let after = log.segments();
     assert!(after.len() < before.len(), "purge must delete segments: {before:?} -> {after:?}");
@@ -216,5 +218,27 @@ async fn a_hole_fails_the_write_and_every_later_one() {
     log.submit(LogOp::Append { group: G1, entries: vec![(2, payload(G1, 2))], done: d }).await.unwrap();
     assert!(rx.await.unwrap().is_err(), "a write after a failed one must fail too");
     assert!(log.failure().is_some());
+    close(log, h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_come_after_the_fsync() {
+    // Each completion reads the fsync count when it runs: an append's must see an fsync that
+    // started after its bytes were written, i.e. one more than before the append was queued.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, h) = reopen(dir.path(), 1 << 20);
+    for i in 0..20u64 {
+        let before = log.stats().sync_latency.count();
+        let (tx, rx) = oneshot::channel();
+        let stats = log.stats().clone();
+        let done = Done {
+            on_written: None,
+            on_durable: Box::new(move |r| drop(tx.send((r, stats.sync_latency.count())))),
+        };
+        log.submit(LogOp::Append { group: G1, entries: vec![(i, payload(G1, i))], done }).await.unwrap();
+        let (r, seen) = rx.await.unwrap();
+        r.unwrap();
+        assert!(seen > before, "entry {i} reported durable with no fsync after it was queued");
+    }
     close(log, h);
 }

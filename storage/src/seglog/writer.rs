@@ -32,7 +32,7 @@ const DRAIN_BYTES_MAX: usize = 8 << 20;
 enum Change {
     Entry { group: u32, index: u64, seq: u64, off: u32, len: u32 },
     Truncate { group: u32, from: u64 },
-    Purge { group: u32, first: u64, purged: bytes::Bytes },
+    Purge { group: u32, first: u64, purged: Option<bytes::Bytes> },
     Vote { group: u32, vote: bytes::Bytes },
     Committed { group: u32, committed: bytes::Bytes },
 }
@@ -40,6 +40,7 @@ enum Change {
 pub(crate) struct WriterState {
     pub(crate) dir: PathBuf,
     pub(crate) segment_bytes: u64,
+    pub(crate) before_sync: Option<super::SyncHook>,
     pub(crate) epoch: u32,
     pub(crate) seq: u64,
     pub(crate) file: Arc<File>,
@@ -49,8 +50,8 @@ pub(crate) struct WriterState {
 struct Turn {
     buf: Vec<u8>,
     changes: Vec<Change>,
-    written: Vec<Box<dyn FnOnce() + Send>>,
-    durable: Vec<Box<dyn FnOnce(Result<(), String>) + Send>>,
+    written: Vec<super::OnWritten>,
+    durable: Vec<super::OnDurable>,
     sync: bool,
     purged: bool,
 }
@@ -106,6 +107,9 @@ pub(crate) fn run(shared: &Shared, mut w: WriterState, mut rx: mpsc::Receiver<Lo
             }
         }
         if failure.is_none() && (turn.sync || turn.purged) {
+            if let Some(hook) = &w.before_sync {
+                (hook.0)();
+            }
             let t = Instant::now();
             if let Err(e) = w.file.sync_data() {
                 tracing::error!(error = %e, dir = %w.dir.display(), "segment log fsync failed; failing every write from now on");
@@ -115,13 +119,13 @@ pub(crate) fn run(shared: &Shared, mut w: WriterState, mut rx: mpsc::Receiver<Lo
             shared.stats.sync_latency.observe(took);
             shared.stats.sync_micros_max.fetch_max(took.as_micros() as u64, Ordering::Relaxed);
         }
+        if failure.is_none() && std::mem::take(&mut turn.purged) {
+            delete_unreferenced(shared, &w);
+        }
         let result = failure.clone().map_or(Ok(()), Err);
         shared.stats.synced_ops.fetch_add(turn.durable.len() as u64, Ordering::Relaxed);
         for f in turn.durable.drain(..) {
             f(result.clone());
-        }
-        if failure.is_none() && std::mem::take(&mut turn.purged) {
-            delete_unreferenced(shared, &w);
         }
         turn.sync = false;
         if let Some(f) = &failure {
@@ -136,7 +140,7 @@ enum Op {
     Vote { group: u32, vote: bytes::Bytes },
     Committed { group: u32, committed: bytes::Bytes },
     Truncate { group: u32, from: u64 },
-    Purge { group: u32, first: u64, purged: bytes::Bytes },
+    Purge { group: u32, first: u64, purged: Option<bytes::Bytes> },
     Sync,
 }
 
@@ -199,7 +203,7 @@ fn encode(shared: &Shared, w: &mut WriterState, turn: &mut Turn, op: Op) -> Resu
             turn.changes.push(Change::Truncate { group, from });
         }
         Op::Purge { group, first, purged } => {
-            put(w, turn, Kind::Purge, group, first, &purged)?;
+            put(w, turn, Kind::Purge, group, first, purged.as_deref().unwrap_or_default())?;
             turn.changes.push(Change::Purge { group, first, purged });
             turn.purged = true;
         }
@@ -250,7 +254,9 @@ fn flush(shared: &Shared, w: &mut WriterState, turn: &mut Turn) -> Result<(), St
             Change::Purge { group, first, purged } => {
                 let g = view.groups.group(group);
                 g.purge(first);
-                g.values.purged = Some(purged);
+                if purged.is_some() {
+                    g.values.purged = purged;
+                }
             }
             Change::Vote { group, vote } => view.groups.group(group).values.vote = Some(vote),
             Change::Committed { group, committed } => {
