@@ -113,7 +113,8 @@ struct SegmentLog {
 }
 
 fn open_segment(dir: &str, seg: u64) -> File {
-    let f = OpenOptions::new().create(true).read(true).write(true).open(format!("{dir}/{seg:08}.seg")).unwrap();
+    let f =
+        OpenOptions::new().create(true).read(true).write(true).open(format!("{dir}/{seg:08}.seg")).unwrap();
     let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, SEG_BYTES as libc::off_t) };
     assert_eq!(r, 0, "fallocate");
     f
@@ -161,7 +162,11 @@ impl Log for SegmentLog {
                 self.buf.extend_from_slice(payload);
                 let crc = crc32fast::hash(&self.buf[start + 8..]);
                 self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-                self.index[g as usize].push((self.seg, self.off + start as u64, (self.buf.len() - start) as u32));
+                self.index[g as usize].push((
+                    self.seg,
+                    self.off + start as u64,
+                    (self.buf.len() - start) as u32,
+                ));
             }
         }
         self.file.write_all_at(&self.buf, self.off).unwrap();
