@@ -32,10 +32,6 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Queue length of the writer, operations.
     pub writer_queue_len: usize,
-    /// Keep WAL writes in RocksDB's memory until `flush_wal`. Only for tests that prove nothing
-    /// is acknowledged before it reaches the WAL file: a copy of the directory then shows exactly
-    /// what was flushed.
-    pub manual_wal_flush: bool,
     /// Memtable flushes and compactions bypass the page cache (`O_DIRECT`). Turn off on file
     /// systems without direct I/O, such as tmpfs.
     pub direct_io: bool,
@@ -49,7 +45,6 @@ impl Default for StoreOptions {
             write_buffer_bytes: 16 << 20,
             block_cache_bytes: 64 << 20,
             writer_queue_len: 8192,
-            manual_wal_flush: false,
             direct_io: true,
             log_sync_hook: None,
         }
@@ -119,7 +114,6 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         db_opts.set_bytes_per_sync(1 << 20);
         db_opts.set_keep_log_file_num(4);
-        db_opts.set_manual_wal_flush(opts.manual_wal_flush);
         // The WAL is where every message is first written (and fsynced). Fresh WAL files cost
         // twice: each fsync also journals the file's growth, and each write lands in page-cache
         // pages never used before (on a VM, every such page faults on the host; the copy into

@@ -245,9 +245,7 @@ impl SegLog {
             let Some(loc) = view.groups.groups.get(&group.0).and_then(|g| g.locate(index)) else {
                 return Ok(None);
             };
-            let seq = match loc {
-                Loc::At { seq, .. } | Loc::Slot { seq, .. } => seq,
-            };
+            let seq = loc.seq();
             let file =
                 view.files.get(&seq).cloned().ok_or_else(|| corrupt(format!("segment {seq} is not open")))?;
             (loc, file)

@@ -36,6 +36,15 @@ pub(crate) enum Loc {
     Slot { seq: u64, at: u64 },
 }
 
+impl Loc {
+    /// The segment it is in.
+    pub(crate) fn seq(&self) -> u64 {
+        match *self {
+            Loc::At { seq, .. } | Loc::Slot { seq, .. } => seq,
+        }
+    }
+}
+
 /// The small values of a group, as opaque encodings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Values {
