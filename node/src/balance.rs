@@ -87,6 +87,7 @@ pub async fn run(node_id: u64, ns: NameServer, brokers: Brokers, mut shutdown: w
         }
         let retired = ns.retired();
         for b in brokers.all() {
+            b.step_down_if_damaged().await;
             balance_once(node_id, &b.group, &retired).await;
         }
     }

@@ -30,6 +30,7 @@
 //! retention_check_secs = 60
 //! compact_min_entries = 10000
 //! direct_io = true             # false on tmpfs
+//! segment_mib = 64             # size of one CommitLog segment file (commitlog/*.seg)
 //! invisible_ms_min = 10000     # shortest invisible time a consumer may ask for
 //! auto_create_groups = true    # consumer groups are created on first use
 //! delay_max_secs = 259200      # furthest delivery time a delayed message may ask for (3 days)
@@ -115,6 +116,9 @@ pub struct BrokerSection {
     /// message). Set false when the data directory is on a file system without `O_DIRECT`
     /// (tmpfs).
     pub direct_io: bool,
+    /// Size of one file of the node's segment log (`commitlog/*.seg`), MiB: the unit that
+    /// retention deletes (RocketMQ's `mappedFileSizeCommitLog`, 1 GiB there).
+    pub segment_mib: u64,
     /// Shortest invisible time a consumer may ask for, ms (RocketMQ: 10 s).
     pub invisible_ms_min: i64,
     /// Create a consumer group the first time a consumer uses it.
@@ -147,6 +151,7 @@ impl Default for BrokerSection {
             retention_check_secs: 60,
             compact_min_entries: 10_000,
             direct_io: true,
+            segment_mib: 64,
             invisible_ms_min: 10_000,
             auto_create_groups: true,
             delay_max_secs: 3 * 24 * 3600,
@@ -470,6 +475,9 @@ impl RawConfig {
             return Err(format!("worker_threads must be 1-1024, got {:?}", self.worker_threads));
         }
         let b = &self.broker;
+        if b.segment_mib == 0 || b.segment_mib > 1024 {
+            return Err(format!("[broker] segment_mib must be 1-1024, got {}", b.segment_mib));
+        }
         if b.batch_kib_max == 0 || b.batch_kib_max > 16 << 10 {
             return Err(format!("[broker] batch_kib_max must be 1-16384, got {}", b.batch_kib_max));
         }

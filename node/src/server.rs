@@ -108,7 +108,11 @@ pub fn read_pid(data_dir: &std::path::Path) -> Option<u32> {
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
     let node_id = config.node_id;
     let dir = config.data_dir.clone();
-    let store_opts = StoreOptions { direct_io: config.broker.direct_io, ..StoreOptions::default() };
+    let store_opts = StoreOptions {
+        direct_io: config.broker.direct_io,
+        segment_bytes: config.broker.segment_mib << 20,
+        ..StoreOptions::default()
+    };
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, &store_opts))
         .await
         .map_err(|e| NodeError::Storage {

@@ -35,6 +35,8 @@ pub struct StoreOptions {
     /// Memtable flushes and compactions bypass the page cache (`O_DIRECT`). Turn off on file
     /// systems without direct I/O, such as tmpfs.
     pub direct_io: bool,
+    /// Size of one segment-log file, bytes.
+    pub segment_bytes: u64,
     /// Tests only: runs before each fsync of the segment log (see `SegLogOptions::before_sync`).
     pub log_sync_hook: Option<crate::seglog::SyncHook>,
 }
@@ -46,6 +48,7 @@ impl Default for StoreOptions {
             block_cache_bytes: 64 << 20,
             writer_queue_len: 8192,
             direct_io: true,
+            segment_bytes: SegLogOptions::default().segment_bytes,
             log_sync_hook: None,
         }
     }
@@ -147,6 +150,7 @@ impl Store {
         let seg_opts = SegLogOptions {
             queue_len: opts.writer_queue_len,
             before_sync: opts.log_sync_hook.clone(),
+            segment_bytes: opts.segment_bytes,
             ..SegLogOptions::default()
         };
         let (seglog, seg_thread) = SegLog::open(&dir.join("commitlog"), seg_opts)?;

@@ -11,6 +11,7 @@ mod t05_deploy;
 mod t10_nameserver;
 mod t12_membership;
 mod t20_commitlog;
+mod t22_crash;
 mod t30_consumers;
 mod t32_group_start;
 mod t40_python_compat;

@@ -323,6 +323,7 @@ pub async fn run(mode: Mode, args: LoadArgs) -> anyhow::Result<()> {
         counters.failed.load(Ordering::Relaxed),
     );
     let cpu0 = procs.cpu_secs();
+    let wake0 = procs.wakeups();
     let t0 = Instant::now();
     measuring.store(true, Ordering::Relaxed);
     let mut last = (t0, base.0, base.1);
@@ -346,6 +347,7 @@ pub async fn run(mode: Mode, args: LoadArgs) -> anyhow::Result<()> {
     measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = procs.cpu_secs();
+    let wake1 = procs.wakeups();
     let sent = counters.sent.load(Ordering::Relaxed) - base.0;
     let received = counters.received.load(Ordering::Relaxed) - base.1;
     let failed = counters.failed.load(Ordering::Relaxed) - base.2;
@@ -365,6 +367,10 @@ pub async fn run(mode: Mode, args: LoadArgs) -> anyhow::Result<()> {
         (Some(a), Some(b)) if msgs > 0 => Some((b - a) * 1e6 / msgs as f64),
         _ => None,
     };
+    let wakeups_per_msg = match (wake0, wake1) {
+        (Some(a), Some(b)) if msgs > 0 => Some(b.saturating_sub(a) as f64 / msgs as f64),
+        _ => None,
+    };
     let s = send_lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let e = e2e_lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let report = json!({
@@ -376,6 +382,7 @@ pub async fn run(mode: Mode, args: LoadArgs) -> anyhow::Result<()> {
         "e2e_ms": if e.is_empty() { json!(null) } else { json!({"p50": pct(&e, 0.5), "p99": pct(&e, 0.99), "p999": pct(&e, 0.999), "max": e.max() as f64 / 1000.0}) },
         "node_cpu_us_per_msg": cpu_us_per_msg.map(|c| (c * 10.0).round() / 10.0),
         "node_rss_mib_max": procs.rss_max_mib(),
+        "node_wakeups_per_msg": wakeups_per_msg.map(|w| (w * 10.0).round() / 10.0),
         "node_pids": procs.pids(),
     });
     if args.json {
@@ -406,6 +413,9 @@ pub async fn run(mode: Mode, args: LoadArgs) -> anyhow::Result<()> {
         match cpu_us_per_msg {
             Some(c) => println!("  node CPU: {c:.1} µs per message (all nodes together)"),
             None => println!("  node CPU: unknown (no pid files under {})", args.data_dir.display()),
+        }
+        if let Some(w) = wakeups_per_msg {
+            println!("  node thread wake-ups: {w:.1} per message (voluntary context switches, all nodes)");
         }
         if let Some(r) = procs.rss_max_mib() {
             println!("  node RSS: max {r} MiB");

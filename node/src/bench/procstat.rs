@@ -51,6 +51,26 @@ impl NodeProcs {
         Some(total as f64 / ticks_per_sec())
     }
 
+    /// Voluntary context switches of every thread of every node process, summed: each is a
+    /// thread going to sleep to be woken later, so the difference over a run counts the
+    /// hand-offs between threads (issue 18 counts them per synchronous send).
+    pub fn wakeups(&self) -> Option<u64> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        let mut total = 0u64;
+        for pid in &self.pids {
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+            for t in tasks.flatten() {
+                // A thread that ended between the listing and the read is skipped.
+                if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
+                    total += voluntary_switches(&s).unwrap_or(0);
+                }
+            }
+        }
+        Some(total)
+    }
+
     /// Records the current RSS of every node; the largest single-node value is kept.
     pub fn sample_rss(&mut self) {
         for pid in &self.pids {
@@ -65,5 +85,25 @@ impl NodeProcs {
     /// Largest RSS of one node seen, MiB.
     pub fn rss_max_mib(&self) -> Option<u64> {
         (self.rss_max_kib > 0).then_some(self.rss_max_kib / 1024)
+    }
+}
+
+/// `voluntary_ctxt_switches` of a `/proc/<pid>/task/<tid>/status` text.
+fn voluntary_switches(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_voluntary_switches() {
+        let s = "Name:\traftmq\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(voluntary_switches(s), Some(1234));
+        assert_eq!(voluntary_switches("Name: x\n"), None);
     }
 }

@@ -12,7 +12,6 @@ use raftmq_storage::broker::reader;
 use raftmq_storage::broker::reader::StoredMessage;
 
 use super::BrokerGroup;
-use super::read::blocking;
 use crate::error::BrokerError;
 
 const GROUP_BITS: u32 = 6;
@@ -67,7 +66,7 @@ impl BrokerGroup {
             return Ok(None);
         }
         let data = self.data.clone();
-        blocking(move || reader::record_by_ordinal(data.log(), loc.log_index, loc.ordinal)).await
+        self.blocking(move || reader::record_by_ordinal(data.log(), loc.log_index, loc.ordinal)).await
     }
 
     /// The place of `m`, a message read from this group's log.

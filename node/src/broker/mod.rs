@@ -3,6 +3,7 @@
 
 pub mod acks;
 pub mod batcher;
+pub mod damage;
 pub mod filter;
 pub mod flow;
 pub mod lag;
@@ -59,6 +60,8 @@ pub struct BrokerGroup {
     store_host: String,
     /// Messages and bytes stored and handed out through this node, per queue.
     pub traffic: traffic::Traffic,
+    /// A read here found this group's stored copy corrupt (see [`damage`]).
+    damaged: std::sync::atomic::AtomicBool,
 }
 
 /// Every broker group on this node, by id.
@@ -96,6 +99,7 @@ impl Brokers {
                     pop_changed: tokio::sync::Notify::new(),
                     store_host: store_host.to_string(),
                     traffic: Default::default(),
+                    damaged: Default::default(),
                 }),
             );
         }

@@ -365,7 +365,7 @@ impl BrokerGroup {
         let from = if src.retry { Start::Min } else { req.start };
         let (filter, max, fifo) = (src.filter.clone(), req.max, req.fifo);
         let moves = req.moves.clone();
-        super::read::blocking(move || {
+        self.blocking(move || {
             let (store, log, group) = (data.store(), data.log(), data.group());
             let mut plan = Plan::default();
             let mut left = max;

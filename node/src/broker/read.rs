@@ -53,16 +53,6 @@ pub struct OffsetOutOfRange {
     pub end: u64,
 }
 
-/// Runs a storage read off the async workers.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, raftmq_storage::StorageError> + Send + 'static,
-) -> Result<T, BrokerError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| BrokerError::Internal(e.to_string()))?.map_err(|e| {
-        tracing::error!(error = %e, "broker read failed");
-        BrokerError::Internal(e.to_string())
-    })
-}
-
 /// Where a consumer group is with one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consumption {
@@ -84,7 +74,7 @@ impl BrokerGroup {
     ) -> Result<Option<StoredMessage>, BrokerError> {
         let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(None) };
         let data = self.data.clone();
-        blocking(move || {
+        self.blocking(move || {
             let (store, group) = (data.store(), data.group());
             let units = reader::cq_units(store, group, tid, queue, offset, offset + 1, 1)?;
             Ok(reader::messages(data.log(), &units)?.pop())
@@ -148,7 +138,7 @@ impl BrokerGroup {
         };
         let data = self.data.clone();
         let filter = filter.clone();
-        blocking(move || {
+        self.blocking(move || {
             let group = data.group();
             let units =
                 reader::cq_units(data.store(), group, tid, queue, from, end, SCAN_UNITS_MAX.max(max))?;
@@ -181,7 +171,8 @@ impl BrokerGroup {
         let (min, end) = self.bounds(topic, queue);
         let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(end) };
         let data = self.data.clone();
-        blocking(move || reader::offset_for_time(data.store(), data.group(), tid, queue, min, end, ms)).await
+        self.blocking(move || reader::offset_for_time(data.store(), data.group(), tid, queue, min, end, ms))
+            .await
     }
 
     /// Commits `offset` as consumer group `group`'s offset on a queue, through the group's Raft
@@ -232,11 +223,12 @@ impl BrokerGroup {
             let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(out) };
             let data = self.data.clone();
             let left = max - out.len();
-            let found = blocking(move || {
-                let units = reader::cq_units(data.store(), data.group(), tid, q, from, to, left)?;
-                reader::messages(data.log(), &units)
-            })
-            .await?;
+            let found = self
+                .blocking(move || {
+                    let units = reader::cq_units(data.store(), data.group(), tid, q, from, to, left)?;
+                    reader::messages(data.log(), &units)
+                })
+                .await?;
             out.extend(found.into_iter().map(|m| (q, m)));
         }
         Ok(out)
@@ -281,7 +273,7 @@ impl BrokerGroup {
         let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(Vec::new()) };
         let data = self.data.clone();
         let (message_id, key) = (message_id.to_string(), key.to_string());
-        blocking(move || {
+        self.blocking(move || {
             let group = data.group();
             let locations: Vec<(u32, u64)> = if !message_id.is_empty() {
                 reader::find_id(data.store(), group, tid, &message_id)?.into_iter().collect()

@@ -75,9 +75,7 @@ impl super::BrokerGroup {
         let (min, end) = self.bounds(topic, queue);
         let Some(tid) = self.data.read(|s| s.topic_id(topic)) else { return Ok(end) };
         let data = self.data.clone();
-        super::read::blocking(move || {
-            start.resolve(data.store(), data.log(), data.group(), tid, queue, min, end)
-        })
-        .await
+        self.blocking(move || start.resolve(data.store(), data.log(), data.group(), tid, queue, min, end))
+            .await
     }
 }

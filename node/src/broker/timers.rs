@@ -17,7 +17,6 @@ use tokio::sync::watch;
 
 use super::BrokerGroup;
 use super::Brokers;
-use super::read::blocking;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 
@@ -83,7 +82,7 @@ impl BrokerGroup {
             return Ok(0);
         }
         let data = self.data.clone();
-        let (timers, batch) = blocking(move || {
+        let (timers, batch) = self.blocking(move || {
             let (log, group) = (data.log(), data.group());
             let mut batch = BatchBuilder::new();
             let mut timers = Vec::with_capacity(due.len());

@@ -14,7 +14,6 @@ use raftmq_storage::broker::txn::TxnOp;
 use raftmq_storage::command::AppendBatch;
 
 use super::BrokerGroup;
-use super::read::blocking;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 
@@ -84,7 +83,7 @@ impl BrokerGroup {
     /// read in one blocking task.
     async fn records(&self, at: Vec<RecordAt>) -> Result<Vec<Option<StoredMessage>>, BrokerError> {
         let data = self.data.clone();
-        blocking(move || {
+        self.blocking(move || {
             at.into_iter().map(|((index, pos), len)| reader::record_at(data.log(), index, pos, len)).collect()
         })
         .await

@@ -68,9 +68,25 @@ impl Metrics {
         self.queues(&mut e);
         self.traffic(&mut e, &node);
         self.flow(&mut e, &node);
+        e.family(
+            "raftmq_replica_damaged",
+            "gauge",
+            "1 when a read on this node found the group's stored copy corrupt (it no longer leads the group).",
+        );
+        for b in self.brokers.all() {
+            e.sample(
+                "raftmq_replica_damaged",
+                &[("node", &node), ("group", &b.group.id().name())],
+                u8::from(b.is_damaged()),
+            );
+        }
         e.family("raftmq_send_seconds", "histogram", "Time to answer a SendMessage, seconds.");
         e.histogram("raftmq_send_seconds", &[("node", &node)], &self.service.send_latency.snapshot());
-        e.family("raftmq_fsync_seconds", "histogram", "Time of one WAL fsync of the Raft log, seconds.");
+        e.family(
+            "raftmq_fsync_seconds",
+            "histogram",
+            "Time of one fdatasync of the segment log (the Raft logs of every group), seconds.",
+        );
         e.histogram(
             "raftmq_fsync_seconds",
             &[("node", &node)],

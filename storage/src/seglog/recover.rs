@@ -80,6 +80,9 @@ pub(crate) fn open(dir: &Path, segment_bytes: u64) -> Result<Recovered> {
             let file = files.get(&seq).cloned().ok_or_else(|| corrupt(format!("segment {seq} vanished")))?;
             let (end, e) = scan(&file, seq, &mut groups, &segment::path(dir, seq))?;
             epoch = epoch.max(e);
+            if file.metadata()?.len() < segment_bytes {
+                segment::preallocate(&file, seq, segment_bytes);
+            }
             // What was recovered may still be only in the page cache (a process restart, not a
             // power loss): make it durable before anyone builds on it.
             file.sync_data()?;
@@ -151,10 +154,14 @@ fn scan(file: &File, seq: u64, groups: &mut Groups, path: &Path) -> Result<(u64,
     let mut epoch = 0u32;
     loop {
         let head = cur.bytes(off, record::HEADER_LEN)?;
-        let rlen = match head.get(..4) {
-            Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
-            None => break,
-        };
+        if head.len() < record::HEADER_LEN {
+            // The file ends inside a header: a record cut short, unless all that is left is zeros.
+            if head.iter().any(|b| *b != 0) {
+                tracing::warn!(path = %path.display(), offset = off, left = head.len(), "segment log tail is torn (the file ends inside a record header); continuing from the last whole record");
+            }
+            break;
+        }
+        let rlen = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let rec = cur.bytes(off, rlen.max(record::HEADER_LEN))?;
         let h = match record::parse(rec, seq) {
             Parsed::Record(h) if h.epoch >= epoch => h,

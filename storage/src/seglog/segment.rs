@@ -60,12 +60,18 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// name durable.
 pub(crate) fn create(dir: &Path, seq: u64, bytes: u64) -> io::Result<File> {
     let f = OpenOptions::new().read(true).write(true).create_new(true).open(path(dir, seq))?;
-    if let Err(e) = nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, bytes as i64) {
-        // Some file systems (FUSE pass-throughs among them) cannot reserve: appends then grow it.
-        tracing::debug!(seq, error = %e, "segment preallocation refused; the file grows as written");
-    }
+    preallocate(&f, seq, bytes);
     sync_dir(dir)?;
     Ok(f)
+}
+
+/// Reserves `bytes` for segment `seq` (a file that lost its tail, cut short by a crash or by
+/// hand, gets its reservation back). Some file systems (FUSE pass-throughs among them) cannot
+/// reserve: appends then grow the file.
+pub(crate) fn preallocate(f: &File, seq: u64, bytes: u64) {
+    if let Err(e) = nix::fcntl::fallocate(f, nix::fcntl::FallocateFlags::empty(), 0, bytes as i64) {
+        tracing::debug!(seq, error = %e, "segment preallocation refused; the file grows as written");
+    }
 }
 
 /// Opens an existing segment for reading and writing.

@@ -143,11 +143,20 @@ async fn a_torn_tail_is_cut_at_the_last_whole_record() {
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(off + len / 2).unwrap();
     let (log, h) = reopen(dir.path(), 1 << 20);
     assert_eq!(log.group(G1).last, Some(8));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20, "the cut segment is reserved again");
     append(&log, G1, 9..12).await;
     close(log, h);
     let (log, h) = reopen(dir.path(), 1 << 20);
     assert_eq!(log.group(G1).last, Some(11));
     assert_eq!(log.read(G1, 9).unwrap(), Some(payload(G1, 9)));
+    close(log, h);
+
+    // Cut inside the last record's header.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, off, _) = one_segment(dir.path(), 10, 9).await;
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(off + 10).unwrap();
+    let (log, h) = reopen(dir.path(), 1 << 20);
+    assert_eq!(log.group(G1).last, Some(8));
     close(log, h);
 
     // Zero-filled last record.
