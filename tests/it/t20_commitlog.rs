@@ -198,6 +198,11 @@ impl Load {
         self.acked.lock().unwrap().iter().filter(|(_, at)| *at > t).count()
     }
 
+    /// Every acknowledged body so far, with when its acknowledgment arrived.
+    pub(crate) fn acked_at(&self) -> Vec<(String, std::time::Instant)> {
+        self.acked.lock().unwrap().clone()
+    }
+
     /// Stops the senders; every acknowledged body.
     pub(crate) async fn stop(self) -> Vec<String> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -20,8 +20,11 @@ use raftmq_client::admin::TopicSpec;
 use raftmq_node::config::RawConfig;
 use raftmq_tests::endpoints;
 use raftmq_tests::eventually;
+use raftmq_tests::powerfs::PowerFs;
 
 use crate::node_bin;
+use crate::t20_commitlog::Load;
+use crate::t20_commitlog::assert_all_stored;
 
 /// Bytes of a record header in a segment (`len u32 | crc u32 | kind u8 | seq u32 | epoch u32 |
 /// group u32 | index u64`, big-endian), as `storage::seglog::record` writes it.
@@ -294,4 +297,138 @@ async fn a_flipped_byte_in_a_sealed_segment_is_never_served() {
     // The group keeps taking writes.
     let more = send_bodies(&producer, "flip", 90_000, 50, 100).await;
     assert_eq!(more.len(), 50);
+}
+
+/// Nodes whose data directories are on [`PowerFs`] mounts; the nodes die before the mounts go.
+struct PoweredCluster {
+    c: TestCluster,
+    mounts: Vec<PowerFs>,
+}
+
+/// Each node's term of each group, as the nodes report them.
+async fn terms(c: &TestCluster) -> BTreeMap<(String, u64), u64> {
+    let s = eventually(START, "cluster status", || async { c.admin(1).cluster_status().await.ok() })
+        .await
+        .unwrap();
+    s.groups
+        .iter()
+        .flat_map(|g| g.replicas.iter().map(move |r| ((g.name.clone(), r.node_id), r.term)))
+        .collect()
+}
+
+/// Power fails on all three nodes at once during a send load, twice. After each restart every
+/// acknowledged message is stored at a gapless offset, and no node's term went back (a vote
+/// granted before the cut was durable). Nodes run with their data on a file system that drops
+/// whatever was not fsynced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_loss_of_every_node_keeps_every_acknowledged_message() {
+    let c = TestCluster::configure(node_bin(), 3, 2, &|r| {
+        r.broker.direct_io = false;
+        r.broker.segment_mib = 2;
+    })
+    .unwrap();
+    let mounts = (1..=3)
+        .map(|i| {
+            PowerFs::mount(&c.dir().join(format!("power-{i}")), &c.dir().join(format!("node-{i}"))).unwrap()
+        })
+        .collect();
+    let mut p = PoweredCluster { c, mounts };
+    p.c.cluster.start_all().unwrap();
+    for g in ["nameserver", "broker-a", "broker-b"] {
+        if let Err(e) = p.c.cluster.wait_leader(g, None, START).await {
+            panic!("{e}\n{}", p.c.log_tail(1, 40));
+        }
+    }
+    let admin = p.c.admin(1);
+    let spec = TopicSpec { name: "power".into(), queue_count: 4, ..Default::default() };
+    eventually(START, "topic created", || {
+        let (admin, spec) = (admin.clone(), spec.clone());
+        async move { admin.create_topic(spec).await.ok() }
+    })
+    .await
+    .unwrap();
+    let producer = Producer::new(ProducerOptions::new(endpoints(&p.c))).unwrap();
+    let consumer = PullConsumer::new(PullConsumerOptions::new(endpoints(&p.c), "power-reader")).unwrap();
+    let mut acked = Vec::new();
+    for round in 0..2 {
+        let load = Load::start(&producer, "power");
+        eventually(START, "sends acknowledged under load", || async {
+            (load.acked_since(std::time::Instant::now() - Duration::from_secs(60)) > 300).then_some(())
+        })
+        .await
+        .unwrap();
+        let before = terms(&p.c).await;
+        // The cut: every node dies at once, and what none of them fsynced is gone.
+        let cut_at = std::time::Instant::now();
+        for id in 1..=3 {
+            p.c.cluster.kill(id).await.unwrap();
+        }
+        let dead_at = std::time::Instant::now();
+        let times = load.acked_at();
+        let lost: u64 = p.mounts.iter().map(PowerFs::dirty_bytes).sum();
+        for m in &p.mounts {
+            m.power_cut().unwrap();
+        }
+        acked.extend(load.stop().await);
+        assert!(lost > 0, "round {round}: the cut dropped unsynced writes (else it tests nothing)");
+        p.c.cluster.start_all().unwrap();
+        for g in ["nameserver", "broker-a", "broker-b"] {
+            if let Err(e) = p.c.cluster.wait_leader(g, None, START).await {
+                panic!("round {round}: {e}\n{}", p.c.log_tail(1, 60));
+            }
+        }
+        for g in ["broker-a", "broker-b"] {
+            applied_all(&p.c, g).await;
+        }
+        let after = terms(&p.c).await;
+        for (k, t) in &before {
+            let now = after.get(k).copied().unwrap_or(0);
+            assert!(now >= *t, "round {round}: {k:?} term went back from {t} to {now}: a vote was lost");
+        }
+        if let Some(lost) = missing(&consumer, "power", &acked).await {
+            let when: Vec<String> = times
+                .iter()
+                .filter(|(b, _)| lost.contains(b))
+                .map(|(b, t)| {
+                    format!(
+                        "{b} acked {:?} after the first kill (all dead after {:?})",
+                        t.duration_since(cut_at),
+                        dead_at.duration_since(cut_at)
+                    )
+                })
+                .collect();
+            panic!("round {round}: {} acknowledged messages lost: {when:?}", lost.len());
+        }
+        assert_all_stored(&consumer, "power", &acked).await;
+    }
+    // Nodes first, then the file systems under them.
+    for id in 1..=3 {
+        p.c.cluster.kill(id).await.unwrap();
+    }
+    drop(p);
+}
+
+/// Acknowledged bodies not stored in `topic`, if any.
+async fn missing(consumer: &PullConsumer, topic: &str, acked: &[String]) -> Option<Vec<String>> {
+    let all = eventually(START, "a whole read of the topic", || try_read_all(consumer, topic)).await.unwrap();
+    let stored: std::collections::HashSet<&str> = all.values().flatten().map(|(_, b)| b.as_str()).collect();
+    let lost: Vec<String> = acked.iter().filter(|b| !stored.contains(b.as_str())).cloned().collect();
+    (!lost.is_empty()).then_some(lost)
+}
+
+/// Waits until the leader of `group` has applied every entry of its log (after a restart the
+/// newest entries become readable once the new leader's first entry commits them).
+async fn applied_all(c: &TestCluster, group: &str) {
+    let admin = c.admin(1);
+    eventually(START, &format!("the leader of {group} applied its whole log"), || {
+        let admin = &admin;
+        async move {
+            let s = admin.cluster_status().await.ok()?;
+            let g = s.groups.into_iter().find(|g| g.name == group)?;
+            let l = g.replicas.iter().find(|r| Some(r.node_id) == g.leader && r.role == "leader")?;
+            (l.applied.is_some() && l.applied == l.last_log_index).then_some(())
+        }
+    })
+    .await
+    .unwrap();
 }

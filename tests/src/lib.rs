@@ -16,6 +16,8 @@ use raftmq_node::local_cluster::free_ports;
 use raftmq_node::local_cluster::write_configs;
 use tempfile::TempDir;
 
+pub mod powerfs;
+
 /// Log filter of test nodes.
 const TEST_LOG: &str = "info,raftmq_raft=debug,openraft=warn";
 
@@ -34,15 +36,26 @@ impl TestCluster {
         broker_groups: u32,
         tune: &dyn Fn(&mut RawConfig),
     ) -> anyhow::Result<TestCluster> {
+        let mut c = Self::configure(bin, n, broker_groups, tune)?;
+        c.cluster.start_all()?;
+        Ok(c)
+    }
+
+    /// Writes the configs of `n` nodes (data of node `i` in `<dir>/node-<i>`, its log in
+    /// `<dir>/node-<i>.log`) without starting them.
+    pub fn configure(
+        bin: &Path,
+        n: u64,
+        broker_groups: u32,
+        tune: &dyn Fn(&mut RawConfig),
+    ) -> anyhow::Result<TestCluster> {
         let dir = tempfile::Builder::new().prefix("raftmq-it-").tempdir()?;
         let files = write_configs(dir.path(), &free_ports(n)?, broker_groups, &|c: &mut RawConfig| {
             c.log.level = TEST_LOG.to_string();
             tune(c);
         })?;
         let logs = dir.path().to_path_buf();
-        let mut cluster =
-            LocalCluster::new(bin, &files, |id| Output::File(logs.join(format!("node-{id}.log"))))?;
-        cluster.start_all()?;
+        let cluster = LocalCluster::new(bin, &files, |id| Output::File(logs.join(format!("node-{id}.log"))))?;
         Ok(TestCluster { cluster, dir })
     }
 
