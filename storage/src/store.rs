@@ -151,7 +151,6 @@ impl Store {
             queue_len: opts.writer_queue_len,
             before_sync: opts.log_sync_hook.clone(),
             segment_bytes: opts.segment_bytes,
-            ..SegLogOptions::default()
         };
         let (seglog, seg_thread) = SegLog::open(&dir.join("commitlog"), seg_opts)?;
         threads.push(seg_thread);

@@ -395,9 +395,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         let Some(c) = committed else { return Ok(()) };
         self.meta().committed = Some(c);
-        // Optional per openraft; queued behind the appends it covers, durable with their fsync.
+        // Optional per openraft: noted, and written with the next turn of the log that writes
+        // anything (never before the entry it names), durable with that turn's fsync.
         let committed = Bytes::from(raft_codec::encode_log_id(&c));
-        self.submit(LogOp::Committed { group: self.inner.group, committed }).await
+        self.submit(LogOp::Committed { group: self.inner.group, index: c.index, committed }).await
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {

@@ -104,10 +104,15 @@ pub enum LogOp {
         /// Completion.
         done: Done,
     },
-    /// The group's committed id; durable with the next fsync, nobody waits.
+    /// The group's committed id. It does not wake the writer: it is noted and written with the
+    /// next turn that writes anything else (once the entry it names is written), so it costs no
+    /// hand-off of its own; durable with that turn's fsync, nobody waits (openraft needs it only
+    /// as a hint at restart).
     Committed {
         /// The group.
         group: GroupId,
+        /// Index of the committed log id.
+        index: u64,
         /// Encoded log id.
         committed: Bytes,
     },
@@ -160,6 +165,8 @@ struct Shared {
     view: RwLock<View>,
     stats: Arc<WriterStats>,
     failure: Mutex<Option<String>>,
+    /// Committed ids noted since the writer's last turn, per group: `(index, encoded log id)`.
+    committed: Mutex<std::collections::BTreeMap<u32, (u64, Bytes)>>,
 }
 
 /// A node's segment log. Cloning shares it.
@@ -191,6 +198,7 @@ impl SegLog {
             view: RwLock::new(View { groups: r.groups, files: r.files }),
             stats: Arc::new(WriterStats::default()),
             failure: Mutex::new(None),
+            committed: Mutex::new(Default::default()),
         });
         let w = writer::WriterState {
             dir: dir.to_path_buf(),
@@ -210,12 +218,30 @@ impl SegLog {
 
     /// Queues `op`; waits (asynchronously) while the queue is full, which is the backpressure.
     pub async fn submit(&self, op: LogOp) -> Result<()> {
-        self.tx.send(op).await.map_err(|_| StorageError::Closed)
+        match self.note(op) {
+            None => Ok(()),
+            Some(op) => self.tx.send(op).await.map_err(|_| StorageError::Closed),
+        }
     }
 
     /// Queues `op` from a thread outside the async runtime, waiting while the queue is full.
     pub fn submit_blocking(&self, op: LogOp) -> Result<()> {
-        self.tx.blocking_send(op).map_err(|_| StorageError::Closed)
+        match self.note(op) {
+            None => Ok(()),
+            Some(op) => self.tx.blocking_send(op).map_err(|_| StorageError::Closed),
+        }
+    }
+
+    /// Notes a committed id for the writer's next turn (see [`LogOp::Committed`]); other
+    /// operations are handed back to be queued.
+    fn note(&self, op: LogOp) -> Option<LogOp> {
+        let LogOp::Committed { group, index, committed } = op else { return Some(op) };
+        let mut pending = self.shared.committed.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = pending.entry(group.0).or_insert((index, committed.clone()));
+        if index >= slot.0 {
+            *slot = (index, committed);
+        }
+        None
     }
 
     /// Closes the queue: the writer finishes what is queued and ends.

@@ -60,7 +60,9 @@ async fn entries_and_values_survive_rolls_and_reopen() {
     let (d, rx) = done();
     log.submit(LogOp::Vote { group: G1, vote: Bytes::from_static(b"vote-1"), done: d }).await.unwrap();
     rx.await.unwrap().unwrap();
-    log.submit(LogOp::Committed { group: G1, committed: Bytes::from_static(b"c-90") }).await.unwrap();
+    log.submit(LogOp::Committed { group: G1, index: 90, committed: Bytes::from_static(b"c-90") })
+        .await
+        .unwrap();
     sync(&log).await;
     assert!(log.segments().len() > 2, "small segments must have rolled: {:?}", log.segments());
     for i in 0..100 {
@@ -249,5 +251,28 @@ async fn completions_come_after_the_fsync() {
         r.unwrap();
         assert!(seen > before, "entry {i} reported durable with no fsync after it was queued");
     }
+    close(log, h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_id_waits_for_its_entry_and_rides_with_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, h) = reopen(dir.path(), 1 << 20);
+    append(&log, G1, 0..10).await;
+    // Noted, not queued: nothing is written for it alone, and it names an entry not written yet.
+    log.submit(LogOp::Committed { group: G1, index: 20, committed: Bytes::from_static(b"c-20") })
+        .await
+        .unwrap();
+    sync(&log).await;
+    assert_eq!(log.group(G1).committed, None, "a committed id never lands before its entry");
+    append(&log, G1, 10..25).await;
+    assert_eq!(log.group(G1).committed.as_deref(), Some(&b"c-20"[..]), "written with the next append");
+    log.submit(LogOp::Committed { group: G1, index: 24, committed: Bytes::from_static(b"c-24") })
+        .await
+        .unwrap();
+    close(log, h);
+    // Closing writes what was noted last.
+    let (log, h) = reopen(dir.path(), 1 << 20);
+    assert_eq!(log.group(G1).committed.as_deref(), Some(&b"c-24"[..]));
     close(log, h);
 }

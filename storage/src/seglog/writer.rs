@@ -94,7 +94,8 @@ pub(crate) fn run(shared: &Shared, mut w: WriterState, mut rx: mpsc::Receiver<Lo
             }
         }
         if failure.is_none()
-            && let Err(e) = flush(shared, &mut w, &mut turn)
+            && let Err(e) =
+                encode_committed(shared, &mut w, &mut turn).and_then(|()| flush(shared, &mut w, &mut turn))
         {
             tracing::error!(error = %e, dir = %w.dir.display(), "segment log write failed; failing this and every later write");
             failure = Some(e);
@@ -132,6 +133,57 @@ pub(crate) fn run(shared: &Shared, mut w: WriterState, mut rx: mpsc::Receiver<Lo
             shared.failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| f.clone());
         }
     }
+    // The queue closed: committed ids noted since the last turn go down with one more fsync.
+    if failure.is_none() {
+        let r = encode_committed(shared, &mut w, &mut turn)
+            .and_then(|()| flush(shared, &mut w, &mut turn))
+            .and_then(|()| w.file.sync_data().map_err(|e| e.to_string()));
+        if let Err(e) = r {
+            tracing::warn!(error = %e, dir = %w.dir.display(), "segment log: last committed ids not written at close");
+        }
+    }
+}
+
+/// Adds the committed ids noted since the last turn to this one, each once the entry it names is
+/// written (in an earlier turn or earlier in this one): a committed id on disk never points past
+/// the group's log. The others wait for a later turn.
+fn encode_committed(shared: &Shared, w: &mut WriterState, turn: &mut Turn) -> Result<(), String> {
+    let noted = std::mem::take(&mut *shared.committed.lock().unwrap_or_else(|e| e.into_inner()));
+    if noted.is_empty() {
+        return Ok(());
+    }
+    let mut later = Vec::new();
+    for (group, (index, committed)) in noted {
+        let in_turn = turn
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Entry { group: g, index, .. } if *g == group => Some(*index),
+                _ => None,
+            })
+            .max();
+        let written = shared
+            .view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .groups
+            .groups
+            .get(&group)
+            .and_then(|g| g.last);
+        if in_turn.max(written).is_some_and(|last| last >= index) {
+            encode(shared, w, turn, Op::Committed { group, committed })?;
+        } else {
+            later.push((group, (index, committed)));
+        }
+    }
+    if !later.is_empty() {
+        let mut pending = shared.committed.lock().unwrap_or_else(|e| e.into_inner());
+        for (group, v) in later {
+            // A newer id noted meanwhile wins.
+            pending.entry(group).or_insert(v);
+        }
+    }
+    Ok(())
 }
 
 /// An operation without its completion.
@@ -156,7 +208,8 @@ impl LogOp {
         match self {
             LogOp::Append { group, entries, done } => (Op::Append { group: group.0, entries }, Some(done)),
             LogOp::Vote { group, vote, done } => (Op::Vote { group: group.0, vote }, Some(done)),
-            LogOp::Committed { group, committed } => (Op::Committed { group: group.0, committed }, None),
+            // Never queued (`SegLog::note`); written as any other record if it were.
+            LogOp::Committed { group, committed, .. } => (Op::Committed { group: group.0, committed }, None),
             LogOp::Truncate { group, from } => (Op::Truncate { group: group.0, from }, None),
             LogOp::Purge { group, first, purged } => (Op::Purge { group: group.0, first, purged }, None),
             LogOp::Sync { done } => (Op::Sync, Some(done)),
