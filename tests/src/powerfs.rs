@@ -76,6 +76,14 @@ impl State {
         i
     }
 
+    /// A new handle for `f`, an open file of inode `ino`.
+    fn add_open(&mut self, ino: u64, f: File) -> u64 {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        self.open.insert(fh, (ino, Arc::new(f)));
+        fh
+    }
+
     fn rel(&self, ino: INodeNo) -> Result<PathBuf, Errno> {
         self.paths.get(&ino.0).cloned().ok_or(Errno::ENOENT)
     }
@@ -310,10 +318,7 @@ impl Filesystem for Fs {
         let mut s = self.state();
         let r = s.rel(ino).and_then(|rel| {
             let f = OpenOptions::new().read(true).write(true).open(s.volatile.join(rel)).map_err(errno)?;
-            let fh = s.next_fh;
-            s.next_fh += 1;
-            s.open.insert(fh, (ino.0, Arc::new(f)));
-            Ok(fh)
+            Ok(s.add_open(ino.0, f))
         });
         match r {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -347,9 +352,7 @@ impl Filesystem for Fs {
                 .open(s.durable.join(&rel))
                 .map_err(errno)?;
             let ino = s.ino(&rel);
-            let fh = s.next_fh;
-            s.next_fh += 1;
-            s.open.insert(fh, (ino, Arc::new(f)));
+            let fh = s.add_open(ino, f);
             Ok((s.attr(ino, &rel)?, fh))
         });
         match r {
