@@ -52,6 +52,18 @@ pub enum StorageError {
     Closed,
 }
 
+impl StorageError {
+    /// Whether the error says stored bytes are damaged (a failed checksum or a record that does
+    /// not decode, in the segment log or in RocksDB), as opposed to a failure to read them.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StorageError::Corruption { .. } | StorageError::Decode(_) => true,
+            StorageError::Rocks(e) => e.kind() == rocksdb::ErrorKind::Corruption,
+            _ => false,
+        }
+    }
+}
+
 impl From<StorageError> for io::Error {
     fn from(e: StorageError) -> Self {
         match e {

@@ -533,10 +533,16 @@ impl PowerFs {
         Ok(())
     }
 
-    /// Bytes written and not yet fsynced, over all files (what a cut now would lose).
-    pub fn dirty_bytes(&self) -> u64 {
+    /// Bytes written and not yet fsynced to files under `dir` (relative to the mount; "" for
+    /// all): what a cut now would lose there.
+    pub fn dirty_bytes(&self, dir: &str) -> u64 {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.dirty.values().flatten().map(|(_, l)| *l).sum()
+        s.dirty
+            .iter()
+            .filter(|(ino, _)| s.paths.get(ino).is_some_and(|p| p.starts_with(dir)))
+            .flat_map(|(_, r)| r)
+            .map(|(_, l)| *l)
+            .sum()
     }
 }
 

@@ -1,11 +1,18 @@
 //! A replica whose stored copy fails its checksum. Every read of the log and of the state
 //! machine runs through [`BrokerGroup::blocking`]; when one finds corrupt bytes (a record whose
-//! CRC does not match, a consume-queue unit that does not parse), this replica never serves
+//! CRC does not match, a consume-queue unit that does not parse, a RocksDB checksum failure), this
+//! replica never serves
 //! them: the request gets UNAVAILABLE, the error is logged with the file, offset and group the
 //! storage layer named, and the node hands the group's leadership to a caught-up healthy replica
 //! (and again whenever it finds itself leading the group), so the client's retry is served from
 //! an intact copy. The damaged copy stays until the node is replaced (`raftmq admin node
 //! replace`).
+//!
+//! Known limit: the damage is known only to the damaged node. If it is the group's preferred
+//! node, the healthy leader's balancer hands leadership back once it caught up, and the damaged
+//! node steps down again at its next check (every 2 s): the group keeps serving, with a leader
+//! transfer every few seconds, until the node is replaced. Publishing damage cluster-wide (as
+//! retired nodes are) would end that.
 
 use std::sync::atomic::Ordering;
 
@@ -22,7 +29,7 @@ impl BrokerGroup {
     ) -> Result<T, BrokerError> {
         match tokio::task::spawn_blocking(f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e @ StorageError::Corruption { .. })) => {
+            Ok(Err(e)) if e.is_corruption() => {
                 self.damaged(&e);
                 Err(BrokerError::Unavailable(format!(
                     "group {}: this replica's stored copy is damaged ({e}); leadership is moving to a healthy replica, retry",

@@ -147,6 +147,11 @@ pub(crate) fn run(shared: &Shared, mut w: WriterState, mut rx: mpsc::Receiver<Lo
 /// Adds the committed ids noted since the last turn to this one, each once the entry it names is
 /// written (in an earlier turn or earlier in this one): a committed id on disk never points past
 /// the group's log. The others wait for a later turn.
+///
+/// Only the index is compared, not the term. That is enough because openraft truncates before it
+/// appends conflicting entries and `LogStore::truncate_after` waits for its own fsync, so no
+/// committed id of a newer term can be noted while the older term's entry at that index is still
+/// the one on disk. Keep both true (an `Append` never replaces a tail by itself).
 fn encode_committed(shared: &Shared, w: &mut WriterState, turn: &mut Turn) -> Result<(), String> {
     let noted = std::mem::take(&mut *shared.committed.lock().unwrap_or_else(|e| e.into_inner()));
     if noted.is_empty() {
