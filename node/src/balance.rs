@@ -93,6 +93,21 @@ pub async fn run(node_id: u64, ns: NameServer, brokers: Brokers, mut shutdown: w
     }
 }
 
+/// Asks the [`successor`] of `node_id` in `group` to take over; returns it, or `None` when no
+/// voter is ready or the transfer failed (logged). Does not wait for the new leader.
+pub async fn hand_to_successor(group: &Group, node_id: u64, retired: &[u64]) -> Option<u64> {
+    let st = group.status();
+    let Some(to) = successor(group.id().0, &st.voters, node_id, retired, |n| st.lag(n)) else {
+        tracing::warn!(group = %group.id(), "no caught-up replica can take leadership over");
+        return None;
+    };
+    if let Err(e) = group.transfer_leader(to).await {
+        tracing::warn!(group = %group.id(), to, error = %e, "leader hand-over failed");
+        return None;
+    }
+    Some(to)
+}
+
 /// How long a stopping node waits for its leaderships to move.
 pub const HAND_OVER_WAIT: Duration = Duration::from_secs(3);
 
@@ -103,12 +118,7 @@ pub const HAND_OVER_WAIT: Duration = Duration::from_secs(3);
 /// are left to the election.
 pub async fn hand_over(node_id: u64, groups: Vec<Group>, retired: &[u64]) {
     let moves = groups.into_iter().filter(Group::is_leader).map(|g| async move {
-        let st = g.status();
-        let to = successor(g.id().0, &st.voters, node_id, retired, |n| st.lag(n))?;
-        if let Err(e) = g.transfer_leader(to).await {
-            tracing::warn!(group = %g.id(), to, error = %e, "leader hand-over failed");
-            return None;
-        }
+        let to = hand_to_successor(&g, node_id, retired).await?;
         let moved =
             g.wait_for(HAND_OVER_WAIT, "the new leader", |s| s.leader.is_some_and(|l| l != node_id)).await;
         match moved {

@@ -24,23 +24,31 @@ use crate::node_bin;
 
 /// Every stored message of every queue of `topic`, by queue, from each queue's first offset.
 async fn read_all(consumer: &PullConsumer, topic: &str) -> BTreeMap<u32, Vec<(u64, String)>> {
+    try_read_all(consumer, topic).await.expect("a whole read of the topic")
+}
+
+/// Every message of every queue of `topic`, by queue (offset, body); `None` if a read failed.
+pub(crate) async fn try_read_all(
+    consumer: &PullConsumer,
+    topic: &str,
+) -> Option<BTreeMap<u32, Vec<(u64, String)>>> {
     let mut out = BTreeMap::new();
-    for q in consumer.queues(topic).await.unwrap() {
-        let mut offset = consumer.query_offset(topic, q, OffsetPolicy::Beginning).await.unwrap();
+    for q in consumer.queues(topic).await.ok()? {
+        let mut offset = consumer.query_offset(topic, q, OffsetPolicy::Beginning).await.ok()?;
         let mut msgs = Vec::new();
         loop {
-            let p = consumer.pull(topic, q, offset, 512, Duration::ZERO).await.unwrap();
+            let p = consumer.pull(topic, q, offset, 256, Duration::ZERO).await.ok()?;
             if p.messages.is_empty() {
                 break;
             }
             for m in p.messages {
-                msgs.push((m.offset, String::from_utf8(m.body.to_vec()).unwrap()));
+                msgs.push((m.offset, String::from_utf8(m.body.to_vec()).ok()?));
             }
             offset = p.next_offset;
         }
         out.insert(q, msgs);
     }
-    out
+    Some(out)
 }
 
 fn assert_gapless(all: &BTreeMap<u32, Vec<(u64, String)>>) {

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use raftmq_client::Message;
-use raftmq_client::OffsetPolicy;
 use raftmq_client::Producer;
 use raftmq_client::ProducerOptions;
 use raftmq_client::PullConsumer;
@@ -16,8 +15,8 @@ use raftmq_client::PullConsumerOptions;
 use raftmq_tests::START;
 use raftmq_tests::TestCluster;
 
-use raftmq_client::admin::TopicSpec;
 use raftmq_node::config::RawConfig;
+use raftmq_tests::create_topic_when_ready;
 use raftmq_tests::endpoints;
 use raftmq_tests::eventually;
 use raftmq_tests::powerfs::PowerFs;
@@ -25,6 +24,7 @@ use raftmq_tests::powerfs::PowerFs;
 use crate::node_bin;
 use crate::t20_commitlog::Load;
 use crate::t20_commitlog::assert_all_stored;
+use crate::t20_commitlog::try_read_all;
 
 /// Bytes of a record header in a segment (`len u32 | crc u32 | kind u8 | seq u32 | epoch u32 |
 /// group u32 | index u64`, big-endian), as `storage::seglog::record` writes it.
@@ -86,31 +86,16 @@ async fn send_bodies(producer: &Producer, topic: &str, from: usize, n: usize, si
     acked
 }
 
-/// Every message of every queue of `topic`, by queue (offset, body); `None` if a read failed.
-async fn try_read_all(consumer: &PullConsumer, topic: &str) -> Option<BTreeMap<u32, Vec<(u64, String)>>> {
-    let mut out = BTreeMap::new();
-    for q in consumer.queues(topic).await.ok()? {
-        let mut offset = consumer.query_offset(topic, q, OffsetPolicy::Beginning).await.ok()?;
-        let mut msgs = Vec::new();
-        loop {
-            let p = consumer.pull(topic, q, offset, 256, Duration::ZERO).await.ok()?;
-            if p.messages.is_empty() {
-                break;
-            }
-            for m in p.messages {
-                msgs.push((m.offset, String::from_utf8(m.body.to_vec()).ok()?));
-            }
-            offset = p.next_offset;
-        }
-        out.insert(q, msgs);
-    }
-    Some(out)
+/// Every message of `topic` by queue, retrying failed reads (a replica stepping down answers
+/// UNAVAILABLE once) until `START`.
+async fn read_whole(consumer: &PullConsumer, topic: &str) -> BTreeMap<u32, Vec<(u64, String)>> {
+    eventually(START, "a whole read of the topic", || try_read_all(consumer, topic)).await.unwrap()
 }
 
 /// Reads `topic` whole (retrying failed reads until `START`) and checks it holds exactly
 /// `acked`, gapless from offset 0 in every queue.
 async fn assert_exactly(consumer: &PullConsumer, topic: &str, acked: &[String]) {
-    let all = eventually(START, "a whole read of the topic", || try_read_all(consumer, topic)).await.unwrap();
+    let all = read_whole(consumer, topic).await;
     for (q, msgs) in &all {
         for (i, (o, _)) in msgs.iter().enumerate() {
             assert_eq!(*o, i as u64, "queue {q}: offsets start at 0 with no gap");
@@ -159,14 +144,7 @@ async fn unbalanced_cluster(topic: &str, queues: u32, tune: &dyn Fn(&mut RawConf
             panic!("{e}\n{}", c.log_tail(1, 40));
         }
     }
-    let admin = c.admin(1);
-    let spec = TopicSpec { name: topic.into(), queue_count: queues, ..Default::default() };
-    eventually(START, "topic created", || {
-        let (admin, spec) = (admin.clone(), spec.clone());
-        async move { admin.create_topic(spec).await.ok() }
-    })
-    .await
-    .unwrap();
+    create_topic_when_ready(&c, topic, queues).await;
     c
 }
 
@@ -356,14 +334,7 @@ async fn power_loss_of_every_node_keeps_every_acknowledged_message() {
             panic!("{e}\n{}", p.c.log_tail(1, 40));
         }
     }
-    let admin = p.c.admin(1);
-    let spec = TopicSpec { name: "power".into(), queue_count: 4, ..Default::default() };
-    eventually(START, "topic created", || {
-        let (admin, spec) = (admin.clone(), spec.clone());
-        async move { admin.create_topic(spec).await.ok() }
-    })
-    .await
-    .unwrap();
+    create_topic_when_ready(&p.c, "power", 4).await;
     let producer = Producer::new(ProducerOptions::new(endpoints(&p.c))).unwrap();
     let consumer = PullConsumer::new(PullConsumerOptions::new(endpoints(&p.c), "power-reader")).unwrap();
     let mut acked = Vec::new();
@@ -432,7 +403,7 @@ async fn power_loss_of_every_node_keeps_every_acknowledged_message() {
 
 /// Acknowledged bodies not stored in `topic`, if any.
 async fn missing(consumer: &PullConsumer, topic: &str, acked: &[String]) -> Option<Vec<String>> {
-    let all = eventually(START, "a whole read of the topic", || try_read_all(consumer, topic)).await.unwrap();
+    let all = read_whole(consumer, topic).await;
     let stored: std::collections::HashSet<&str> = all.values().flatten().map(|(_, b)| b.as_str()).collect();
     let lost: Vec<String> = acked.iter().filter(|b| !stored.contains(b.as_str())).cloned().collect();
     (!lost.is_empty()).then_some(lost)

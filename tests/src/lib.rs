@@ -148,6 +148,13 @@ pub async fn cluster_with_topic_tuned(
     if let Err(e) = c.cluster.wait_balanced(START).await {
         panic!("{e}\n{}", c.log_tail(1, 40));
     }
+    create_topic_when_ready(&c, topic, queues).await;
+    c
+}
+
+/// Creates a normal topic of `queues` queues through node 1, retrying until the NameServer takes
+/// it (right after start its leader may still be elected).
+pub async fn create_topic_when_ready(c: &TestCluster, topic: &str, queues: u32) {
     let admin = c.admin(1);
     let spec = TopicSpec { name: topic.into(), queue_count: queues, ..Default::default() };
     if let Err(e) = eventually(START, "topic created", || {
@@ -158,7 +165,6 @@ pub async fn cluster_with_topic_tuned(
     {
         panic!("{e}");
     }
-    c
 }
 
 /// The node that leads neither broker group of a balanced 3-node, 2-group cluster: requests it

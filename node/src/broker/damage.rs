@@ -74,14 +74,7 @@ impl BrokerGroup {
 /// Hands `group` to a caught-up other voter if this node leads it.
 async fn step_down(group: &raftmq_raft::Group) {
     let st = group.status();
-    if !st.is_leader() {
-        return;
-    }
-    let Some(to) = crate::balance::successor(group.id().0, &st.voters, st.node_id, &[], |n| st.lag(n)) else {
-        tracing::warn!(group = %group.id(), "damaged replica leads and no caught-up replica can take over");
-        return;
-    };
-    if let Err(e) = group.transfer_leader(to).await {
-        tracing::warn!(group = %group.id(), to, error = %e, "damaged replica could not hand leadership over");
+    if st.is_leader() {
+        crate::balance::hand_to_successor(group, st.node_id, &[]).await;
     }
 }

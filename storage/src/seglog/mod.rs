@@ -237,9 +237,8 @@ impl SegLog {
     fn note(&self, op: LogOp) -> Option<LogOp> {
         let LogOp::Committed { group, index, committed } = op else { return Some(op) };
         let mut pending = self.shared.committed.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = pending.entry(group.0).or_insert((index, committed.clone()));
-        if index >= slot.0 {
-            *slot = (index, committed);
+        if pending.get(&group.0).is_none_or(|(noted, _)| index >= *noted) {
+            pending.insert(group.0, (index, committed));
         }
         None
     }

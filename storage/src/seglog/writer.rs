@@ -157,25 +157,20 @@ fn encode_committed(shared: &Shared, w: &mut WriterState, turn: &mut Turn) -> Re
     if noted.is_empty() {
         return Ok(());
     }
+    // The last entry of each noted group written so far: in earlier turns, then in this one.
+    let mut last: std::collections::BTreeMap<u32, u64> = {
+        let view = shared.view.read().unwrap_or_else(|e| e.into_inner());
+        noted.keys().filter_map(|g| Some((*g, view.groups.groups.get(g)?.last?))).collect()
+    };
+    for c in &turn.changes {
+        if let Change::Entry { group, index, .. } = c {
+            let l = last.entry(*group).or_insert(*index);
+            *l = (*l).max(*index);
+        }
+    }
     let mut later = Vec::new();
     for (group, (index, committed)) in noted {
-        let in_turn = turn
-            .changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Entry { group: g, index, .. } if *g == group => Some(*index),
-                _ => None,
-            })
-            .max();
-        let written = shared
-            .view
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .groups
-            .groups
-            .get(&group)
-            .and_then(|g| g.last);
-        if in_turn.max(written).is_some_and(|last| last >= index) {
+        if last.get(&group).is_some_and(|l| *l >= index) {
             encode(shared, w, turn, Op::Committed { group, committed })?;
         } else {
             later.push((group, (index, committed)));
